@@ -1,0 +1,25 @@
+"""difprog: differentiable programming in JAX where every gradient is hand-written and proven.
+
+Gates (`difprog.gates`) carry their own backward (VJP) and tangent (JVP) rules; `check_gate`
+proves them against JAX's autodiff and finite differences.
+"""
+
+from difprog import gates
+from difprog.check import CheckReport, check_gate
+from difprog.errors import DifprogError, DtypeError, LabelError, RuleError, ShapeError
+from difprog.gate import Gate, gate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckReport",
+    "DifprogError",
+    "DtypeError",
+    "Gate",
+    "LabelError",
+    "RuleError",
+    "ShapeError",
+    "check_gate",
+    "gate",
+    "gates",
+]

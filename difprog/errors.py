@@ -1,0 +1,21 @@
+"""The exceptions difprog raises for bad input: each names the gate or layer at fault."""
+
+
+class DifprogError(Exception):
+    """Base class of every error difprog raises on purpose."""
+
+
+class ShapeError(DifprogError, ValueError):
+    """Arrays whose shapes or ranks a gate or layer cannot take."""
+
+
+class DtypeError(DifprogError, TypeError):
+    """An argument of the wrong type or dtype, such as an integer array where a derivative is needed."""
+
+
+class RuleError(DifprogError, ValueError):
+    """A backward or tangent rule that returned the wrong number, shapes or structure of values."""
+
+
+class LabelError(DifprogError, ValueError):
+    """Class labels outside [0, number of classes)."""

@@ -1,0 +1,43 @@
+"""Every gate difprog ships, each with its hand-written backward and tangent rules.
+
+`ALL` maps each gate's name to the gate.
+"""
+
+from difprog.gates._util import unbroadcast
+from difprog.gates.activations import gelu, leaky_relu, relu, sigmoid, softplus, tanh
+from difprog.gates.arithmetic import (
+    abs,
+    add,
+    divide,
+    exp,
+    log,
+    maximum,
+    minimum,
+    multiply,
+    negative,
+    power,
+    reciprocal,
+    sqrt,
+    square,
+    subtract,
+)
+from difprog.gates.conv import avg_pool2d, conv2d, max_pool2d
+from difprog.gates.linalg import matmul
+from difprog.gates.losses import l2_penalty, mse_loss, multiclass_hinge_loss, softmax_cross_entropy
+from difprog.gates.normalization import layer_norm
+from difprog.gates.reductions import log_softmax, logsumexp, max, mean, softmax, sum
+
+ALL = {
+    gate.name: gate
+    for gate in (
+        add, subtract, multiply, divide, negative, square, sqrt, power, exp, log, reciprocal,
+        abs, maximum, minimum,
+        relu, leaky_relu, sigmoid, tanh, softplus, gelu,
+        matmul, sum, mean, max, logsumexp, softmax, log_softmax,
+        conv2d, max_pool2d, avg_pool2d,
+        layer_norm,
+        mse_loss, softmax_cross_entropy, multiclass_hinge_loss, l2_penalty,
+    )
+}
+
+__all__ = ["ALL", "unbroadcast", *ALL]

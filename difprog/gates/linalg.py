@@ -1,0 +1,38 @@
+"""The matmul gate: never form a Jacobian, let the shapes decide."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from difprog.errors import ShapeError
+from difprog.gate import gate
+from difprog.gates._util import unbroadcast
+
+
+def _matmul(x, w):
+    """matmul(x, w) = x w; dL/dx = dL/dy w^T and dL/dw = x^T dL/dy (batch axes summed)."""
+    return jnp.matmul(x, w)
+
+def _matmul_backward(g, out, x, w):
+    x2 = x[None, :] if x.ndim == 1 else x
+    w2 = w[:, None] if w.ndim == 1 else w
+    g2 = g[..., None] if w.ndim == 1 else g
+    g2 = g2[..., None, :] if x.ndim == 1 else g2
+    gx = unbroadcast(jnp.matmul(g2, jnp.swapaxes(w2, -1, -2)), x2.shape)
+    gw = unbroadcast(jnp.matmul(jnp.swapaxes(x2, -1, -2), g2), w2.shape)
+    return gx.reshape(x.shape), gw.reshape(w.shape)
+
+def _matmul_tangent(dx, dw, out, x, w):
+    return jnp.matmul(dx, w) + jnp.matmul(x, dw)
+
+def _check_matmul(x, w):
+    if x.ndim == 0 or w.ndim == 0:
+        raise ShapeError(f"gate 'matmul' needs arrays of rank >= 1, got x{list(x.shape)} and "
+                         f"w{list(w.shape)}; use multiply for scalars")
+    k = x.shape[-1]
+    k_w = w.shape[0] if w.ndim == 1 else w.shape[-2]
+    if k != k_w:
+        raise ShapeError(f"gate 'matmul' cannot multiply x{list(x.shape)} by w{list(w.shape)}: "
+                         f"x has {k} columns but w has {k_w} rows")
+
+matmul = gate(_matmul, backward=_matmul_backward, tangent=_matmul_tangent, check=_check_matmul)

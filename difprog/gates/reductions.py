@@ -1,0 +1,106 @@
+"""Reductions and the softmax family; a reduction's backward copies the gradient back out."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from difprog.gate import gate
+from difprog.gates._util import expand_reduced, normalize_axis
+
+
+def _sum(x, axis=None):
+    """sum(x) over axis; d/dx_i = 1: the gradient is copied to every summand."""
+    return jnp.sum(x, axis=axis)
+
+def _sum_backward(g, out, x, axis):
+    return (expand_reduced(g, normalize_axis(axis, x.ndim), x.shape),)
+
+def _sum_tangent(dx, out, x, axis):
+    return jnp.sum(dx, axis=axis)
+
+sum = gate(_sum, backward=_sum_backward, tangent=_sum_tangent)
+
+
+def _mean(x, axis=None):
+    """mean(x) over axis of n entries; d/dx_i = 1 / n."""
+    return jnp.mean(x, axis=axis)
+
+def _mean_backward(g, out, x, axis):
+    axes = normalize_axis(axis, x.ndim)
+    return (expand_reduced(g / _count(x, axes), axes, x.shape),)
+
+def _mean_tangent(dx, out, x, axis):
+    return jnp.mean(dx, axis=axis)
+
+def _count(x, axes):
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    return n
+
+mean = gate(_mean, backward=_mean_backward, tangent=_mean_tangent)
+
+
+def _max(x, axis=None):
+    """max(x) over axis; the gradient goes to the winner, split equally among ties."""
+    return jnp.max(x, axis=axis)
+
+def _max_backward(g, out, x, axis):
+    axes = normalize_axis(axis, x.ndim)
+    return (expand_reduced(g, axes, x.shape) * _winners(out, x, axes),)
+
+def _max_tangent(dx, out, x, axis):
+    return jnp.sum(dx * _winners(out, x, normalize_axis(axis, x.ndim)), axis=axis)
+
+def _winners(out, x, axes):
+    """1 / (number of maxima) at each maximum of x, 0 elsewhere."""
+    is_max = (x == jnp.expand_dims(out, axes)).astype(x.dtype)
+    return is_max / jnp.sum(is_max, axis=axes, keepdims=True)
+
+max = gate(_max, backward=_max_backward, tangent=_max_tangent)
+
+
+def _logsumexp(x, axis=-1):
+    """logsumexp(x) = m + log sum exp(x - m), m = max x; d/dx = softmax(x)."""
+    return jnp.squeeze(_logsumexp_keepdims(x, axis), axis)
+
+def _logsumexp_backward(g, out, x, axis):
+    axes = normalize_axis(axis, x.ndim)
+    return (jnp.expand_dims(g, axes) * jnp.exp(x - jnp.expand_dims(out, axes)),)
+
+def _logsumexp_tangent(dx, out, x, axis):
+    axes = normalize_axis(axis, x.ndim)
+    return jnp.sum(jnp.exp(x - jnp.expand_dims(out, axes)) * dx, axis=axis)
+
+def _logsumexp_keepdims(x, axis):
+    m = jnp.max(x, axis=axis, keepdims=True)
+    m = jnp.where(jnp.isfinite(m), m, 0)
+    return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True))
+
+logsumexp = gate(_logsumexp, backward=_logsumexp_backward, tangent=_logsumexp_tangent)
+
+
+def _softmax(x, axis=-1):
+    """softmax(x) = exp(x - logsumexp x); ds = s (g - sum(g s))."""
+    return jnp.exp(x - _logsumexp_keepdims(x, axis))
+
+def _softmax_backward(g, out, x, axis):
+    return (out * (g - jnp.sum(g * out, axis=axis, keepdims=True)),)
+
+def _softmax_tangent(dx, out, x, axis):
+    return out * (dx - jnp.sum(out * dx, axis=axis, keepdims=True))
+
+softmax = gate(_softmax, backward=_softmax_backward, tangent=_softmax_tangent)
+
+
+def _log_softmax(x, axis=-1):
+    """log_softmax(x) = x - logsumexp(x); d = g - softmax(x) sum(g)."""
+    return x - _logsumexp_keepdims(x, axis)
+
+def _log_softmax_backward(g, out, x, axis):
+    return (g - jnp.exp(out) * jnp.sum(g, axis=axis, keepdims=True),)
+
+def _log_softmax_tangent(dx, out, x, axis):
+    return dx - jnp.sum(jnp.exp(out) * dx, axis=axis, keepdims=True)
+
+log_softmax = gate(_log_softmax, backward=_log_softmax_backward, tangent=_log_softmax_tangent)
