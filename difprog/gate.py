@@ -30,9 +30,12 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import hijax
+from jax._src import hijax as hijax_rules
+from jax._src.interpreters import ad, batching, mlir, partial_eval, remat
 
 from difprog.errors import DtypeError, RuleError, ShapeError
 
@@ -277,8 +280,29 @@ def gate(
                 pytree_inputs=pytree_inputs, check=check)
 
 
+# hijax binds every VJPHiPrimitive through one "high" primitive that jax.jit must lower anew on
+# every call (JAX 0.10.2 keeps no fast path for high programs: ~1 ms a step). Gates bind this
+# ordinary primitive instead: the same hijax rules for jvp, linearize, transpose, vmap, DCE and
+# remat, plus a direct XLA lowering of the forward, so jitted programs of gates stay cached.
+_gate_p = jax.extend.core.Primitive("difprog_gate")
+_gate_p.multiple_results = True
+_gate_p.def_abstract_eval(lambda *args, _prim: _prim.out_avals_flat)
+_gate_p.def_impl(hijax_rules._call_hi_primitive_to_lojax)
+mlir.register_lowering(_gate_p, mlir.lower_fun(hijax_rules._call_hi_primitive_to_lojax,
+                                                multiple_results=True))
+ad.primitive_jvps[_gate_p] = hijax_rules._call_hi_primitive_jvp
+ad.primitive_linearizations[_gate_p] = hijax_rules._call_hi_primitive_linearize
+batching.fancy_primitive_batchers[_gate_p] = hijax_rules._call_hi_primitive_batcher
+partial_eval.dce_rules[_gate_p] = hijax_rules._call_hi_primitive_dce
+remat.rules[_gate_p] = hijax_rules._call_hi_primitive_remat
+
+
 class _GatePrimitive(hijax.VJPHiPrimitive):
     """One application of a gate to arguments of given types, as JAX sees it."""
+
+    def __call__(self, *arrays):
+        flat = hijax_rules.tree_leaves_checked(self.in_tree, arrays)
+        return jax.tree.unflatten(self.out_tree, _gate_p.bind(*flat, _prim=self))
 
     def __init__(self, gate: Gate, in_avals: tuple, out_aval: Any, static_items: tuple):
         self.in_avals = in_avals
@@ -287,7 +311,8 @@ class _GatePrimitive(hijax.VJPHiPrimitive):
         super().__init__()
 
     def _arguments(self, arrays: Iterable) -> dict:
-        return self.gate._arguments(arrays, self.static_items)
+        # Eager transformations hand over Python-scalar primals; rules may ask for .shape.
+        return self.gate._arguments(jax.tree.map(jnp.asarray, tuple(arrays)), self.static_items)
 
     def expand(self, *arrays):
         return self.gate._forward(arrays, self.static_items)

@@ -12,7 +12,7 @@ from difprog.gate import gate
 
 def _relu(x):
     """relu(x) = max(x, 0); d = 1 for x > 0, else 0 (relu'(0) = 0, as in JAX)."""
-    return jnp.maximum(x, 0)
+    return jnp.where(x > 0, x, 0)
 
 def _relu_backward(g, out, x):
     return (jnp.where(x > 0, g, 0),)
@@ -64,8 +64,8 @@ tanh = gate(_tanh, backward=_tanh_backward, tangent=_tanh_tangent)
 
 
 def _softplus(x):
-    """softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)); d softplus = sigmoid(x)."""
-    return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+    """softplus(x) = log(1 + exp(x)), computed as logaddexp(x, 0); d softplus = sigmoid(x)."""
+    return jnp.logaddexp(x, 0.0)
 
 def _softplus_backward(g, out, x):
     return (g * _sigmoid(x),)

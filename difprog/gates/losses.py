@@ -56,7 +56,8 @@ def _multiclass_hinge_loss(scores, labels, margin=1.0):
     """svm = mean over the batch of sum_{j != y} max(0, s_j - s_y + margin);
     d/ds_j = [margin_j > 0] for j != y, d/ds_y = -(number of j with margin_j > 0)."""
     violations = _margins(scores, labels, margin)
-    return jnp.mean(jnp.sum(jnp.where(violations > 0, violations, 0), axis=-1))
+    losses = jnp.sum(jnp.where(violations > 0, violations, 0), axis=-1)
+    return jnp.mean(jnp.where(_in_range(labels, scores), losses, jnp.nan))
 
 def _multiclass_hinge_loss_backward(g, out, scores, labels, margin):
     return (g * _hinge_slope(scores, labels, margin),)
@@ -65,11 +66,10 @@ def _multiclass_hinge_loss_tangent(dscores, out, scores, labels, margin):
     return jnp.sum(_hinge_slope(scores, labels, margin) * dscores)
 
 def _margins(scores, labels, margin):
-    """s_j - s_y + margin for every j != y, and 0 at j = y; NaN for labels out of range."""
+    """s_j - s_y + margin for every j != y, and 0 at j = y."""
     correct = jnp.take_along_axis(scores, labels[..., None], axis=-1)
     is_label = jax.nn.one_hot(labels, scores.shape[-1], dtype=bool)
-    margins = jnp.where(is_label, 0, scores - correct + margin)
-    return jnp.where(_in_range(labels, scores)[..., None], margins, jnp.nan)
+    return jnp.where(is_label, 0, scores - correct + margin)
 
 def _hinge_slope(scores, labels, margin):
     active = (_margins(scores, labels, margin) > 0).astype(scores.dtype)

@@ -1,0 +1,44 @@
+"""Shared helpers: every gate's check points, split into arrays and constants."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from difprog import gates
+from difprog.gates._points import check_points
+
+GATE_NAMES = list(gates.ALL)
+
+
+def bound_arguments(gate, args, kwargs):
+    """The gate's arguments as (differentiable inputs, other arguments), by name."""
+    bound = gate.signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    inputs = {n: v for n, v in bound.arguments.items() if n in gate.input_names}
+    others = {n: v for n, v in bound.arguments.items() if n not in gate.input_names}
+    return inputs, others
+
+
+def as_dtype(tree, dtype):
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
+
+
+def first_point(name):
+    return check_points(name)[0]
+
+
+def random_like(tree, seed=1):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(np.shape(a)), a.dtype), tree)
+
+
+def inner(a, b):
+    return sum(jnp.vdot(p, q) for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def assert_trees_close(a, b, rtol=1e-10, atol=1e-12):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(p), np.asarray(q), rtol=rtol, atol=atol)

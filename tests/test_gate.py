@@ -1,0 +1,184 @@
+"""The gate mechanism: the hand-written rules run under every transformation, JAX never
+differentiates the forward, user-defined gates, and clear errors for bad rules and bad input."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import difprog
+from difprog import gates
+
+
+def _opaque_cube():
+    """x^3 whose forward JAX cannot differentiate (stop_gradient): any correct derivative must
+    come from the hand-written rules. Counts how often each rule is traced."""
+    calls = {"backward": 0, "tangent": 0}
+
+    def backward(g, out, x):
+        calls["backward"] += 1
+        return (3 * x * x * g,)
+
+    def tangent(dx, out, x):
+        calls["tangent"] += 1
+        return 3 * x * x * dx
+
+    cube = difprog.gate(lambda x: jax.lax.stop_gradient(x ** 3), backward=backward,
+                        tangent=tangent, name="cube")
+    return cube, calls
+
+
+@pytest.mark.parametrize("transform, uses", [
+    (jax.grad, "backward"), (jax.jacrev, "backward"),
+    (jax.jacfwd, "tangent"), (lambda f: lambda x: jax.jvp(f, (x,), (1.0,))[1], "tangent"),
+    (lambda f: lambda x: jax.linearize(f, x)[1](1.0), "tangent"),
+])
+@pytest.mark.parametrize("wrap", [
+    lambda transform, f: transform(f),
+    lambda transform, f: jax.jit(transform(f)),
+    lambda transform, f: transform(jax.jit(f)),
+    lambda transform, f: transform(lambda x: jax.lax.scan(lambda c, _: (f(c), None), x, None,
+                                                          length=1)[0]),
+], ids=["eager", "jit outside", "jit inside", "scan"])
+def test_each_mode_runs_its_own_rule_and_never_the_forward(transform, uses, wrap):
+    cube, calls = _opaque_cube()
+    assert float(wrap(transform, cube)(2.0)) == 12.0
+    assert calls[uses] >= 1
+    assert calls["backward" if uses == "tangent" else "tangent"] == 0
+
+
+def test_checkpoint_differentiates_through_the_tangent_rule():
+    """Known limit (JAX 0.10.2): under jax.checkpoint, reverse mode transposes the gate's tangent
+    rule instead of calling its backward rule. The result is still the hand-written derivative,
+    never JAX's autodiff of the forward."""
+    cube, calls = _opaque_cube()
+    assert float(jax.grad(jax.checkpoint(cube))(2.0)) == 12.0
+    assert calls["tangent"] >= 1
+
+
+def test_second_order_through_the_rules():
+    cube, _ = _opaque_cube()
+    assert float(jax.hessian(cube)(2.0)) == 12.0
+    assert float(jax.grad(jax.grad(cube))(2.0)) == 12.0
+    assert float(jax.jacfwd(jax.jacfwd(cube))(2.0)) == 12.0
+    assert float(jax.jit(jax.grad(jax.grad(jax.grad(cube))))(2.0)) == 6.0
+
+
+def test_vmap_of_the_rules_and_rules_of_vmap():
+    cube, _ = _opaque_cube()
+    x = jnp.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(jax.vmap(jax.grad(cube))(x), 3 * x ** 2)
+    np.testing.assert_array_equal(jax.grad(lambda x: jnp.sum(jax.vmap(cube)(x)))(x), 3 * x ** 2)
+    np.testing.assert_array_equal(jax.jacfwd(jax.vmap(cube))(x), np.diag(3 * x ** 2))
+    np.testing.assert_array_equal(jax.vmap(jax.vmap(jax.hessian(cube)))(x.reshape(3, 1)),
+                                  (6 * x).reshape(3, 1))
+
+
+def test_with_rules_returns_a_new_gate_and_keeps_the_old():
+    doubled = gates.exp.with_rules(backward=lambda g, out, x: (2 * g * out,))
+    assert doubled is not gates.exp and doubled.forward is gates.exp.forward
+    assert doubled.tangent is gates.exp.tangent
+    assert float(jax.grad(doubled)(0.0)) == 2.0
+    assert float(jax.grad(gates.exp)(0.0)) == 1.0
+
+
+def test_gate_exposes_its_parts_and_docs():
+    assert gates.sigmoid.name == "sigmoid" and "s (1 - s)" in gates.sigmoid.__doc__
+    assert callable(gates.sigmoid.forward) and callable(gates.sigmoid.backward)
+    x = jnp.array([0.5, -1.0])
+    np.testing.assert_allclose(gates.sigmoid(x), gates.sigmoid.forward(x))
+    (g,) = gates.sigmoid.backward(jnp.ones(2), gates.sigmoid(x), x)
+    np.testing.assert_allclose(g, jax.grad(lambda x: jnp.sum(jax.nn.sigmoid(x)))(x), rtol=1e-6)
+    assert set(gates.ALL) >= {"add", "matmul", "conv2d", "softmax_cross_entropy", "l2_penalty"}
+
+
+def test_python_numbers_are_weak_constants():
+    x = jnp.array([1.0, 2.0], jnp.bfloat16)
+    assert gates.multiply(x, 2.0).dtype == jnp.bfloat16
+    assert jax.grad(lambda x: jnp.sum(gates.multiply(x, 2)).astype(jnp.float32))(x).dtype == jnp.bfloat16
+    assert float(jax.grad(gates.power)(3.0, 2)) == 6.0
+
+
+def test_nondiff_labels_and_pytree_inputs():
+    logits = jnp.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    labels = jnp.array([1, 2])
+    grad = jax.grad(gates.softmax_cross_entropy)(logits, labels)
+    expected = (jax.nn.softmax(logits) - jax.nn.one_hot(labels, 3)) / 2
+    np.testing.assert_allclose(grad, expected, rtol=1e-6)
+    params = {"w": jnp.ones((2, 2)), "b": jnp.array([1.0, -2.0])}
+    grads = jax.grad(gates.l2_penalty)(params)
+    np.testing.assert_array_equal(grads["b"], [2.0, -4.0])
+    assert float(gates.l2_penalty(params)) == 9.0
+
+
+class TestBadRules:
+    def test_wrong_number_of_cotangents(self):
+        bad = gates.multiply.with_rules(backward=lambda g, out, x, y: (g * y,))
+        with pytest.raises(difprog.RuleError, match="multiply.*2 cotangents"):
+            jax.grad(bad)(1.0, 2.0)
+
+    def test_cotangent_not_reduced_back_to_the_input_shape(self):
+        bad = gates.add.with_rules(backward=lambda g, out, x, y: (g, g))
+        with pytest.raises(difprog.RuleError, match=r"add.*shape \(3,\).*'y'.*shape \(\)"):
+            jax.grad(lambda x: jnp.sum(bad(x, 1.0)), argnums=0)(jnp.ones(3))
+        with pytest.raises(difprog.RuleError, match="add"):
+            jax.grad(lambda x, y: jnp.sum(bad(x, y)), argnums=1)(jnp.ones(3), 1.0)
+
+    def test_tangent_of_the_wrong_shape(self):
+        bad = gates.sum.with_rules(tangent=lambda dx, out, x, axis: dx)
+        with pytest.raises(difprog.RuleError, match="tangent rule of gate 'sum'"):
+            jax.jvp(bad, (jnp.ones(3),), (jnp.ones(3),))
+
+
+class TestBadInput:
+    def test_incompatible_shapes_name_gate_and_shapes(self):
+        with pytest.raises(difprog.ShapeError, match=r"'add'.*\[3\].*\[4\]"):
+            gates.add(jnp.ones(3), jnp.ones(4))
+        with pytest.raises(difprog.ShapeError, match=r"'matmul'.*\[2, 3\].*\[4, 5\].*3 columns"):
+            gates.matmul(jnp.ones((2, 3)), jnp.ones((4, 5)))
+        with pytest.raises(difprog.ShapeError, match="'conv2d'.*rank 4"):
+            gates.conv2d(jnp.ones((5, 5, 3)), jnp.ones((3, 3, 3, 4)))
+        with pytest.raises(difprog.ShapeError, match="'conv2d'.*3 channels"):
+            gates.conv2d(jnp.ones((1, 5, 5, 3)), jnp.ones((3, 3, 2, 4)))
+        with pytest.raises(difprog.ShapeError, match="'max_pool2d'.*window"):
+            gates.max_pool2d(jnp.ones((1, 2, 2, 1)), window=3)
+        with pytest.raises(difprog.ShapeError, match="'layer_norm': scale"):
+            gates.layer_norm(jnp.ones((2, 4)), jnp.ones(3), jnp.ones(4))
+        with pytest.raises(difprog.ShapeError, match="'softmax_cross_entropy'.*labels"):
+            gates.softmax_cross_entropy(jnp.ones((4, 3)), jnp.zeros(3, jnp.int32))
+
+    def test_shape_errors_are_value_errors_even_under_jit(self):
+        with pytest.raises(ValueError, match="'multiply'"):
+            jax.jit(gates.multiply)(jnp.ones((2, 3)), jnp.ones((3, 2)))
+
+    def test_integer_array_where_a_derivative_is_needed(self):
+        with pytest.raises(difprog.DtypeError, match=r"'exp'.*'x'.*int32.*floating"):
+            gates.exp(jnp.arange(3))
+        with pytest.raises(TypeError, match="'softmax_cross_entropy'.*labels must be integer"):
+            gates.softmax_cross_entropy(jnp.ones((2, 3)), jnp.zeros(2))
+
+    def test_non_arrays(self):
+        with pytest.raises(difprog.DtypeError, match="'tanh'.*must be an array or a number, got str"):
+            gates.tanh("1.0")
+        with pytest.raises(difprog.DtypeError, match="'add'.*got list"):
+            gates.add([1.0, 2.0], 1.0)
+        with pytest.raises(difprog.DtypeError, match="'relu'.*got bool"):
+            gates.relu(True)
+        with pytest.raises(TypeError, match="'sigmoid'.*signature"):
+            gates.sigmoid(1.0, 2.0)
+
+    def test_constant_arguments_must_be_constants(self):
+        with pytest.raises(difprog.DtypeError, match="'power'.*'p'.*constant"):
+            jax.jit(gates.power)(2.0, 3.0)
+        with pytest.raises(difprog.DtypeError, match="'sum'.*'axis'.*hashable"):
+            gates.sum(jnp.ones(3), axis={0: 1})
+
+    def test_labels_out_of_range(self):
+        with pytest.raises(difprog.LabelError, match=r"\[0, 3\).*\[3\]"):
+            gates.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 3]))
+        under_jit = jax.jit(gates.softmax_cross_entropy)(jnp.ones((2, 3)), jnp.array([0, -1]))
+        assert np.isnan(under_jit)
+        hinge = jax.jit(gates.multiclass_hinge_loss)(jnp.ones((2, 3)), jnp.array([5, 1]))
+        assert np.isnan(hinge)
