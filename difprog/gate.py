@@ -152,8 +152,8 @@ class Gate:
         return array
 
     def _as_static(self, name: str, value: Any) -> Hashable:
-        if isinstance(value, list):
-            value = tuple(value)
+        if isinstance(value, (list, tuple)):
+            return tuple(self._as_static(name, v) for v in value)
         if isinstance(value, jax.core.Tracer):
             raise DtypeError(f"gate {self.name!r}: argument {name!r} must be a constant known "
                              f"before tracing (a Python number, string or tuple), got a traced "

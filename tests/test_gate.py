@@ -182,3 +182,10 @@ class TestBadInput:
         assert np.isnan(under_jit)
         hinge = jax.jit(gates.multiclass_hinge_loss)(jnp.ones((2, 3)), jnp.array([5, 1]))
         assert np.isnan(hinge)
+
+
+def test_explicit_padding_pairs_given_as_lists():
+    x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1))
+    explicit = gates.conv2d(x, w, padding=[[1, 1], [1, 1]])
+    np.testing.assert_array_equal(explicit, gates.conv2d(x, w, padding="SAME"))
+    assert difprog.check_gate(gates.conv2d, x * 0.5, w * 0.3, padding=[[2, 0], [0, 1]]).ok
