@@ -18,8 +18,8 @@ differentiable array inputs, parameters with a default (axis, eps, stride...) ar
 constants, and `nondiff` names array inputs that get no derivative (integer labels, say).
 
 This is the only module of difprog that talks to JAX's custom-rule machinery
-(`jax.experimental.hijax.VJPHiPrimitive`, tested with JAX 0.10.2); a JAX upgrade should touch
-no other file.
+(`jax.experimental.hijax.VJPHiPrimitive` and the hijax rules in `jax._src`, tested with JAX
+0.10.2); a JAX upgrade should touch no other file.
 """
 
 from __future__ import annotations
@@ -300,15 +300,15 @@ remat.rules[_gate_p] = hijax_rules._call_hi_primitive_remat
 class _GatePrimitive(hijax.VJPHiPrimitive):
     """One application of a gate to arguments of given types, as JAX sees it."""
 
-    def __call__(self, *arrays):
-        flat = hijax_rules.tree_leaves_checked(self.in_tree, arrays)
-        return jax.tree.unflatten(self.out_tree, _gate_p.bind(*flat, _prim=self))
-
     def __init__(self, gate: Gate, in_avals: tuple, out_aval: Any, static_items: tuple):
         self.in_avals = in_avals
         self.out_aval = out_aval
         self.params = dict(gate=gate, static_items=static_items)
         super().__init__()
+
+    def __call__(self, *arrays):
+        flat = hijax_rules.tree_leaves_checked(self.in_tree, arrays)
+        return jax.tree.unflatten(self.out_tree, _gate_p.bind(*flat, _prim=self))
 
     def _arguments(self, arrays: Iterable) -> dict:
         # Eager transformations hand over Python-scalar primals; rules may ask for .shape.
