@@ -4,14 +4,22 @@ Gates (`difprog.gates`) carry their own backward (VJP) and tangent (JVP) rules; 
 proves them against JAX's autodiff and finite differences.
 """
 
-from difprog import gates
+from difprog import gates, layers
 from difprog.check import CheckReport, check_gate
-from difprog.errors import DifprogError, DtypeError, LabelError, RuleError, ShapeError
+from difprog.errors import (
+    ArgumentError,
+    DifprogError,
+    DtypeError,
+    LabelError,
+    RuleError,
+    ShapeError,
+)
 from difprog.gate import Gate, gate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
     "CheckReport",
     "DifprogError",
     "DtypeError",
@@ -22,4 +30,5 @@ __all__ = [
     "check_gate",
     "gate",
     "gates",
+    "layers",
 ]

@@ -19,3 +19,7 @@ class RuleError(DifprogError, ValueError):
 
 class LabelError(DifprogError, ValueError):
     """Class labels outside [0, number of classes)."""
+
+
+class ArgumentError(DifprogError, ValueError):
+    """A gate, layer or function given a setting it cannot use, or missing one it needs."""

@@ -33,9 +33,9 @@ import jax
 import jax.extend
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import hijax
 from jax._src import hijax as hijax_rules
 from jax._src.interpreters import ad, batching, mlir, partial_eval, remat
+from jax.experimental import hijax
 
 from difprog.errors import DtypeError, RuleError, ShapeError
 

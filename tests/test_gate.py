@@ -148,6 +148,12 @@ class TestBadInput:
             gates.layer_norm(jnp.ones((2, 4)), jnp.ones(3), jnp.ones(4))
         with pytest.raises(difprog.ShapeError, match="'softmax_cross_entropy'.*labels"):
             gates.softmax_cross_entropy(jnp.ones((4, 3)), jnp.zeros(3, jnp.int32))
+        with pytest.raises(difprog.ShapeError, match=r"'reshape'.*x\[2, 3\] \(6 values\) as \[4, -1\]"):
+            gates.reshape(jnp.ones((2, 3)), (4, -1))
+        with pytest.raises(difprog.ShapeError, match=r"'concatenate'.*\[\[2, 3\], \[3, 3\]\].*axis -1"):
+            gates.concatenate([jnp.ones((2, 3)), jnp.ones((3, 3))])
+        with pytest.raises(difprog.ShapeError, match=r"'concatenate'.*axis 2 is out of range"):
+            gates.concatenate([jnp.ones((2, 3)), jnp.ones((2, 3))], axis=2)
 
     def test_shape_errors_are_value_errors_even_under_jit(self):
         with pytest.raises(ValueError, match="'multiply'"):
@@ -182,6 +188,13 @@ class TestBadInput:
         assert np.isnan(under_jit)
         hinge = jax.jit(gates.multiclass_hinge_loss)(jnp.ones((2, 3)), jnp.array([5, 1]))
         assert np.isnan(hinge)
+
+    def test_labels_closed_over_by_a_jitted_function(self):
+        good, bad = jnp.array([0, 2]), jnp.array([0, 3])
+        loss = lambda labels: jax.jit(lambda s: gates.softmax_cross_entropy(s, labels))
+        assert np.isfinite(loss(good)(jnp.ones((2, 3))))
+        with pytest.raises(difprog.LabelError, match=r"\[0, 3\).*\[3\]"):
+            loss(bad)(jnp.ones((2, 3)))
 
 
 def test_explicit_padding_pairs_given_as_lists():

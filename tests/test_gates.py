@@ -8,8 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import (GATE_NAMES, as_dtype, assert_trees_close, bound_arguments, first_point,
-                      inner, random_like)
+from conftest import (
+    GATE_NAMES,
+    as_dtype,
+    assert_trees_close,
+    bound_arguments,
+    first_point,
+    inner,
+    random_like,
+)
 
 import difprog
 from difprog import gates

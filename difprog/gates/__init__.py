@@ -23,9 +23,15 @@ from difprog.gates.arithmetic import (
 )
 from difprog.gates.conv import avg_pool2d, conv2d, max_pool2d
 from difprog.gates.linalg import matmul
-from difprog.gates.losses import l2_penalty, mse_loss, multiclass_hinge_loss, softmax_cross_entropy
+from difprog.gates.losses import (
+    l2_penalty,
+    mse_loss,
+    multiclass_hinge_loss,
+    softmax_cross_entropy,
+)
 from difprog.gates.normalization import layer_norm
 from difprog.gates.reductions import log_softmax, logsumexp, max, mean, softmax, sum
+from difprog.gates.shape import concatenate, reshape
 
 ALL = {
     gate.name: gate
@@ -36,6 +42,7 @@ ALL = {
         matmul, sum, mean, max, logsumexp, softmax, log_softmax,
         conv2d, max_pool2d, avg_pool2d,
         layer_norm,
+        reshape, concatenate,
         mse_loss, softmax_cross_entropy, multiclass_hinge_loss, l2_penalty,
     )
 }

@@ -129,6 +129,11 @@ _POINTS: dict[str, Callable] = {
         ((_normal(rng, 5), _normal(rng, 5), _normal(rng, 5)), {}),
         ((_normal(rng, 3, 4), _normal(rng, 4), _normal(rng, 4)), {"eps": 1e-3}),
     ],
+    "reshape": lambda rng: [((_normal(rng, 2, 3, 4), (6, 4)), {}), ((_normal(rng, 2, 3, 2), (2, -1)), {}),
+                            ((_normal(rng, 5), (5, 1)), {})],
+    "concatenate": lambda rng: [(([_normal(rng, 2, 3), _normal(rng, 2, 4)],), {}),
+                                (((_normal(rng, 1, 3), _normal(rng, 2, 3), _normal(rng, 3, 3)),),
+                                 {"axis": 0})],
     "mse_loss": lambda rng: [((_normal(rng, *a), _normal(rng, *b)), {})
                              for a, b in [((5,), (5,)), ((3, 4), (3, 4)), ((3, 4), (4,))]],
     "softmax_cross_entropy": _losses_with_labels(_normal),

@@ -108,7 +108,8 @@ def _check_labels(name, logits, labels):
         raise ShapeError(f"gate {name!r}: labels{list(labels.shape)} must have the shape of "
                          f"the scores without their last (class) axis, scores{list(logits.shape)}")
     if not isinstance(labels, jax.core.Tracer):
-        bad = np.asarray((labels < 0) | (labels >= logits.shape[-1]))
+        values = np.asarray(labels)
+        bad = (values < 0) | (values >= logits.shape[-1])
         if bad.any():
             raise LabelError(f"gate {name!r}: labels must lie in [0, {logits.shape[-1]}), got "
-                             f"{np.asarray(labels)[bad][:5].tolist()}")
+                             f"{values[bad][:5].tolist()}")

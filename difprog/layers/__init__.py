@@ -1,0 +1,60 @@
+"""Layers and models as pure functions over parameter pytrees.
+
+A layer is a pair of pure functions, `init(key, example_input) -> params` and
+`apply(params, x, *, key=None, train=False) -> y`; every layer computes through difprog gates,
+so the hand-written rules carry every gradient of every model. Shapes are inferred at init from
+the example input.
+
+Example:
+    >>> from difprog import layers
+    >>> model = layers.serial(layers.Conv2D(8, 3), layers.Relu(), layers.MaxPool2D(2),
+    ...                       layers.Flatten(), layers.Dense(10))
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+    >>> logits = jax.jit(model.apply)(params, jnp.zeros((32, 8, 8, 1)))
+"""
+
+from difprog.layers._combinators import (
+    Parallel,
+    Residual,
+    Serial,
+    parallel,
+    residual,
+    serial,
+)
+from difprog.layers._layer import Layer
+from difprog.layers._stateless import (
+    Activation,
+    AvgPool2D,
+    Dropout,
+    Flatten,
+    LeakyRelu,
+    MaxPool2D,
+    Relu,
+    Sigmoid,
+    Tanh,
+)
+from difprog.layers._summary import summary
+from difprog.layers._trainable import Conv2D, Dense, LayerNorm
+
+__all__ = [
+    "Activation",
+    "AvgPool2D",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "LayerNorm",
+    "LeakyRelu",
+    "MaxPool2D",
+    "Parallel",
+    "Relu",
+    "Residual",
+    "Serial",
+    "Sigmoid",
+    "Tanh",
+    "parallel",
+    "residual",
+    "serial",
+    "summary",
+]
