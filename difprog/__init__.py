@@ -8,9 +8,11 @@ from difprog import gates, layers
 from difprog.check import CheckReport, check_gate
 from difprog.errors import (
     ArgumentError,
+    CheckpointError,
     DifprogError,
     DtypeError,
     LabelError,
+    NonFiniteLossError,
     RuleError,
     ShapeError,
 )
@@ -21,10 +23,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ArgumentError",
     "CheckReport",
+    "CheckpointError",
     "DifprogError",
     "DtypeError",
     "Gate",
     "LabelError",
+    "NonFiniteLossError",
     "RuleError",
     "ShapeError",
     "check_gate",

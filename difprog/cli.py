@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 import time
+
+import jax
 
 from difprog import gates
 from difprog.check import Tolerances, check_gate
@@ -24,8 +27,83 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("names", nargs="*", metavar="GATE",
                        help=f"gates to check (default: all {len(gates.ALL)})")
     check.add_argument("--seed", type=int, default=0, help="seed of the check points")
+    train = commands.add_parser(
+        "train", help="train a model on real data, with checkpoints and metrics.json",
+        description="Trains a model with jit-compiled steps through difprog gates, writing a "
+                    "checkpoint after every epoch and metrics.json into --out; resumes from the "
+                    "newest checkpoint there.")
+    _training_arguments(train, out=None)
+    demo = commands.add_parser(
+        "demo", help="train the default CNN on the digits and show what it wrote",
+        description="Trains the default CNN on scikit-learn's digits into --out "
+                    "(./difprog-demo) and lists the files it wrote.")
+    _training_arguments(demo, out="difprog-demo")
     args = parser.parse_args(argv)
-    return _check(args.names, args.seed)
+    if args.command == "check":
+        return _check(args.names, args.seed)
+    return _train(args, demo=args.command == "demo")
+
+
+def _training_arguments(parser: argparse.ArgumentParser, out: str | None) -> None:
+    from difprog.models import MODELS
+    from difprog.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
+
+    defaults = TrainConfig()
+    parser.add_argument("--model", choices=sorted(MODELS), default="cnn")
+    parser.add_argument("--dataset", choices=["digits"], default="digits")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate,
+                        help="peak learning rate")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
+    parser.add_argument("--loss", choices=sorted(LOSSES), default=defaults.loss)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                        help="L2 penalty on the weights")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--devices", type=int, default=None,
+                        help="devices to shard each batch over (default: all local devices; "
+                             "on a CPU, N > 1 makes N CPU devices)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="call jax.distributed.initialize() first, to train on the devices "
+                             "of several hosts (run the same command on every host)")
+    parser.add_argument("--out", type=pathlib.Path, default=out, required=out is None,
+                        help="directory for checkpoints and metrics.json"
+                             + (f" (default: ./{out})" if out else ""))
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _train(args: argparse.Namespace, demo: bool) -> int:
+    if args.distributed:
+        jax.distributed.initialize()
+    elif args.devices and args.devices > 1:
+        jax.config.update("jax_num_cpu_devices", args.devices)
+    from difprog import data, models
+    from difprog.errors import DifprogError
+    from difprog.train import TrainConfig, fit
+
+    try:
+        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                             optimizer=args.optimizer, learning_rate=args.lr,
+                             schedule=args.schedule, loss=args.loss,
+                             weight_decay=args.weight_decay, seed=args.seed, devices=args.devices)
+        dataset = data.load(args.dataset)
+        model = models.build(args.model, dataset.num_classes)
+        result = fit(model, dataset, config, out=args.out, progress=not args.no_progress,
+                     extra_metrics={"model": args.model, "dataset": args.dataset})
+    except DifprogError as error:
+        print(f"difprog {args.command}: {error}", file=sys.stderr)
+        return 1
+    right = round(result.test_accuracy * len(dataset.y_test))
+    epochs = result.history[-1]["epoch"] if result.history else 0
+    if demo:
+        print(f"\ndifprog demo wrote into {args.out}/:")
+        for path in sorted(args.out.iterdir()):
+            if not path.name.startswith("."):
+                print(f"  {path.name:<32} {path.stat().st_size:>10,} bytes")
+    print(f"test accuracy {result.test_accuracy:.2%} ({right}/{len(dataset.y_test)}) on "
+          f"{args.dataset} with the {args.model} model after {epochs} epochs")
+    return 0
 
 
 def _check(names: list[str], seed: int) -> int:

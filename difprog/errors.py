@@ -23,3 +23,11 @@ class LabelError(DifprogError, ValueError):
 
 class ArgumentError(DifprogError, ValueError):
     """A gate, layer or function given a setting it cannot use, or missing one it needs."""
+
+
+class NonFiniteLossError(DifprogError, ValueError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class CheckpointError(DifprogError, ValueError):
+    """A checkpoint that is missing, corrupted, or does not match the tree it is loaded into."""

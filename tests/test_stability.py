@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from difprog import gates
+from difprog.gates._points import check_points
 
 X = jnp.array([-1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4], jnp.float32)
 
@@ -48,3 +49,15 @@ def test_softmax_cross_entropy():
     loss, grad = jax.value_and_grad(gates.softmax_cross_entropy)(logits, labels)
     np.testing.assert_allclose(loss, (2e4 + 0.0) / 2, rtol=1e-6)
     assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("name", list(gates.ALL))
+def test_nan_in_gives_nan_out_never_a_silent_number(name):
+    args, kwargs = check_points(name)[0]
+    gate = gates.ALL[name]
+    poisoned = list(args)
+    first = gate.input_names[0]
+    index = list(gate.signature.parameters).index(first)
+    poisoned[index] = jax.tree.map(lambda a: jnp.asarray(a).at[(0,) * jnp.ndim(a)].set(jnp.nan)
+                                   if jnp.ndim(a) else jnp.asarray(jnp.nan), poisoned[index])
+    assert np.isnan(np.asarray(gate(*poisoned, **kwargs))).any(), name

@@ -11,14 +11,14 @@ from difprog.gate import gate
 
 
 def _relu(x):
-    """relu(x) = max(x, 0); d = 1 for x > 0, else 0 (relu'(0) = 0, as in JAX)."""
-    return jnp.where(x > 0, x, 0)
+    """relu(x) = max(x, 0); d = 1 for x > 0, else 0 (relu'(0) = 0, as in JAX). NaN stays NaN."""
+    return jnp.where(x <= 0, 0, x)
 
 def _relu_backward(g, out, x):
-    return (jnp.where(x > 0, g, 0),)
+    return (jnp.where(x <= 0, 0, g),)
 
 def _relu_tangent(dx, out, x):
-    return jnp.where(x > 0, dx, 0)
+    return jnp.where(x <= 0, 0, dx)
 
 relu = gate(_relu, backward=_relu_backward, tangent=_relu_tangent)
 

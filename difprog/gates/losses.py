@@ -56,7 +56,7 @@ def _multiclass_hinge_loss(scores, labels, margin=1.0):
     """svm = mean over the batch of sum_{j != y} max(0, s_j - s_y + margin);
     d/ds_j = [margin_j > 0] for j != y, d/ds_y = -(number of j with margin_j > 0)."""
     violations = _margins(scores, labels, margin)
-    losses = jnp.sum(jnp.where(violations > 0, violations, 0), axis=-1)
+    losses = jnp.sum(jnp.where(violations <= 0, 0, violations), axis=-1)
     return jnp.mean(jnp.where(_in_range(labels, scores), losses, jnp.nan))
 
 def _multiclass_hinge_loss_backward(g, out, scores, labels, margin):
