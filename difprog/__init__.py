@@ -17,6 +17,7 @@ from difprog.errors import (
     ShapeError,
 )
 from difprog.gate import Gate, gate
+from difprog.modes import ModesReport, compare_modes, hessian, hvp
 
 __version__ = "0.1.0"
 
@@ -28,11 +29,15 @@ __all__ = [
     "DtypeError",
     "Gate",
     "LabelError",
+    "ModesReport",
     "NonFiniteLossError",
     "RuleError",
     "ShapeError",
     "check_gate",
+    "compare_modes",
     "gate",
     "gates",
+    "hessian",
+    "hvp",
     "layers",
 ]

@@ -38,10 +38,49 @@ def main(argv: list[str] | None = None) -> int:
         description="Trains the default CNN on scikit-learn's digits into --out "
                     "(./difprog-demo) and lists the files it wrote.")
     _training_arguments(demo, out="difprog-demo")
+    bench = commands.add_parser("bench", help="benchmarks that write tables and plots")
+    benchmarks = bench.add_subparsers(dest="benchmark", required=True)
+    modes = benchmarks.add_parser(
+        "modes", help="forward against reverse mode over f: R^n -> R^m",
+        description="Times the full Jacobian by jacfwd and by jacrev for a tanh MLP built from "
+                    "gates, for every (n, m), and writes modes.md, modes.json and modes.png.")
+    modes.add_argument("--out", type=pathlib.Path, required=True)
+    modes.add_argument("--sizes", type=int, nargs="+", default=None,
+                       help="values of n and m (default: 1 4 16 64 256 1024)")
+    modes.add_argument("--width", type=int, default=64, help="hidden width of the MLP")
+    modes.add_argument("--repeats", type=int, default=7, help="timed runs per point")
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.names, args.seed)
+    if args.command == "bench":
+        return _bench_modes(args)
     return _train(args, demo=args.command == "demo")
+
+
+def _bench_modes(args: argparse.Namespace) -> int:
+    import json
+
+    from difprog import modes
+
+    sizes = tuple(args.sizes) if args.sizes else modes.SIZES
+    print(f"{'n':>5} {'m':>5} {'jacfwd ms':>10} {'jacrev ms':>10} {'fwd/rev':>8}  cheaper")
+    show = lambda r: print(f"{r['n']:>5} {r['m']:>5} {r['forward_seconds'] * 1e3:>10.3f} "
+                           f"{r['reverse_seconds'] * 1e3:>10.3f} {r['ratio']:>8.2f}  "
+                           f"{r['cheaper']}", flush=True)
+    rows = modes.sweep(sizes, args.width, args.repeats, on_row=show)
+    args.out.mkdir(parents=True, exist_ok=True)
+    header = (f"Full Jacobian of a tanh MLP (width {args.width}) built from gates, f: R^n -> "
+              f"R^m; median of at least {args.repeats} runs (50 ms or more per mode) on "
+              f"{jax.devices()[0].device_kind}, jax "
+              f"{jax.__version__}.\n\n")
+    (args.out / "modes.md").write_text(header + modes.sweep_table(rows) + "\n")
+    (args.out / "modes.json").write_text(json.dumps(rows, indent=2) + "\n")
+    modes.plot_sweep(rows, args.out / "modes.png")
+    wrong = [r for r in rows if r["theory"] != "either" and r["cheaper"] != r["theory"]]
+    print(f"\nwrote modes.md, modes.json and modes.png into {args.out}/; the measured cheaper "
+          f"mode agrees with n vs m at {len(rows) - len(wrong) - sum(r['theory'] == 'either' for r in rows)} "
+          f"of {len(rows) - sum(r['theory'] == 'either' for r in rows)} points with n != m")
+    return 0
 
 
 def _training_arguments(parser: argparse.ArgumentParser, out: str | None) -> None:

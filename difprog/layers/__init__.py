@@ -22,6 +22,7 @@ from difprog.layers._combinators import (
     serial,
 )
 from difprog.layers._layer import Layer
+from difprog.layers._memory import Remat, Repeat, remat, repeat
 from difprog.layers._stateless import (
     Activation,
     AvgPool2D,
@@ -49,11 +50,15 @@ __all__ = [
     "MaxPool2D",
     "Parallel",
     "Relu",
+    "Remat",
+    "Repeat",
     "Residual",
     "Serial",
     "Sigmoid",
     "Tanh",
     "parallel",
+    "remat",
+    "repeat",
     "residual",
     "serial",
     "summary",

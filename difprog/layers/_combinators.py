@@ -15,6 +15,7 @@ import jax
 from difprog import gates
 from difprog.errors import ArgumentError, DtypeError, ShapeError
 from difprog.layers._layer import InitScope, Layer, Run, join
+from difprog.layers._memory import run_layers, segment_length
 
 
 class Container(Layer):
@@ -56,12 +57,22 @@ class Container(Layer):
 
 
 class Serial(Container):
-    """Layers applied one after another: `serial(f, g, h)(x) = h(g(f(x)))`."""
+    """Layers applied one after another: `serial(f, g, h)(x) = h(g(f(x)))`.
+
+    With `remat` set, consecutive layers are grouped into segments (`remat` layers each, or
+    about sqrt(len(layers)) for 'sqrt') that each run under one jax.checkpoint.
+    """
 
     kind = "serial"
 
-    def __init__(self, *layers: Layer, name: str | None = None):
+    def __init__(self, *layers: Layer, remat: int | str | None = None, name: str | None = None):
         super().__init__(layers, name=name)
+        self.segment = segment_length(len(self.layers), remat)
+        self.remat = remat
+
+    def _settings(self):
+        remat = [] if self.remat is None else [f"remat={self.remat!r}"]
+        return [*super()._settings(), *remat]
 
     def _init(self, key, x, scope):
         params = {}
@@ -75,9 +86,11 @@ class Serial(Container):
         return params, x
 
     def _apply(self, params, x, run):
-        for child, (_, layer, child_run) in zip(self._child_params(params, run),
-                                                 self._children(run)):
-            x = layer._call(child, x, child_run)
+        steps = [(child, layer, child_run) for child, (_, layer, child_run)
+                 in zip(self._child_params(params, run), self._children(run))]
+        for start in range(0, len(steps), self.segment):
+            x = run_layers(steps[start:start + self.segment], x,
+                           checkpoint=self.remat is not None)
         return x
 
 
@@ -147,8 +160,15 @@ class Residual(Serial):
                              f"features")
 
 
-def serial(*layers: Layer, name: str | None = None) -> Serial:
+def serial(*layers: Layer, remat: int | str | None = None, name: str | None = None) -> Serial:
     """Layers in sequence, each applied to the previous one's output.
+
+    Args:
+        *layers: the layers, first to last.
+        remat: None (keep every activation for the backward pass), k (recompute the
+            activations of every segment of k consecutive layers, keeping only its input), or
+            'sqrt' (segments of about sqrt(len(layers)) layers).
+        name: the key of its params inside a container (default `serial_<i>`).
 
     Example:
         >>> model = layers.serial(layers.Dense(64), layers.Relu(), layers.Dense(10))
@@ -156,7 +176,7 @@ def serial(*layers: Layer, name: str | None = None) -> Serial:
         >>> sorted(params)
         ['dense_0', 'dense_1']
     """
-    return Serial(*layers, name=name)
+    return Serial(*layers, remat=remat, name=name)
 
 
 def parallel(*layers: Layer, merge: str = "sum", name: str | None = None) -> Parallel:
