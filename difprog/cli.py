@@ -49,7 +49,32 @@ def main(argv: list[str] | None = None) -> int:
                        help="values of n and m (default: 1 4 16 64 256 1024)")
     modes.add_argument("--width", type=int, default=64, help="hidden width of the MLP")
     modes.add_argument("--repeats", type=int, default=7, help="timed runs per point")
+    visualize = commands.add_parser(
+        "visualize", help="optimise inputs that maximise classes or channels of a trained model",
+        description="Loads a checkpoint written by difprog train or demo, optimises input images "
+                    "for each class (or each channel of --layer), and writes a labelled PNG "
+                    "grid, visualizations.npz (images, targets) and saliency.png into --out.")
+    visualize.add_argument("--checkpoint", type=pathlib.Path, required=True)
+    visualize.add_argument("--out", type=pathlib.Path, required=True)
+    visualize.add_argument("--model", default=None,
+                           help="the checkpoint's model (default: the one recorded in it)")
+    visualize.add_argument("--classes", type=int, nargs="+", default=None,
+                           help="classes to visualise (default: all)")
+    visualize.add_argument("--layer", default=None,
+                           help="a layer path, such as conv2d_1, to visualise channels of")
+    visualize.add_argument("--channels", type=int, nargs="+", default=None,
+                           help="channels of --layer (default: the first 8)")
+    visualize.add_argument("--steps", type=int, default=512)
+    visualize.add_argument("--param", choices=["fourier", "pixel"], default="fourier")
+    visualize.add_argument("--seed", type=int, default=0)
+    visualize.add_argument("--no-regularizers", action="store_true",
+                           help="no total-variation and L1 penalties")
+    visualize.add_argument("--no-transforms", action="store_true",
+                           help="no random jitter, padded crops and zooms")
+    visualize.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "visualize":
+        return _visualize(args)
     if args.command == "check":
         return _check(args.names, args.seed)
     if args.command == "bench":
@@ -81,6 +106,68 @@ def _bench_modes(args: argparse.Namespace) -> int:
           f"mode agrees with n vs m at {len(rows) - len(wrong) - sum(r['theory'] == 'either' for r in rows)} "
           f"of {len(rows) - sum(r['theory'] == 'either' for r in rows)} points with n != m")
     return 0
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    from difprog import checkpoint, data, models
+    from difprog.errors import DifprogError
+    from difprog.train import restore
+
+    try:
+        _, meta = checkpoint.load(args.checkpoint)
+        name = args.model or meta.get("extra", {}).get("model", "cnn")
+        dataset = data.load(meta.get("extra", {}).get("dataset", "digits"))
+        model = models.build(name, dataset.num_classes)
+        params, _ = restore(args.checkpoint, model, dataset.x_train[:1])
+        written = _write_visualizations(
+            model, params, dataset, args.out, classes=args.classes, layer=args.layer,
+            channels=args.channels, steps=args.steps, param=args.param, seed=args.seed,
+            regularize=not args.no_regularizers, transforms=not args.no_transforms,
+            progress=not args.no_progress)
+    except DifprogError as error:
+        print(f"difprog visualize: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {', '.join(p.name for p in written)} into {args.out}/")
+    return 0
+
+
+def _write_visualizations(model, params, dataset, out: pathlib.Path, *, classes=None,
+                          layer=None, channels=None, steps=512, param="fourier", seed=0,
+                          regularize=True, transforms=True, progress=True) -> list[pathlib.Path]:
+    """Class (or channel) visualisations as PNG and npz, and saliency maps of test images."""
+    import numpy as np
+
+    from difprog import viz
+    from difprog._files import write_npz
+
+    if layer is None:
+        targets = list(range(dataset.num_classes)) if classes is None else list(classes)
+        objective, labels, stem = viz.class_logit(targets), [f"class {c}" for c in targets], \
+            "classes"
+    else:
+        targets = list(range(8)) if channels is None else list(channels)
+        objective = viz.per_image(*(viz.channel(layer, c) for c in targets))
+        labels, stem = [f"{layer}:{c}" for c in targets], f"channels_{layer.replace('/', '_')}"
+    if regularize:
+        objective = objective - 0.05 * viz.total_variation() - 0.05 * viz.l1()
+    shape = (len(targets), *dataset.x_train.shape[1:])
+    result = viz.visualize(model, params, objective, shape, steps=steps, seed=seed,
+                           parameterization=viz.fourier() if param == "fourier" else viz.pixel(),
+                           transforms=None if transforms else False, progress=progress)
+    probabilities = np.asarray(jax.nn.softmax(model.apply(params, result.images)))
+    if layer is None:
+        labels = [f"{label}\np={probabilities[i, c]:.2f}" for i, (label, c)
+                  in enumerate(zip(labels, targets))]
+    out.mkdir(parents=True, exist_ok=True)
+    grid = viz.save_grid(result.images, out / f"{stem}.png", labels=labels,
+                         title=f"{result.objective[:90]}, {steps} steps, seed {seed}")
+    npz = write_npz(out / "visualizations.npz", images=result.images,
+                    targets=np.asarray(targets), history=result.history)
+    examples = dataset.x_test[:10]
+    maps = viz.saliency(model, params, examples, dataset.y_test[:10])
+    saliency = viz.save_saliency(examples, maps, out / "saliency.png",
+                                 labels=[f"label {y}" for y in dataset.y_test[:10]])
+    return [grid, npz, saliency]
 
 
 def _training_arguments(parser: argparse.ArgumentParser, out: str | None) -> None:
@@ -133,6 +220,8 @@ def _train(args: argparse.Namespace, demo: bool) -> int:
     except DifprogError as error:
         print(f"difprog {args.command}: {error}", file=sys.stderr)
         return 1
+    if demo:
+        _write_visualizations(model, result.params, dataset, args.out, progress=not args.no_progress)
     right = round(result.test_accuracy * len(dataset.y_test))
     epochs = result.history[-1]["epoch"] if result.history else 0
     if demo:

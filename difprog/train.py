@@ -9,7 +9,6 @@ one-axis `jax.sharding.Mesh` ('data'); params and optimiser state are replicated
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -25,6 +24,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from difprog import checkpoint, gates
+from difprog._files import write_json
 from difprog.data import Dataset, batches, num_batches
 from difprog.errors import ArgumentError, NonFiniteLossError
 from difprog.layers import Layer
@@ -282,6 +282,17 @@ def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
     return FitResult(params, opt_state, history, final, resumed_from)
 
 
+def restore(path: str | os.PathLike, model: Layer, example_input: np.ndarray
+            ) -> tuple[Any, dict]:
+    """The params of a checkpoint `fit` wrote, checked against `model`, and its metadata."""
+    _, meta = checkpoint.load(path)
+    config = TrainConfig(**{**meta.get("config", {}), "devices": None})
+    params = model.init(jax.random.key(0), example_input)
+    template = {"params": params, "opt_state": make_optimizer(config, 1).init(params)}
+    state, meta = checkpoint.load(path, template)
+    return jax.tree.map(jnp.asarray, state["params"]), meta
+
+
 def evaluate(eval_step: Callable, params: Any, x: np.ndarray, y: np.ndarray,
              placement: Placement, batch_size: int = 512) -> tuple[float, float]:
     """(mean loss, accuracy) over a whole data split."""
@@ -295,7 +306,7 @@ def evaluate(eval_step: Callable, params: Any, x: np.ndarray, y: np.ndarray,
 def _save(out, epoch, params, opt_state, history, config, extra_metrics, *, seconds, devices):
     out = pathlib.Path(out)
     meta = {"epoch": epoch, "seed": config.seed, "config": dataclasses.asdict(config),
-            "history": history}
+            "history": history, "extra": dict(extra_metrics or {})}
     path = checkpoint.save(checkpoint.checkpoint_path(out, epoch),
                            {"params": params, "opt_state": opt_state}, metadata=meta)
     for old in sorted(out.glob("checkpoint_*.safetensors"))[:-config.keep_checkpoints]:
@@ -304,20 +315,6 @@ def _save(out, epoch, params, opt_state, history, config, extra_metrics, *, seco
                "checkpoint": path.name, "devices": devices, "last_epoch_seconds": seconds,
                "config": dataclasses.asdict(config), "history": history}
     write_json(out / "metrics.json", metrics)
-
-
-def write_json(path: pathlib.Path, value: Any) -> None:
-    """Writes JSON atomically: a temporary file, fsync, then a rename over `path`."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "w") as file:
-            json.dump(value, file, indent=2, sort_keys=True)
-            file.write("\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _remove_stale_temporaries(out: str | os.PathLike) -> None:

@@ -1,0 +1,118 @@
+"""The optimisation loop: gradient ascent on an input image, through the model's gate rules."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from difprog.errors import ArgumentError
+from difprog.layers import Layer
+from difprog.viz._images import (
+    Parameterization,
+    Transform,
+    fourier,
+    standard_transforms,
+)
+from difprog.viz._objectives import INPUT, OUTPUT, Objective
+
+
+class Visualization(NamedTuple):
+    """Optimised images, in the model's input range, and the objective's history."""
+
+    images: np.ndarray
+    history: np.ndarray
+    objective: str
+
+
+def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int, int, int, int],
+              *, parameterization: Parameterization | None = None,
+              transforms: Transform | None | bool = None, steps: int = 512,
+              optimizer: optax.GradientTransformation | None = None,
+              learning_rate: float = 0.05, seed: int = 0,
+              value_range: tuple[float, float] = (0.0, 1.0), progress: bool = True,
+              chunk: int = 128) -> Visualization:
+    """Optimises a batch of input images to maximise `objective` of `model`.
+
+    Every step: parameters -> image (sigmoid into `value_range`) -> random transforms -> the
+    model, capturing the layers the objective reads -> the objective's score per image; optax
+    (Adam by default) ascends its gradient, which flows back through every gate's backward rule.
+    The loop is jit-compiled as a lax.scan over chunks of steps.
+
+    Args:
+        model: the model; params: its params.
+        objective: the score per image to maximise (see `class_logit`, `channel`, ...).
+        shape: (N, H, W, C) of the image batch.
+        parameterization: `fourier()` (default) or `pixel()`.
+        transforms: a transform (default `standard_transforms(H)`); False for none.
+        steps: optimisation steps.
+        seed: seeds the initial parameters and every transform, so a seed reproduces a run.
+        value_range: the model's valid input range.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The images (N, H, W, C) and the history (steps, N) of each image's score.
+
+    Example:
+        >>> result = visualize(model, params, class_logit(range(10)) - 0.05 * total_variation(),
+        ...                    (10, 8, 8, 1))
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ArgumentError(f"visualize: steps must be a positive int, got {steps!r}")
+    shape = tuple(shape)
+    param = parameterization or fourier()
+    transform = standard_transforms(shape[1]) if transforms is None else transforms or None
+    optimizer = optimizer or optax.adam(learning_rate)
+    image_of = _image_function(param, shape, value_range)
+    paths = tuple(sorted(objective.paths - {INPUT, OUTPUT}))
+
+    def scores(z, key):
+        image = image_of(z)
+        seen = transform(key, image) if transform else image
+        y, captured = model.apply(params, seen, capture=paths) if paths else (
+            model.apply(params, seen), {})
+        return objective({INPUT: image, OUTPUT: y, **captured})
+
+    def step(carry, key):
+        z, state = carry
+        values, pullback = jax.vjp(lambda z: scores(z, key), z)
+        (grads,) = pullback(-jnp.ones_like(values))
+        updates, state = optimizer.update(grads, state, z)
+        return (optax.apply_updates(z, updates), state), values
+
+    run = jax.jit(lambda z, state, keys: jax.lax.scan(step, (z, state), keys))
+    init_key, step_key = jax.random.split(jax.random.key(seed))
+    z = param.init(init_key, shape)
+    state = optimizer.init(z)
+    keys = jax.random.split(step_key, steps)
+    history = []
+    bar = _progress(progress, steps, objective.name)
+    for start in range(0, steps, chunk):
+        (z, state), values = run(z, state, keys[start:start + chunk])
+        history.append(np.asarray(values))
+        bar.update(len(history[-1]))
+        bar.set_postfix(score=f"{float(np.mean(history[-1][-1])):.3f}")
+    bar.close()
+    images = np.asarray(jax.jit(image_of)(z))
+    return Visualization(images, np.concatenate(history), objective.name)
+
+
+def _image_function(param: Parameterization, shape: tuple, value_range: tuple[float, float]
+                    ) -> Callable:
+    low, high = value_range
+    if not high > low:
+        raise ArgumentError(f"visualize: value_range must be (low, high) with high > low, got "
+                            f"{value_range}")
+    return lambda z: low + (high - low) * param.to_image(z, shape)
+
+
+def _progress(enabled: bool, total: int, description: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description[:40], disable=None if enabled else True,
+                leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.25)
