@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -42,3 +43,25 @@ def test_bench_modes_writes_table_json_and_png(tmp_path, capsys):
     assert "| 32 | 1 |" in table and "jacfwd / jacrev" in table
     assert (tmp_path / "modes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote modes.md" in capsys.readouterr().out
+
+
+def test_framework_benchmark_smoke_writes_every_row(tmp_path):
+    from benchmarks.frameworks import FRAMEWORKS, available
+
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--out", str(tmp_path),
+                             "--tiny"], capture_output=True, text=True, timeout=600,
+                            check=True, cwd=ROOT)
+    installed = [name for name in FRAMEWORKS if available(name)]
+    assert {"difprog", "plain JAX"} <= set(installed)
+    table = (tmp_path / "results.md").read_text()
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert len(report["results"]) == 2
+    for model, rows in report["results"].items():
+        assert list(rows) == installed
+        for name, row in rows.items():
+            assert f"| {model} | {name} |" in table
+            assert row["ms_per_step"] > 0 and row["forward_ms"] > 0 and row["compile_seconds"] > 0
+            assert row["ratio_to_jax"] > 0 and row["gflops"] > 0
+    assert sorted(report["skipped"]) == sorted(set(FRAMEWORKS) - set(installed))
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote results.md" in result.stdout
