@@ -109,6 +109,13 @@ def test_objective_errors(tiny):
         viz.class_logit(0) + "x"
     with pytest.raises(difprog.ArgumentError, match=r"cannot capture \['conv9'\]"):
         viz.visualize(model, params, viz.channel("conv9", 0), SHAPE, steps=2, progress=False)
+    for objective, message in [(viz.channel("conv2d_0", 4), r"'conv2d_0' has 4 channels"),
+                               (viz.neuron("dense_0", 7), r"'dense_0' has 5 channels"),
+                               (viz.neuron("conv2d_0", 0, position=(8, 0)), r"outside"),
+                               (viz.class_logit([0, 5, 1]), r"must lie in \[0, 5\)"),
+                               (viz.class_logit([0, 1]), r"2 classes for a batch of 3")]:
+        with pytest.raises(difprog.ArgumentError, match=message):
+            viz.visualize(model, params, objective, SHAPE, steps=2, progress=False)
     with pytest.raises(difprog.ArgumentError, match="steps must be a positive int"):
         viz.visualize(model, params, viz.class_logit(0), SHAPE, steps=0)
 

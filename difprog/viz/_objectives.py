@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from difprog.errors import ArgumentError, ShapeError
 
@@ -63,8 +64,13 @@ def _combine(a: Objective, b: Objective | float, op: Callable, symbol: str) -> O
     return Objective(lambda acts: op(a.score(acts), b), a.paths, f"({a.name} {symbol} {b:g})")
 
 
-def _layer(acts: Activations, path: str) -> jax.Array:
-    return acts[path]
+def _layer(acts: Activations, path: str, channel: int | None = None) -> jax.Array:
+    """The activations of layer `path`, checking that `channel` is one of its channels."""
+    a = acts[path]
+    if channel is not None and not -a.shape[-1] <= channel < a.shape[-1]:
+        raise ArgumentError(f"layer {path!r} has {a.shape[-1]} channels (output shape "
+                            f"{tuple(a.shape)}), so there is no channel {channel}")
+    return a
 
 
 def class_logit(classes: int | Sequence[int]) -> Objective:
@@ -73,10 +79,17 @@ def class_logit(classes: int | Sequence[int]) -> Objective:
     Example:
         >>> objective = class_logit(range(10))   # ten images, one per digit
     """
-    targets = jnp.asarray(list(classes) if not isinstance(classes, int) else classes)
+    values = np.asarray(list(classes) if not isinstance(classes, int) else classes)
+    targets = jnp.asarray(values)
 
     def score(acts):
         logits = acts[OUTPUT]
+        if values.min() < 0 or values.max() >= logits.shape[-1]:
+            raise ArgumentError(f"class_logit: classes {classes} must lie in [0, "
+                                f"{logits.shape[-1]}), the model's number of classes")
+        if values.ndim and len(values) != logits.shape[0]:
+            raise ArgumentError(f"class_logit: {len(values)} classes for a batch of "
+                                f"{logits.shape[0]} images; give one class per image")
         chosen = jnp.broadcast_to(targets, logits.shape[:1])
         return jnp.take_along_axis(logits, chosen[:, None], axis=-1)[:, 0]
 
@@ -87,9 +100,12 @@ def neuron(layer: str, channel: int, position: tuple[int, int] | None = None) ->
     """One unit of a layer's output: a channel at one position (the centre by default)."""
 
     def score(acts):
-        a = _layer(acts, layer)
+        a = _layer(acts, layer, channel)
         if a.ndim == 4:
             y, x = position if position is not None else (a.shape[1] // 2, a.shape[2] // 2)
+            if not (0 <= y < a.shape[1] and 0 <= x < a.shape[2]):
+                raise ArgumentError(f"neuron: position {(y, x)} is outside layer {layer!r}'s "
+                                    f"{a.shape[1]}x{a.shape[2]} output")
             return a[:, y, x, channel]
         return a.reshape(a.shape[0], -1, a.shape[-1])[:, 0, channel]
 
@@ -98,7 +114,7 @@ def neuron(layer: str, channel: int, position: tuple[int, int] | None = None) ->
 
 def channel(layer: str, index: int) -> Objective:
     """The mean of one channel of a layer's output over all positions."""
-    return Objective(lambda acts: _spatial_mean(_layer(acts, layer)[..., index]),
+    return Objective(lambda acts: _spatial_mean(_layer(acts, layer, index)[..., index]),
                      frozenset({layer}), f"channel({layer!r}, {index})")
 
 
