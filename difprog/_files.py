@@ -28,6 +28,19 @@ def atomic(path: str | os.PathLike) -> Iterator[pathlib.Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: pathlib.Path) -> None:
+    """Makes the rename itself durable (skipped where a directory cannot be fsynced)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+    except OSError:
+        pass
 
 
 def write_json(path: str | os.PathLike, value: Any) -> pathlib.Path:

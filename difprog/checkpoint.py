@@ -23,6 +23,7 @@ import numpy as np
 import safetensors.numpy
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
+from difprog._files import atomic
 from difprog.errors import ArgumentError, CheckpointError
 
 FORMAT = 1
@@ -85,7 +86,9 @@ def save(path: str | os.PathLike, tree: Any, *,
     header = {"format": FORMAT, "dtypes": dtypes, "sha256": _checksum(stored, dtypes, user),
               "metadata": user}
     text = json.dumps(header, sort_keys=True, separators=(",", ":"))
-    _write_atomic(path, safetensors.numpy.save(stored, metadata={_HEADER_KEY: text}))
+    data = safetensors.numpy.save(stored, metadata={_HEADER_KEY: text})
+    with atomic(path) as temporary:
+        temporary.write_bytes(data)
     return path
 
 
@@ -166,28 +169,6 @@ def _checksum(stored: Mapping[str, np.ndarray], dtypes: Mapping[str, str], user:
         digest.update(json.dumps([key, dtypes[key], list(array.shape)]).encode())
         digest.update(np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes())
     return digest.hexdigest()
-
-
-def _write_atomic(path: pathlib.Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    try:
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError:  # platforms (Windows) that cannot fsync a directory
-        pass
 
 
 def _read(path: pathlib.Path) -> tuple[dict[str, np.ndarray], dict]:
