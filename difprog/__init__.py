@@ -1,7 +1,8 @@
 """difprog: differentiable programming in JAX where every gradient is hand-written and proven.
 
 Gates (`difprog.gates`) carry their own backward (VJP) and tangent (JVP) rules; `check_gate`
-proves them against JAX's autodiff and finite differences.
+proves them against JAX's autodiff and finite differences; `explain` shows any function's
+forward and backward pass node by node.
 """
 
 from difprog import gates, layers
@@ -17,6 +18,7 @@ from difprog.errors import (
     ShapeError,
 )
 from difprog.gate import Gate, gate
+from difprog.graph import Explanation, Node, explain
 from difprog.modes import ModesReport, compare_modes, hessian, hvp
 
 __version__ = "0.1.0"
@@ -27,14 +29,17 @@ __all__ = [
     "CheckpointError",
     "DifprogError",
     "DtypeError",
+    "Explanation",
     "Gate",
     "LabelError",
     "ModesReport",
+    "Node",
     "NonFiniteLossError",
     "RuleError",
     "ShapeError",
     "check_gate",
     "compare_modes",
+    "explain",
     "gate",
     "gates",
     "hessian",

@@ -72,7 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     visualize.add_argument("--no-transforms", action="store_true",
                            help="no random jitter, padded crops and zooms")
     visualize.add_argument("--no-progress", action="store_true")
+    explain = commands.add_parser(
+        "explain", help="a function's graph with values and gradients at every node",
+        description="Explains an expression in variables x, y, z... built from arithmetic and "
+                    "difprog gates (exp, log, sqrt, sigmoid, tanh, relu, max, min, sum...): "
+                    "prints the forward and backward pass node by node and, with --out, writes "
+                    "graph.svg, graph.png, table.txt and flat_code.py.")
+    explain.add_argument("expression", help="such as '(x + y) * z' or '1 / (y + exp(-x))'")
+    explain.add_argument("--at", required=True,
+                         help="the point, such as x=-2,y=5,z=-4 (lists for vectors: w=[1,2])")
+    explain.add_argument("--out", type=pathlib.Path, default=None,
+                         help="directory for the graph, table and flat code")
     args = parser.parse_args(argv)
+    if args.command == "explain":
+        return _explain(args)
     if args.command == "visualize":
         return _visualize(args)
     if args.command == "check":
@@ -222,16 +235,57 @@ def _train(args: argparse.Namespace, demo: bool) -> int:
         return 1
     if demo:
         _write_visualizations(model, result.params, dataset, args.out, progress=not args.no_progress)
+        neuron = _write_explanations(model, result.params, dataset, args.out)
     right = round(result.test_accuracy * len(dataset.y_test))
     epochs = result.history[-1]["epoch"] if result.history else 0
     if demo:
+        print(f"\nThe sigmoid neuron of the lectures, explained node by node (explain/):\n"
+              f"{neuron}")
         print(f"\ndifprog demo wrote into {args.out}/:")
-        for path in sorted(args.out.iterdir()):
-            if not path.name.startswith("."):
-                print(f"  {path.name:<32} {path.stat().st_size:>10,} bytes")
+        for path in sorted(args.out.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                name = str(path.relative_to(args.out))
+                print(f"  {name:<32} {path.stat().st_size:>10,} bytes")
     print(f"test accuracy {result.test_accuracy:.2%} ({right}/{len(dataset.y_test)}) on "
           f"{args.dataset} with the {args.model} model after {epochs} epochs")
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from difprog.errors import DifprogError
+    from difprog.graph import explain
+    from difprog.graph._expression import expression_function, parse_point
+
+    try:
+        with jax.enable_x64(True):
+            point = parse_point(args.at)
+            f = expression_function(args.expression, list(point))
+            explanation = explain(f, *point.values())
+            print(explanation)
+            written = explanation.save(args.out) if args.out else []
+    except DifprogError as error:
+        print(f"difprog explain: {error}", file=sys.stderr)
+        return 1
+    if written:
+        print(f"wrote {', '.join(p.name for p in written)} into {args.out}/")
+    return 0 if explanation.agrees else 1
+
+
+def _write_explanations(model, params, dataset, out: pathlib.Path):
+    """The sigmoid neuron of the lectures, and the CNN's loss summarised per layer."""
+    import jax.numpy as jnp
+
+    from difprog.graph import explain
+
+    with jax.enable_x64(True):
+        neuron = explain(lambda w0, x0, w1, x1, w2: 1 / (1 + jnp.exp(-(w0 * x0 + w1 * x1 + w2))),
+                         2.0, -1.0, -3.0, -2.0, -3.0)
+        neuron.save(out / "explain")
+    x, y = dataset.x_test[:4], dataset.y_test[:4]
+    cnn = explain(lambda params, x: gates.softmax_cross_entropy(model.apply(params, x), y),
+                  params, x, group="layer")
+    cnn.render(out / "explain" / "cnn_layers.png")
+    return neuron
 
 
 def _check(names: list[str], seed: int) -> int:

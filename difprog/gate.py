@@ -39,7 +39,7 @@ from jax.experimental import hijax
 
 from difprog.errors import DtypeError, RuleError, ShapeError
 
-__all__ = ["Gate", "gate"]
+__all__ = ["Gate", "GateCall", "gate", "gate_call"]
 
 Backward = Callable[..., tuple]
 Tangent = Callable[..., Any]
@@ -278,6 +278,54 @@ def gate(
     """
     return Gate(forward, backward, tangent, name=name, nondiff=nondiff, static=static,
                 pytree_inputs=pytree_inputs, check=check)
+
+
+class GateCall:
+    """One application of a gate in a traced program (a jaxpr equation), as plain functions.
+
+    `gate_call(eqn.primitive, eqn.params)` finds it; `difprog.explain` uses it to run each gate's
+    own rules on the flat list of arrays the equation reads.
+    """
+
+    def __init__(self, gate: Gate, static: dict, in_tree: Any = None):
+        self.gate, self.static = gate, dict(static)
+        self.in_tree = in_tree or jax.tree.structure(tuple(gate.array_names))
+
+    def arguments(self, flat: Iterable) -> dict:
+        """The gate's arguments by name, from the equation's flat inputs."""
+        arrays = jax.tree.unflatten(self.in_tree, [jnp.asarray(x) for x in flat])
+        return self.gate._arguments(arrays, tuple(self.static.items()))
+
+    def __call__(self, *flat) -> jax.Array:
+        """The gate applied: under autodiff its hand-written rules run."""
+        return self.gate(**self.arguments(flat))
+
+    def reference(self, *flat) -> jax.Array:
+        """The gate's plain jax.numpy forward, with no rules attached."""
+        return self.gate.forward(**self.arguments(flat))
+
+    def backward(self, g: jax.Array, out: jax.Array, *flat) -> list:
+        """The hand-written backward rule, one cotangent per flat input (None where there is none)."""
+        arguments = self.arguments(flat)
+        cotangents = dict(zip(self.gate.input_names,
+                              self.gate.backward(g, out, **arguments)))
+        result = []
+        for name in self.gate.array_names:
+            leaves = jax.tree.leaves(arguments[name])
+            if name in cotangents:
+                result += [jnp.asarray(c, leaf.dtype)
+                           for c, leaf in zip(jax.tree.leaves(cotangents[name]), leaves)]
+            else:
+                result += [None] * len(leaves)
+        return result
+
+
+def gate_call(primitive: Any, params: dict) -> GateCall | None:
+    """The gate a traced equation applies, or None when it applies no gate."""
+    if primitive is not _gate_p:
+        return None
+    prim = params["_prim"]
+    return GateCall(prim.gate, dict(prim.static_items), prim.in_tree)
 
 
 # hijax binds every VJPHiPrimitive through one "high" primitive that jax.jit must lower anew on

@@ -265,4 +265,8 @@ def test_demo_reaches_the_accuracy_target_in_under_two_minutes(tmp_path):
     metrics = json.loads((tmp_path / "difprog-demo" / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.985, metrics["test_accuracy"]
     assert "metrics.json" in out and "checkpoint_0030.safetensors" in out
+    explained = tmp_path / "difprog-demo" / "explain"
+    for name in ("graph.svg", "graph.png", "table.txt", "flat_code.py", "cnn_layers.png"):
+        assert (explained / name).stat().st_size > 0, name
+    assert "equal jax.grad(f)" in out
     assert seconds < 120, seconds

@@ -1,0 +1,317 @@
+"""`explain(f, *args)`: the forward and backward pass of f, node by node, as the lectures draw it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from difprog._files import atomic
+from difprog.errors import ArgumentError
+from difprog.graph import _flat_code, _render, _table
+from difprog.graph._trace import Constant, Program, Step, is_float, trace
+
+_SMALL_JACOBIAN = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """One node of an explained graph, with its values and gradients.
+
+    Attributes:
+        name: the value it computes (`s3`; `L` for f's output; an input's name; a layer's path).
+        op: the gate or primitive (`multiply`, `reshape`), `input`, `constant`, or for a group the
+            operations inside it.
+        inputs: the values it reads: names of other nodes, or constants such as 1.0.
+        outputs: the values it computes (its own name, or a group's values read outside it).
+        value: its output: an array, or a tuple of arrays for several outputs.
+        upstream: dL/d value, in the shape of value (for an input: the total gradient).
+        local: d value / d input for each input, where that Jacobian is small (scalars give
+            numbers); None where it is not formed.
+        downstream: this node's share of dL/d input for each input: local x upstream, computed
+            by the node's backward rule (None for constants and integer inputs).
+        kind: `input`, `constant`, `gate`, `primitive` or `group`.
+        scope: the layer path (jax.named_scope) it ran in; '' outside any layer.
+        rule: which backward rule computed downstream.
+    """
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    value: Any
+    upstream: Any
+    local: tuple[Any, ...] | None
+    downstream: tuple[Any, ...]
+    kind: str
+    scope: str = ""
+    rule: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """The result of `difprog.explain`: f's value, its input gradients, and the graph behind them.
+
+    Attributes:
+        value: f's output.
+        input_grads: one gradient per argument of f, shaped like it (None for integer leaves).
+        nodes: the graph's nodes in topological order (inputs first).
+        values: every named value of the graph.
+        grads: dL/d value for every named floating value.
+        reference_error: the largest |difference| between input_grads and jax.grad(f).
+        agrees: whether input_grads equal jax.grad(f) to within rounding.
+        group: 'gate' (one node per gate or primitive) or 'layer'.
+    """
+
+    value: Any
+    input_grads: tuple
+    nodes: tuple[Node, ...]
+    values: dict[str, Any]
+    grads: dict[str, Any]
+    reference_error: float
+    agrees: bool
+    group: str
+    program: Program = dataclasses.field(repr=False)
+    passes: _Passes = dataclasses.field(repr=False)
+
+    def table(self, width: int = 26) -> str:
+        """A text table: node, operation, inputs, value, upstream, local and downstream gradients."""
+        return _table.table(self.nodes, width=width)
+
+    def flat_code(self) -> str:
+        """The forward and backward pass as plain numpy source defining `f_and_grad(<f's args>)`.
+
+        Executed, `f_and_grad` returns (f's value, tuple of input gradients) for new inputs of the
+        same shapes and dtypes, with no JAX involved.
+        """
+        return _flat_code.flat_code(self.program, self.values)
+
+    def render(self, path: str | os.PathLike) -> pathlib.Path:
+        """Draws the graph to an .svg or .png file: values above each edge, gradients below."""
+        return _render.render(self, path)
+
+    def save(self, directory: str | os.PathLike) -> list[pathlib.Path]:
+        """Writes graph.svg, graph.png, table.txt and flat_code.py into `directory`."""
+        directory = pathlib.Path(directory)
+        texts = {"table.txt": f"{self}\n", "flat_code.py": self.flat_code()}
+        written = [self.render(directory / "graph.svg"), self.render(directory / "graph.png")]
+        for name, text in texts.items():
+            with atomic(directory / name) as temporary:
+                temporary.write_text(text)
+            written.append(directory / name)
+        return written
+
+    def grouped(self, by: str = "layer", depth: int | None = None) -> Explanation:
+        """The same explanation with one node per layer (its jax.named_scope), cut at `depth`."""
+        if by == "gate":
+            return dataclasses.replace(self, nodes=_nodes(self.program, self.passes),
+                                       group="gate")
+        if by != "layer":
+            raise ArgumentError(f"explain can group by 'gate' or 'layer', got {by!r}")
+        if depth is not None and depth < 1:
+            raise ArgumentError(f"explain: depth must be at least 1, got {depth}")
+        nodes = _group_by_layer(self.program, self.passes, depth)
+        return dataclasses.replace(self, nodes=nodes, group="layer")
+
+    def __str__(self) -> str:
+        verdict = "equal" if self.agrees else "DIFFER FROM"
+        return (f"{self.table()}\n\nf = {_table.summary(self.value)}; the input gradients "
+                f"{verdict} jax.grad(f) (largest difference {self.reference_error:.2g}).")
+
+
+def explain(f: Callable, *args: Any, group: str = "gate", depth: int | None = None) -> Explanation:
+    """Explains f at args as a computational graph with values and gradients at every node.
+
+    Traces f (built from difprog gates or jax.numpy) into its graph, runs the forward pass over
+    the nodes in topological order recording every value, then the backward pass in reverse
+    order: each gate applies its own hand-written backward rule (other primitives use JAX's),
+    recording the upstream, local and downstream gradients at every node. The input gradients
+    are checked against jax.grad(f).
+
+    Args:
+        f: a function of arrays (or pytrees of arrays) returning one real scalar.
+        *args: where to explain it.
+        group: 'gate' for one node per gate or primitive; 'layer' for one node per layer
+            (the jax.named_scope each difprog layer runs in).
+        depth: with group='layer', how many levels of the layer path to keep.
+
+    Returns:
+        An Explanation: `value`, `input_grads`, `nodes`, `table()`, `flat_code()` and `render()`.
+
+    Example:
+        >>> import difprog
+        >>> e = difprog.explain(lambda x, y, z: (x + y) * z, -2.0, 5.0, -4.0)
+        >>> float(e.value), [float(g) for g in e.input_grads]
+        (-12.0, [-4.0, -4.0, 3.0])
+    """
+    if not callable(f):
+        raise ArgumentError(f"explain needs a function, got {type(f).__name__}")
+    args = tuple(jax.tree.map(_as_array, a) for a in args)
+    program = trace(f, args)
+    passes = jax.jit(lambda args: _passes(program, args))(args)
+    values, grads = passes.values, passes.grads
+    input_grads = tuple(
+        jax.tree.unflatten(tree, [grads.get(n, jnp.zeros_like(values[n])) if is_float(values[n])
+                                  else None for n in names])
+        for tree, names in zip(program.arg_trees, program.leaf_names))
+    error, agrees = _compare_with_jax_grad(f, args, input_grads)
+    output = program.output
+    value = values[output] if isinstance(output, str) else jnp.asarray(output.value)
+    explanation = Explanation(value, input_grads, _nodes(program, passes), values, grads, error,
+                              agrees, "gate", program, passes)
+    return explanation.grouped(group, depth) if group != "gate" else explanation
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _Passes:
+    """What the two passes record: every value, every gradient, and per step its downstream
+    cotangents (one per input) and local Jacobians (where small)."""
+
+    values: dict[str, Any]
+    grads: dict[str, Any]
+    contributions: list
+    locals: list
+
+
+def _as_array(leaf: Any) -> Any:
+    if isinstance(leaf, bool) or not isinstance(leaf, (int, float, np.ndarray, np.generic,
+                                                       jax.Array)):
+        raise ArgumentError(f"explain: arguments must be arrays or numbers (or pytrees of them), "
+                            f"got {type(leaf).__name__}")
+    return jnp.asarray(leaf, float) if isinstance(leaf, (int, float)) else jnp.asarray(leaf)
+
+
+def _passes(program: Program, args: tuple) -> _Passes:
+    """The forward pass in topological order, then the backward pass in reverse order.
+
+    It runs as one jitted program; every node's value and gradient is still an output of it.
+    """
+    values = dict(zip(program.inputs, jax.tree.leaves(args)))
+    values.update(program.constants)
+    read = lambda ref: ref.value if isinstance(ref, Constant) else values[ref]
+    for step in program.steps:
+        values.update(zip(step.outputs, step.forward(*map(read, step.inputs))))
+    grads: dict[str, Any] = {}
+    if isinstance(program.output, str):
+        grads[program.output] = jnp.ones_like(values[program.output])
+    contributions: list = [None] * len(program.steps)
+    for index in reversed(range(len(program.steps))):
+        step = program.steps[index]
+        outputs = [values[o] for o in step.outputs]
+        if not any(map(is_float, outputs)):
+            continue
+        upstream = [grads.get(o, jnp.zeros_like(v)) for o, v in zip(step.outputs, outputs)]
+        for o, g in zip(step.outputs, upstream):
+            if is_float(values[o]):
+                grads.setdefault(o, g)
+        downstream = step.backward(upstream, outputs, [read(r) for r in step.inputs])
+        contributions[index] = [
+            None if isinstance(r, Constant) or r in program.constants or not is_float(read(r))
+            else g for r, g in zip(step.inputs, downstream)]
+        for ref, g in zip(step.inputs, contributions[index]):
+            if g is not None:
+                grads[ref] = grads[ref] + g if ref in grads else g
+    locals_ = [_local(step, [read(r) for r in step.inputs], [values[o] for o in step.outputs])
+               for step in program.steps]
+    return _Passes(values, grads, contributions, locals_)
+
+
+def _compare_with_jax_grad(f: Callable, args: tuple, input_grads: tuple) -> tuple[float, bool]:
+    reference = jax.jit(jax.grad(f, argnums=tuple(range(len(args))), allow_int=True))(*args)
+    error, agrees = 0.0, True
+    for ours, theirs in zip(jax.tree.leaves(input_grads), jax.tree.leaves(reference)):
+        if ours is None or theirs.dtype == jax.dtypes.float0:
+            continue
+        a, b = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+        difference = float(np.max(np.abs(a - b), initial=0.0))
+        error = max(error, difference)
+        tolerance = 1e-9 if ours.dtype == np.float64 else 1e-4
+        agrees &= bool(np.allclose(a, b, rtol=tolerance, atol=tolerance * 10, equal_nan=True))
+    return error, agrees
+
+
+def _nodes(program: Program, passes: _Passes) -> tuple[Node, ...]:
+    values, grads = passes.values, passes.grads
+    nodes = [Node(n, "input", (), (n,), values[n], grads.get(n), None, (), "input")
+             for n in program.inputs]
+    nodes += [Node(n, "constant", (), (n,), v, None, None, (), "constant")
+              for n, v in program.constants.items()]
+    for step, downstream, local in zip(program.steps, passes.contributions, passes.locals):
+        nodes.append(Node(_node_name(step), step.op, tuple(map(str, step.inputs)), step.outputs,
+                          _one_or_tuple([values[o] for o in step.outputs]),
+                          _one_or_tuple([grads.get(o) for o in step.outputs]), local,
+                          tuple(downstream or [None] * len(step.inputs)), step.kind, step.scope,
+                          step.rule))
+    return tuple(nodes)
+
+
+def _local(step: Step, inputs: list, outputs: list) -> tuple | None:
+    """d out / d input for each input, by the step's forward-mode rule, where it is small."""
+    if len(outputs) != 1 or not is_float(outputs[0]):
+        return None
+    local = []
+    for i, x in enumerate(inputs):
+        if isinstance(step.inputs[i], Constant) or not is_float(x) or (
+                np.size(outputs[0]) * np.size(x) > _SMALL_JACOBIAN):
+            local.append(None)
+            continue
+
+        def one_input(xi, i=i):
+            return step.forward(*inputs[:i], xi, *inputs[i + 1:])[0]
+
+        local.append(jax.jacfwd(one_input)(x))
+    return tuple(local)
+
+
+def _one_or_tuple(items: list) -> Any:
+    return items[0] if len(items) == 1 else tuple(items)
+
+
+def _group_by_layer(program: Program, passes: _Passes, depth: int | None) -> tuple[Node, ...]:
+    """One node per layer path (steps outside any layer stay single nodes)."""
+    values, grads, contributions = passes.values, passes.grads, passes.contributions
+    single = {n.name: n for n in _nodes(program, passes)}
+    scopes = [step.scope.split("/") for step in program.steps if step.scope]
+    shared = 0
+    while scopes and all(len(s) > shared + 1 and s[shared] == scopes[0][shared] for s in scopes):
+        shared += 1
+    members: dict[str, list[int]] = {}
+    for index, step in enumerate(program.steps):
+        path = step.scope.split("/")[shared:][:depth]
+        members.setdefault("/".join(path) if step.scope else f"\0{index}", []).append(index)
+    produced_in = {o: key for key, idx in members.items()
+                   for i in idx for o in program.steps[i].outputs}
+    nodes = [n for n in single.values() if n.kind in ("input", "constant")]
+    for key, indices in members.items():
+        steps = [program.steps[i] for i in indices]
+        if key.startswith("\0"):
+            nodes.append(single[_node_name(steps[0])])
+            continue
+        inputs: dict[str, Any] = {}
+        for i in indices:
+            step_inputs = program.steps[i].inputs
+            for ref, g in zip(step_inputs, contributions[i] or [None] * len(step_inputs)):
+                if isinstance(ref, str) and produced_in.get(ref) != key:
+                    inputs[ref] = g if inputs.get(ref) is None else (
+                        inputs[ref] if g is None else inputs[ref] + g)
+        read_outside = {r for j, s in enumerate(program.steps) if j not in indices
+                        for r in s.inputs if isinstance(r, str)} | {program.output}
+        outputs = tuple(o for s in steps for o in s.outputs if o in read_outside)
+        ops = list(dict.fromkeys(s.op for s in steps))
+        nodes.append(Node(key, ", ".join(ops), tuple(inputs), outputs,
+                          _one_or_tuple([values[o] for o in outputs]),
+                          _one_or_tuple([grads.get(o) for o in outputs]), None,
+                          tuple(inputs.values()), "group", steps[0].scope,
+                          f"{len(steps)} steps: the backward rules of {', '.join(ops)}"))
+    return tuple(nodes)
+
+
+def _node_name(step: Step) -> str:
+    return step.outputs[0] if len(step.outputs) == 1 else ", ".join(step.outputs)

@@ -1,0 +1,247 @@
+"""A function traced into a graph of steps, one per gate or JAX primitive, in topological order.
+
+`jax.make_jaxpr` gives the program; calls to jitted functions are inlined, difprog gates become
+steps that run the gate's own rules, and the elementwise jax.numpy primitives that have a gate
+(`+`, `*`, `jnp.exp`...) become that gate, so `(x + y) * z` is explained with the same
+hand-written rules as `gates.multiply(gates.add(x, y), z)`. Any other primitive is a step whose
+backward is JAX's own rule for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.extend.core as jex
+import jax.numpy as jnp
+import numpy as np
+
+from difprog import gates
+from difprog.errors import ArgumentError
+from difprog.gate import GateCall, gate_call
+
+_INLINED = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
+            "checkpoint": "jaxpr", "remat": "jaxpr"}
+_PRIMITIVE_GATES = {"add": "add", "add_any": "add", "sub": "subtract", "mul": "multiply",
+                    "div": "divide", "neg": "negative", "exp": "exp", "log": "log",
+                    "max": "maximum", "min": "minimum", "tanh": "tanh", "logistic": "sigmoid",
+                    "sqrt": "sqrt", "abs": "abs", "square": "square"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Constant:
+    """A value the program holds fixed: a literal such as the 1 in `1 + x`, or a closed-over array."""
+
+    value: Any
+
+    def __str__(self) -> str:
+        if np.ndim(self.value) == 0:
+            return f"{np.asarray(self.value).item():.4g}"
+        return f"const{list(np.shape(self.value))}"
+
+
+Ref = str | Constant
+
+
+@dataclasses.dataclass
+class Step:
+    """One node of the traced graph: a gate, or a JAX primitive, applied to named values."""
+
+    op: str
+    inputs: tuple[Ref, ...]
+    outputs: tuple[str, ...]
+    scope: str
+    call: GateCall | None = None
+    primitive: Any = None
+    params: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return "gate" if self.call else "primitive"
+
+    @property
+    def rule(self) -> str:
+        if self.call:
+            return f"hand-written backward of gate {self.call.gate.name}"
+        return f"JAX's rule for primitive {self.primitive.name}"
+
+    def forward(self, *inputs) -> list:
+        """The step's outputs, as a list; gates run through the gate, so autodiff uses its rules."""
+        if self.call:
+            return [self.call(*inputs)]
+        out = self.primitive.bind(*inputs, **self.primitive.get_bind_params(self.params))
+        return list(out) if self.primitive.multiple_results else [out]
+
+    def reference(self, *inputs) -> list:
+        """The step's outputs computed in plain jax.numpy (a gate's forward, with no rules)."""
+        return [self.call.reference(*inputs)] if self.call else self.forward(*inputs)
+
+    def backward(self, upstream: Sequence, outputs: Sequence, inputs: Sequence) -> list:
+        """One downstream cotangent per input (None for a non-floating one), given the upstream."""
+        if self.call:
+            return self.call.backward(upstream[0], outputs[0], *inputs)
+        wrt = [i for i, x in enumerate(inputs) if is_float(x)]
+
+        def of_floats(*floats):
+            full = list(inputs)
+            for i, x in zip(wrt, floats):
+                full[i] = x
+            return self.forward(*full)
+
+        _, vjp = jax.vjp(of_floats, *[inputs[i] for i in wrt])
+        cotangents = dict(zip(wrt, vjp([g if is_float(o) else np.zeros(np.shape(o), jax.dtypes.float0)
+                                        for g, o in zip(upstream, outputs)])))
+        return [cotangents.get(i) for i in range(len(inputs))]
+
+
+@dataclasses.dataclass
+class Program:
+    """f as a graph: its inputs (one name per array leaf of each argument), constants and steps."""
+
+    arg_names: tuple[str, ...]
+    arg_trees: tuple[Any, ...]
+    leaf_names: tuple[tuple[str, ...], ...]
+    leaf_paths: tuple[tuple[str, ...], ...]
+    constants: dict[str, Any]
+    steps: list[Step]
+    output: Ref
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(n for names in self.leaf_names for n in names)
+
+
+def is_float(x: Any) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.floating)
+
+
+def trace(f: Callable, args: tuple) -> Program:
+    """Traces f at args into a Program; f must return one real scalar, as for jax.grad."""
+    try:
+        closed, shape = jax.make_jaxpr(f, return_shape=True)(*args)
+    except TypeError as error:
+        raise ArgumentError(f"explain could not trace f at the arguments given: {error}") from None
+    if not isinstance(shape, jax.ShapeDtypeStruct) or shape.shape != () or not is_float(shape):
+        raise ArgumentError(
+            f"explain needs f to return one real scalar, as jax.grad does; it returned "
+            f"{jax.tree.map(lambda s: f'{s.dtype}{list(s.shape)}', shape)}. Reduce it to a "
+            f"scalar first, e.g. with difprog.gates.sum")
+    arg_names = _argument_names(f, len(args))
+    leaf_names, leaf_paths, taken = [], [], set(arg_names)
+    for name, arg in zip(arg_names, args):
+        paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(arg)[0]]
+        names = [name if not path else _unique(_identifier(name, path), taken) for path in paths]
+        leaf_names.append(tuple(names))
+        leaf_paths.append(tuple(jax.tree_util.keystr(path) for path in paths))
+    constants = {_unique(f"c{i}", taken): c for i, c in enumerate(closed.consts)}
+    env: dict = dict(zip(closed.jaxpr.invars, [n for names in leaf_names for n in names]))
+    env.update(zip(closed.jaxpr.constvars, constants))
+    walker = _Walker(taken)
+    [output] = walker.walk(closed.jaxpr, env, scope="", hint=None)
+    output = walker.rename(output, _unique("L", taken))
+    return Program(tuple(arg_names), tuple(jax.tree.structure(a) for a in args),
+                   tuple(leaf_names), tuple(leaf_paths), constants, walker.steps, output)
+
+
+class _Walker:
+    def __init__(self, taken: set[str]):
+        self.taken, self.steps, self.count = taken, [], 0
+
+    def walk(self, jaxpr: Any, env: dict, scope: str, hint: str | None) -> list[Ref]:
+        for eqn in jaxpr.eqns:
+            inputs = tuple(_read(env, v) for v in eqn.invars)
+            step_scope = "/".join(s for s in (scope, str(eqn.source_info.name_stack)) if s)
+            body = _inlined_body(eqn)
+            if body is None:
+                outputs = self.step(eqn, inputs, step_scope, hint)
+            else:
+                inner = dict(zip(body.jaxpr.invars, inputs))
+                inner.update((v, Constant(c)) for v, c in zip(body.jaxpr.constvars, body.consts))
+                outputs = self.walk(body.jaxpr, inner, step_scope, eqn.params.get("name", hint))
+            env.update(zip(eqn.outvars, outputs))
+        return [_read(env, v) for v in jaxpr.outvars]
+
+    def step(self, eqn: Any, inputs: tuple, scope: str, hint: str | None) -> tuple[str, ...]:
+        call = gate_call(eqn.primitive, eqn.params) or _primitive_as_gate(eqn)
+        outputs = tuple(self.fresh() for _ in eqn.outvars)
+        name = eqn.primitive.name
+        if call:
+            op = call.gate.name
+        elif name.startswith("custom_"):
+            op = eqn.params.get("name") or hint or name
+        else:
+            op = name
+        self.steps.append(Step(op, inputs, outputs, scope, call, eqn.primitive, eqn.params))
+        return outputs
+
+    def fresh(self) -> str:
+        name = _unique(f"s{self.count}", self.taken)
+        self.count += 1
+        return name
+
+    def rename(self, ref: Ref, new: str) -> Ref:
+        """Gives f's output the name `new`, so the report and flat code call it L."""
+        if not isinstance(ref, str) or not any(ref in s.outputs for s in self.steps):
+            return ref
+        swap = lambda r: new if r == ref else r
+        for s in self.steps:
+            s.inputs = tuple(map(swap, s.inputs))
+            s.outputs = tuple(map(swap, s.outputs))
+        return new
+
+
+def _read(env: dict, var: Any) -> Ref:
+    if isinstance(var, jex.Literal):
+        return Constant(np.asarray(var.val, var.aval.dtype))
+    return env[var]
+
+
+def _inlined_body(eqn: Any) -> jex.ClosedJaxpr | None:
+    key = _INLINED.get(eqn.primitive.name)
+    if key is None or key not in eqn.params:
+        return None
+    body = eqn.params[key]
+    return body if isinstance(body, jex.ClosedJaxpr) else jex.ClosedJaxpr(body, [])
+
+
+def _primitive_as_gate(eqn: Any) -> GateCall | None:
+    """The difprog gate an elementwise jax.numpy primitive stands for, if there is one."""
+    if not all(jnp.issubdtype(v.aval.dtype, jnp.floating) for v in eqn.invars):
+        return None
+    name, params = eqn.primitive.name, eqn.params
+    if name in _PRIMITIVE_GATES:
+        return GateCall(gates.ALL[_PRIMITIVE_GATES[name]], {})
+    if name == "integer_pow":
+        return (GateCall(gates.square, {}) if params["y"] == 2
+                else GateCall(gates.power, {"p": params["y"]}))
+    if name == "reduce_sum":
+        return GateCall(gates.sum, {"axis": tuple(params["axes"])})
+    return None
+
+
+def _argument_names(f: Callable, n: int) -> list[str]:
+    try:
+        parameters = list(inspect.signature(f).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    positional = [p.name for p in parameters
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = positional[:n] if len(positional) >= n else [f"arg{i}" for i in range(n)]
+    return [name if name.isidentifier() else f"arg{i}" for i, name in enumerate(names)]
+
+
+def _identifier(name: str, path: tuple) -> str:
+    parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+    return re.sub(r"\W", "_", "_".join([name, *parts]))
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, i = name, 1
+    while candidate in taken:
+        candidate, i = f"{name}_{i}", i + 1
+    taken.add(candidate)
+    return candidate

@@ -1,0 +1,364 @@
+"""difprog.explain: the lectures' worked examples node by node, flat code against jax.grad for
+every gate, rendering, grouping by layer, the command line and errors."""
+
+from __future__ import annotations
+
+import io
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import GATE_NAMES, bound_arguments
+
+import difprog
+from difprog import gates, layers
+from difprog.gates._points import check_points
+from difprog.graph import explain
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _nodes(explanation):
+    return {n.name: n for n in explanation.nodes}
+
+
+def _neuron(w0, x0, w1, x1, w2):
+    return 1 / (1 + jnp.exp(-(w0 * x0 + w1 * x1 + w2)))
+
+
+NEURON_AT = (2.0, -1.0, -3.0, -2.0, -3.0)
+
+
+def _assert_nodes(explanation, expected):
+    """expected: {node: (op, value, upstream, downstream by input)} with exact lecture numbers."""
+    nodes = _nodes(explanation)
+    for name, (op, value, upstream, downstream) in expected.items():
+        node = nodes[name]
+        assert node.op == op, (name, node.op)
+        np.testing.assert_allclose(float(node.value), value, atol=5e-3, err_msg=name)
+        np.testing.assert_allclose(float(node.upstream), upstream, atol=5e-3, err_msg=name)
+        got = {i: float(g) for i, g in zip(node.inputs, node.downstream) if g is not None}
+        assert got.keys() == downstream.keys(), (name, got)
+        for i, g in downstream.items():
+            np.testing.assert_allclose(got[i], g, atol=5e-3, err_msg=f"{name} -> {i}")
+
+
+# --- the worked examples, node by node ---------------------------------------------------------
+
+def test_add_multiply_circuit():
+    e = explain(lambda x, y, z: (x + y) * z, -2.0, 5.0, -4.0)
+    _assert_nodes(e, {"s0": ("add", 3, -4, {"x": -4, "y": -4}),
+                      "L": ("multiply", -12, 1, {"s0": -4, "z": 3})})
+    assert float(e.value) == -12.0
+    assert [float(g) for g in e.input_grads] == [-4.0, -4.0, 3.0]
+    assert [n.name for n in e.nodes] == ["x", "y", "z", "s0", "L"]
+    assert e.agrees and e.reference_error == 0.0
+
+
+def test_sigmoid_neuron():
+    e = explain(_neuron, *NEURON_AT)
+    _assert_nodes(e, {
+        "s0": ("multiply", -2, 0.20, {"w0": -0.20, "x0": 0.39}),
+        "s1": ("multiply", 6, 0.20, {"w1": -0.39, "x1": -0.59}),
+        "s2": ("add", 4, 0.20, {"s0": 0.20, "s1": 0.20}),
+        "s3": ("add", 1, 0.20, {"s2": 0.20, "w2": 0.20}),
+        "s4": ("negative", -1, -0.20, {"s3": 0.20}),
+        "s5": ("exp", 0.37, -0.53, {"s4": -0.20}),
+        "s6": ("add", 1.37, -0.53, {"s5": -0.53}),
+        "L": ("divide", 0.73, 1.00, {"s6": -0.53}),
+    })
+    np.testing.assert_allclose([float(g) for g in e.input_grads],
+                               [-0.20, 0.39, -0.39, -0.59, 0.20], atol=5e-3)
+    assert _nodes(e)["s6"].inputs == ("1", "s5")
+
+
+def test_sigmoid_neuron_with_the_sigmoid_gate_folds_the_tail_into_one_node():
+    e = explain(lambda w0, x0, w1, x1, w2: gates.sigmoid(w0 * x0 + w1 * x1 + w2), *NEURON_AT)
+    _assert_nodes(e, {"L": ("sigmoid", 0.73, 1.0, {"s3": 0.20})})
+    assert float(_nodes(e)["L"].local[0]) == pytest.approx(0.7311 * (1 - 0.7311), abs=1e-4)
+
+
+def test_reciprocal_of_a_sum_with_exp():
+    e = explain(lambda x, y: 1 / (y + jnp.exp(-x)), 0.0, 1.0)
+    _assert_nodes(e, {"s0": ("negative", 0, -0.25, {"x": 0.25}),
+                      "s1": ("exp", 1, -0.25, {"s0": -0.25}),
+                      "s2": ("add", 2, -0.25, {"y": -0.25, "s1": -0.25}),
+                      "L": ("divide", 0.5, 1, {"s2": -0.25})})
+    assert [float(g) for g in e.input_grads] == [0.25, -0.25]
+
+
+def test_max_routes_and_square():
+    e = explain(lambda x, y, z: (gates.maximum(3 * x, 0.0) - y) ** 2 + z, 1.0, 0.0, -2.0)
+    _assert_nodes(e, {"s0": ("multiply", 3, 6, {"x": 18}),
+                      "s1": ("maximum", 3, 6, {"s0": 6}),
+                      "s2": ("subtract", 3, 6, {"s1": 6, "y": -6}),
+                      "s3": ("square", 9, 1, {"s2": 6}),
+                      "L": ("add", 7, 1, {"s3": 1, "z": 1})})
+    assert [float(g) for g in e.input_grads] == [18.0, -6.0, 1.0]
+
+
+def test_a_wrong_backward_rule_shows_in_the_nodes(monkeypatch):
+    """Mutation: with multiply's backward doubled, the neuron's nodes no longer match."""
+    broken = gates.multiply.with_rules(
+        backward=lambda g, out, x, y: (2 * g * y, 2 * g * x))
+    monkeypatch.setitem(gates.ALL, "multiply", broken)
+    e = explain(_neuron, *NEURON_AT)
+    with pytest.raises(AssertionError):
+        _assert_nodes(e, {"s0": ("multiply", -2, 0.20, {"w0": -0.20, "x0": 0.39})})
+    # jax.grad differentiates jnp's `*` with JAX's own rule, so the report flags the difference
+    assert not e.agrees and e.reference_error > 0.1
+    assert "DIFFER FROM jax.grad(f)" in str(e)
+
+
+# --- invariants on every node --------------------------------------------------------------------
+
+def _programs():
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((4, 5)), rng.standard_normal((5, 3))
+    labels = np.array([0, 2])
+
+    def mlp(x, w1, w2):
+        return gates.softmax_cross_entropy(gates.matmul(gates.tanh(x @ w1), w2), labels)
+
+    def numpy_style(x, w):
+        h = jnp.where(x > 0, x, 0.1 * x).T @ w
+        return jnp.mean(h[:, 1:] ** 2) + jnp.sum(jnp.take_along_axis(h, labels[:, None] % 2,
+                                                                      axis=1))
+
+    @jax.jit
+    def inner(a):
+        return jax.nn.relu(a) * jnp.linspace(0.0, 1.0, a.shape[-1])
+
+    def jitted(x):
+        return jnp.sum(inner(x) + jnp.broadcast_to(x[0], x.shape))
+
+    x = rng.standard_normal((2, 4))
+    return [(mlp, (x, w1, w2)), (numpy_style, (x.T, rng.standard_normal((4, 3)))),
+            (jitted, (x,))]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_downstream_is_local_times_upstream_and_grads_equal_jax_grad(index):
+    f, args = _programs()[index]
+    e = explain(f, *args)
+    assert e.agrees and e.reference_error < 1e-12
+    reference = jax.grad(f, argnums=tuple(range(len(args))))(*args)
+    for ours, theirs in zip(e.input_grads, reference):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+    checked = 0
+    for node in e.nodes:
+        for local, g, name in zip(node.local or (), node.downstream, node.inputs):
+            if local is None or g is None:
+                continue
+            value = np.asarray(node.value)
+            local = np.reshape(local, (value.size, -1))
+            np.testing.assert_allclose(np.ravel(node.upstream) @ local, np.ravel(g), atol=1e-12,
+                                       err_msg=f"{node.name} -> {name}")
+            checked += 1
+    assert checked > 0
+
+
+def test_every_value_gradient_is_the_sum_of_what_its_readers_send_back():
+    f, args = _programs()[0]
+    e = explain(f, *args)
+    for name, grad in e.grads.items():
+        sent = [g for n in e.nodes for i, g in zip(n.inputs, n.downstream)
+                if i == name and g is not None]
+        if sent:
+            np.testing.assert_allclose(sum(sent), grad, atol=1e-12)
+
+
+# --- flat code ----------------------------------------------------------------------------------
+
+def _run_flat_code(explanation, *args):
+    namespace = {}
+    exec(compile(explanation.flat_code(), "<flat_code>", "exec"), namespace)  # noqa: S102
+    return namespace["f_and_grad"](*jax.tree.map(np.asarray, args))
+
+
+def _gate_program(name, point):
+    """sum(tanh(gate(inputs)) * r): the gate composed with two more, r a fixed constant."""
+    gate = gates.ALL[name]
+    inputs, others = bound_arguments(gate, *point)
+    shape = jax.eval_shape(lambda: gate(**inputs, **others)).shape
+    r = np.random.default_rng(7).standard_normal(shape)
+
+    def f(*xs):
+        out = gate(**dict(zip(inputs, xs)), **others)
+        return gates.sum(gates.multiply(gates.tanh(out), r))
+
+    return f, tuple(inputs.values())
+
+
+@pytest.mark.parametrize("name", GATE_NAMES)
+def test_flat_code_matches_jax_grad_on_fresh_inputs_for_every_gate(name):
+    for k in range(2 if len(check_points(name)) > 1 else 1):
+        f, args = _gate_program(name, check_points(name, seed=0)[k])
+        e = explain(f, *args)
+        assert e.agrees, (name, e.reference_error)
+        _, fresh = _gate_program(name, check_points(name, seed=1)[k])
+        value, grads = _run_flat_code(e, *fresh)
+        np.testing.assert_allclose(value, f(*fresh), rtol=1e-10, atol=1e-12)
+        reference = jax.grad(f, argnums=tuple(range(len(fresh))))(*fresh)
+        for ours, theirs in zip(jax.tree.leaves(grads), jax.tree.leaves(reference)):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-10, err_msg=name)
+
+
+def test_flat_code_uses_the_gate_rules_not_autodiff():
+    """Mutation: a gate whose backward is doubled gives flat code with doubled gradients."""
+    doubled = gates.tanh.with_rules(backward=lambda g, out, x: (2 * g * (1 - out * out),))
+    e = explain(lambda x: gates.sum(doubled(x)), np.array([0.3, -0.2]))
+    _, (grad,) = _run_flat_code(e, np.array([0.5, 1.0]))
+    np.testing.assert_allclose(grad, 2 * (1 - np.tanh([0.5, 1.0]) ** 2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_flat_code_of_numpy_programs_with_jits_gathers_and_slices(index):
+    f, args = _programs()[index]
+    e = explain(f, *args)
+    fresh = jax.tree.map(lambda a: a + 0.1 * np.random.default_rng(3).standard_normal(a.shape),
+                         args)
+    value, grads = _run_flat_code(e, *fresh)
+    np.testing.assert_allclose(value, f(*fresh), rtol=1e-10)
+    for ours, theirs in zip(grads, jax.grad(f, argnums=tuple(range(len(args))))(*fresh)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_flat_code_reads_like_the_lecture_notes():
+    code = explain(lambda x, y, z: (x + y) * z, -2.0, 5.0, -4.0).flat_code()
+    for line in ("def f_and_grad(x, y, z):", "s0 = x + y", "L = s0 * z", "grad_L = np.ones_like(L)",
+                 "grad_s0 = grad_L * z", "grad_z = grad_L * s0", "grad_x = grad_s0",
+                 "return L, (grad_x, grad_y, grad_z)"):
+        assert line in code, line
+    assert "jax" not in code.replace("difprog.explain", "")
+    sigmoid = explain(lambda x: gates.sigmoid(x), 0.5).flat_code()
+    assert "grad_x = grad_L * L * (1.0 - L)" in sigmoid
+
+
+def test_flat_code_of_a_model_with_pytree_params_and_float32():
+    with jax.enable_x64(False):
+        model = layers.serial(layers.Conv2D(4, 3), layers.Relu(), layers.MaxPool2D(2),
+                              layers.Flatten(), layers.LayerNorm(), layers.Dense(3))
+        x = np.random.default_rng(0).uniform(size=(2, 6, 6, 1)).astype(np.float32)
+        params = model.init(jax.random.key(0), x)
+        labels = np.array([1, 2])
+        f = lambda params, x: gates.softmax_cross_entropy(model.apply(params, x), labels)
+        e = explain(f, params, x)
+        fresh = jax.tree.map(lambda a: a * np.float32(0.9), (params, x))
+        value, grads = _run_flat_code(e, *fresh)
+        reference = jax.grad(f, argnums=(0, 1))(*fresh)
+    assert np.asarray(value).dtype == np.float32
+    np.testing.assert_allclose(value, f(*fresh), rtol=1e-5)
+    assert jax.tree.structure(grads) == jax.tree.structure(reference)
+    for ours, theirs in zip(jax.tree.leaves(grads), jax.tree.leaves(reference)):
+        np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=1e-5)
+
+
+# --- grouping, rendering, the command line, errors -------------------------------------------------
+
+def _cnn_explanation():
+    model = layers.serial(layers.Conv2D(4, 3), layers.Relu(), layers.MaxPool2D(2),
+                          layers.residual(layers.Dense(4), layers.Tanh()), layers.Flatten(),
+                          layers.Dense(3))
+    x = np.random.default_rng(0).uniform(size=(2, 4, 4, 1))
+    params = model.init(jax.random.key(0), x)
+    labels = np.array([0, 2])
+    return explain(lambda p, x: gates.softmax_cross_entropy(model.apply(p, x), labels), params, x)
+
+
+def test_grouping_by_layer_summarises_a_cnn_per_layer():
+    e = _cnn_explanation()
+    by_layer = e.grouped("layer")
+    groups = [n for n in by_layer.nodes if n.kind == "group"]
+    assert [n.name for n in groups] == ["conv2d_0", "relu_0", "max_pool2d_0",
+                                        "residual_0/dense_0", "residual_0/tanh_0", "residual_0",
+                                        "flatten_0", "dense_0"]
+    assert groups[0].op == "conv2d, add"
+    assert len(by_layer.nodes) < len(e.nodes)
+    nodes = _nodes(e)
+    for group in groups:  # a group's upstream is that of the value it hands on
+        np.testing.assert_allclose(group.upstream, nodes[group.outputs[0]].upstream)
+    conv = groups[0]
+    for name, g in zip(conv.inputs, conv.downstream):
+        if name.startswith("p_"):
+            np.testing.assert_allclose(g, e.grads[name], atol=1e-12)
+    top = e.grouped("layer", depth=1)
+    assert "residual_0" in [n.name for n in top.nodes]
+    assert "residual_0/dense_0" not in [n.name for n in top.nodes]
+    plain = explain(_neuron, *NEURON_AT)
+    assert plain.grouped("layer").nodes == plain.nodes  # no layers: nothing to group
+
+
+def test_render_writes_valid_svg_and_png(tmp_path):
+    from PIL import Image
+
+    e = explain(_neuron, *NEURON_AT)
+    svg, png = e.render(tmp_path / "g.svg"), e.render(tmp_path / "g.png")
+    text = svg.read_text()
+    assert text.startswith("<?xml") and "<svg" in text and "</svg>" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as image:
+        image.verify()
+    with Image.open(io.BytesIO(png.read_bytes())) as image:
+        assert image.size[0] > 800 and image.size[1] > 200
+    e.grouped("layer").render(tmp_path / "same.png")
+    _cnn_explanation().grouped("layer").render(tmp_path / "cnn.svg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.svg", "g.png", "g.svg", "same.png"]
+    with pytest.raises(difprog.ArgumentError, match="svg or .png"):
+        e.render(tmp_path / "g.pdf")
+
+
+def test_table_prints_scalars_in_full_and_summarises_tensors():
+    table = explain(_neuron, *NEURON_AT).table()
+    assert table.splitlines()[0].split() == ["node", "op", "inputs", "value", "upstream", "local",
+                                             "downstream"]
+    assert "w0: -0.1966, x0: 0.3932" in table
+    cnn = _cnn_explanation().grouped("layer").table()
+    assert "f64[2,4,4,4] |" in cnn and "conv2d, add" in cnn
+
+
+def test_command_line_explains_an_expression(tmp_path, capsys):
+    from difprog.cli import main
+
+    assert main(["explain", "(x + y) * z", "--at", "x=-2,y=5,z=-4", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "equal jax.grad(f)" in out and "f = -12" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "flat_code.py", "graph.png", "graph.svg", "table.txt"]
+    namespace = {}
+    exec((tmp_path / "flat_code.py").read_text(), namespace)  # noqa: S102
+    value, grads = namespace["f_and_grad"](1.0, 2.0, 3.0)
+    assert value == 9.0 and [float(g) for g in grads] == [3.0, 3.0, 3.0]
+    assert main(["explain", "sum(tanh(w * x))", "--at", "w=[1,2],x=[0.5,-1]"]) == 0
+    assert main(["explain", "max(3*x, 0)", "--at", "x=1,y=2"]) == 1
+    assert "y, which" in capsys.readouterr().err
+    assert main(["explain", "x +", "--at", "x=1"]) == 1
+    assert main(["explain", "q", "--at", "x=1"]) == 1
+    assert "uses q" in capsys.readouterr().err
+
+
+def test_errors_name_what_is_wrong():
+    with pytest.raises(difprog.ArgumentError, match="one real scalar"):
+        explain(lambda x: x * 2, np.ones(3))
+    with pytest.raises(difprog.ArgumentError, match="needs a function"):
+        explain(3.0, 1.0)
+    with pytest.raises(difprog.ArgumentError, match="arrays or numbers"):
+        explain(lambda x: x, "a")
+    with pytest.raises(difprog.ArgumentError, match="group by"):
+        explain(lambda x: x * 2, 1.0, group="module")
+    with pytest.raises(difprog.ShapeError, match="matmul"):
+        explain(lambda x, w: gates.sum(gates.matmul(x, w)), np.ones((2, 3)), np.ones((2, 3)))
+
+
+def test_integer_arguments_get_no_gradient():
+    e = explain(lambda x, labels: gates.softmax_cross_entropy(x, labels), np.ones((2, 3)),
+                np.array([0, 2]))
+    assert e.input_grads[1] is None and e.agrees
+    _, (grad, none) = _run_flat_code(e, np.zeros((2, 3)), np.array([1, 1]))
+    assert none is None
+    np.testing.assert_allclose(grad, np.array([[1, -2, 1], [1, -2, 1]]) / 6, atol=1e-12)
