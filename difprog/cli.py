@@ -263,7 +263,7 @@ def _explain(args: argparse.Namespace) -> int:
             explanation = explain(f, *point.values())
             print(explanation)
             written = explanation.save(args.out) if args.out else []
-    except DifprogError as error:
+    except (DifprogError, OSError) as error:
         print(f"difprog explain: {error}", file=sys.stderr)
         return 1
     if written:

@@ -362,3 +362,119 @@ def test_integer_arguments_get_no_gradient():
     _, (grad, none) = _run_flat_code(e, np.zeros((2, 3)), np.array([1, 1]))
     assert none is None
     np.testing.assert_allclose(grad, np.array([[1, -2, 1], [1, -2, 1]]) / 6, atol=1e-12)
+
+
+# --- edge cases found in review ----------------------------------------------------------------
+
+def test_integer_arguments_anywhere_are_skipped_when_checking_against_jax_grad():
+    f = lambda n, x, y: jnp.sum(x * n) * jnp.sum(y)
+    e = explain(f, np.arange(3), np.ones(3), np.ones(4))
+    assert e.agrees and e.input_grads[0] is None
+    np.testing.assert_allclose(e.input_grads[1], 4 * np.arange(3))
+    e = explain(lambda x, i: x[i] * x[0], np.array([1.0, 2.0, 3.0]), 2)
+    assert e.agrees and float(e.value) == 3.0 and e.input_grads[1] is None
+
+
+def test_a_wrong_gradient_with_an_integer_argument_first_is_caught(monkeypatch):
+    from difprog.graph import _explain
+
+    passes = _explain._passes
+
+    def wrong(program, args):
+        result = passes(program, args)
+        result.grads["x"] = 7 * result.grads["x"]
+        return result
+
+    monkeypatch.setattr(_explain, "_passes", wrong)
+    e = explain(lambda n, x: jnp.sum(x * n), np.arange(3), np.ones(3))
+    assert not e.agrees
+
+
+def test_flat_code_parenthesises_comparisons_and_negative_powers():
+    @jax.custom_jvp
+    def g(x, y):
+        return jnp.where((x > 0) == (y > 0), x * y, x + y)
+
+    g.defjvps(lambda t, out, x, y: t * y, lambda t, out, x, y: t * x)
+    e = explain(g, 0.5, -0.3)
+    value, _ = _run_flat_code(e, 0.5, -0.3)
+    assert value == pytest.approx(0.2)
+    with jax.enable_x64(False):
+        e = explain(lambda x: x * jax.jit(lambda: jax.lax.integer_pow(-1.5, 4))(),
+                    np.float32(2.0))
+        value, _ = _run_flat_code(e, np.float32(2.0))
+    assert value == pytest.approx(2 * 1.5 ** 4)
+
+
+def test_nodes_without_forward_mode_get_no_local_jacobian():
+    @jax.custom_vjp
+    def double(x):
+        return 2 * x
+
+    double.defvjp(lambda x: (2 * x, None), lambda _, g: (2 * g,))
+    e = explain(lambda x: jnp.sum(double(x)), np.ones(3))
+    assert e.agrees and [float(v) for v in e.input_grads[0]] == [2.0, 2.0, 2.0]
+    assert any(n.local == (None,) for n in e.nodes)
+
+
+def test_dropout_with_a_key_argument_and_remat_are_explained_through_the_gates(tmp_path):
+    model = layers.serial(layers.Dense(3), layers.Dropout(0.5), layers.remat(layers.Dense(2)))
+    x = np.ones((2, 4))
+    params = model.init(jax.random.key(0), x)
+    f = lambda p, x, key: gates.sum(model.apply(p, x, key=key, train=True))
+    e = explain(f, params, x, jax.random.key(1))
+    assert e.agrees and e.input_grads[2] is None
+    assert "key[]" in e.table()
+    e.render(tmp_path / "dropout.png")
+    assert [n.op for n in e.nodes if n.scope.endswith("dense_1")] == ["matmul", "add"]
+    with pytest.raises(difprog.ArgumentError, match="numpy, which has no key"):
+        e.flat_code()
+
+
+def test_bfloat16_agrees_within_its_rounding_and_flat_code_says_numpy_lacks_it():
+    e = explain(lambda x: jnp.sum(jnp.tanh(x) * x + 0.5), jnp.linspace(-1, 1, 3, dtype=jnp.bfloat16))
+    assert e.agrees
+    with pytest.raises(difprog.ArgumentError, match="no bfloat16"):
+        e.flat_code()
+
+
+def test_flat_code_refuses_arguments_that_would_hide_numpy():
+    e = explain(lambda np, x: np * x + jnp.exp(x), 1.0, 2.0)
+    assert e.agrees
+    with pytest.raises(difprog.ArgumentError, match="'np' would hide"):
+        e.flat_code()
+
+
+def test_a_layer_called_twice_is_two_nodes_in_order():
+    dense = layers.Dense(2)
+    params = dense.init(jax.random.key(0), np.ones((1, 2)))
+    f = lambda p, x: gates.sum(dense.apply(p, gates.tanh(dense.apply(p, x))))
+    e = explain(f, params, np.ones((1, 2))).grouped("layer")
+    groups = [n.name for n in e.nodes if n.kind == "group"]
+    assert groups == ["dense", "dense (2)"]
+    seen = set()
+    for node in e.nodes:  # topological: every input was produced before it is read
+        assert all(i in seen or not i.isidentifier() for i in node.inputs), node.name
+        seen |= set(node.outputs)
+
+
+def test_more_bad_input():
+    with pytest.raises(difprog.ArgumentError, match="at least one argument"):
+        explain(lambda: 1.0)
+    with pytest.raises(difprog.ArgumentError, match="pass floats"):
+        explain(lambda x: x * 2, 3)
+    e = explain(_neuron, *NEURON_AT)
+    with pytest.raises(difprog.ArgumentError, match="depth"):
+        e.grouped("layer", depth=1.5)
+    with pytest.raises(difprog.ArgumentError, match="width"):
+        e.table(width=2)
+
+
+def test_command_line_variables_may_shadow_function_names(capsys):
+    from difprog.cli import main
+
+    assert main(["explain", "e * 2 + exp(e)", "--at", "e=1"]) == 0
+    assert main(["explain", "foo(x)", "--at", "x=1"]) == 1
+    assert "calls foo" in capsys.readouterr().err
+    assert main(["explain", "x * 2", "--at", "x=1,x=2"]) == 1
+    assert main(["explain", "x.__class__", "--at", "x=1"]) == 1

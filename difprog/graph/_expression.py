@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from difprog import gates
-from difprog.errors import ArgumentError
+from difprog.errors import ArgumentError, DifprogError
 
 
 def _max(x, y=None):
@@ -38,8 +38,14 @@ def expression_function(expression: str, names: list[str]) -> Callable:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as error:
         raise ArgumentError(f"cannot parse {expression!r}: {error.msg}") from None
-    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(FUNCTIONS)
-    missing, unused = sorted(used - set(names)), sorted(set(names) - used)
+    called = {n.func.id for n in ast.walk(tree)
+              if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    unknown = sorted(called - set(FUNCTIONS) - set(names))
+    if unknown:
+        raise ArgumentError(f"{expression!r} calls {unknown[0]}, which is not one of the "
+                            f"functions {', '.join(sorted(FUNCTIONS))}")
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    missing, unused = sorted(used - set(names) - set(FUNCTIONS)), sorted(set(names) - used)
     if missing:
         raise ArgumentError(f"{expression!r} uses {', '.join(missing)}, which --at does "
                             f"not give a value; add e.g. --at {missing[0]}=1.0, or use one of "
@@ -50,7 +56,12 @@ def expression_function(expression: str, names: list[str]) -> Callable:
     code = compile(tree, "<expression>", "eval")
 
     def f(*values):
-        return eval(code, {"__builtins__": {}, **FUNCTIONS}, dict(zip(names, values)))
+        try:
+            return eval(code, {"__builtins__": {}, **FUNCTIONS}, dict(zip(names, values)))
+        except DifprogError:
+            raise
+        except Exception as error:  # the expression is the user's: say what went wrong in it
+            raise ArgumentError(f"cannot evaluate {expression!r}: {error}") from error
 
     f.__signature__ = inspect.Signature(
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
@@ -64,6 +75,8 @@ def parse_point(text: str) -> dict[str, np.ndarray]:
     for item in _split_top_level(text):
         name, sep, value = item.partition("=")
         name = name.strip()
+        if name in point:
+            raise ArgumentError(f"--at gives {name} twice")
         if not sep or not name.isidentifier():
             raise ArgumentError(f"--at takes name=value pairs separated by commas, "
                                 f"such as x=-2,y=5; got {item!r}")

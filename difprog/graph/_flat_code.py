@@ -26,7 +26,8 @@ from difprog.graph._trace import Constant, Program, Step, is_float
 _ATOM, _POWER, _UNARY, _PRODUCT, _SUM, _AND, _XOR, _OR, _COMPARE, _LOWEST = (
     100, 16, 15, 13, 12, 9, 8, 7, 6, 0)
 _INLINE_LENGTH = 64
-_CALLS = ("jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "custom_jvp_call",
+_CALLS = ("jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2",
+          "custom_jvp_call",
           "custom_vjp_call", "custom_vjp_call_jaxpr")
 
 
@@ -40,8 +41,16 @@ class _Expr(NamedTuple):
 
 def flat_code(program: Program, values: dict) -> str:
     """The source of `f_and_grad(<f's arguments>)`, which returns (value, input gradients)."""
+    unwritable = sorted({d for d in map(_foreign_dtype, jax.tree.leaves(values)) if d})
+    if unwritable:
+        raise ArgumentError(f"flat_code writes numpy, which has no {', '.join(unwritable)}; "
+                            f"explain f at float32 or float64 inputs instead")
     writer = _Writer(program, values)
     body = writer.function_body()
+    hidden = sorted(set(program.arg_names) & {"np", "math", "f_and_grad", *writer.helpers})
+    if hidden:
+        raise ArgumentError(f"flat_code: f's argument {hidden[0]!r} would hide the name the "
+                            f"generated code uses for numpy or one of its helpers; rename it")
     lines = ['"""f and its gradient, flat: the forward pass, then the backward pass node by node.',
              "", "Written by difprog.explain; it needs only numpy.", '"""', ""]
     if "erf" in writer.helpers:
@@ -54,6 +63,15 @@ def flat_code(program: Program, values: dict) -> str:
               f'    """Returns f({args}) and its gradient with respect to each argument."""']
     lines += [wrapped for line in body for wrapped in _wrap_line("    " + line if line else "")]
     return "\n".join(lines) + "\n"
+
+
+def _foreign_dtype(value: Any) -> str | None:
+    """The name of a dtype numpy lacks (bfloat16, PRNG keys), or None for numpy's own."""
+    try:
+        dtype = np.dtype(value.dtype)
+    except TypeError:
+        return str(value.dtype)
+    return None if dtype.type.__module__ == "numpy" else dtype.name
 
 
 class _Writer:
@@ -316,8 +334,9 @@ def _tree_source(tree: Any) -> str:
 
 def _wrap(e: _Expr, precedence: int, left: bool = True) -> str:
     text = e.bare if e.bare is not None else e.text
-    low = e.precedence < precedence or (not left and e.precedence == precedence)
-    return f"({text})" if low else text
+    # Comparisons chain in Python (a < b == c), so they take parentheses on both sides.
+    same = e.precedence == precedence and (not left or precedence == _COMPARE)
+    return f"({text})" if e.precedence < precedence or same else text
 
 
 def _operand(e: _Expr, other: _Expr, precedence: int, left: bool) -> str:
@@ -378,7 +397,7 @@ def _astype(w, ins, eqn):
     dtype = _out_dtype(eqn)
     if ins[0].bare is not None:
         return _Expr(f"{dtype}({ins[0].bare})")
-    return _Expr(f"{_wrap(ins[0], _ATOM)}.astype({dtype})")
+    return _Expr(f"np.asarray({ins[0].text}, dtype={dtype})")
 
 
 def _identity(w, ins, eqn):
@@ -398,7 +417,8 @@ def _remainder(w, ins, eqn):
 
 
 def _integer_pow(w, ins, eqn):
-    return _Expr(f"{_wrap(ins[0], _POWER + 1)} ** {eqn.params['y']}", _POWER)
+    base = _wrap(ins[0]._replace(bare=None), _POWER + 1)
+    return _Expr(f"{base} ** {eqn.params['y']}", _POWER)
 
 
 def _logistic(w, ins, eqn):

@@ -16,7 +16,7 @@ import numpy as np
 
 from difprog._files import atomic
 from difprog.errors import ArgumentError
-from difprog.graph._table import summary
+from difprog.graph._table import is_key, summary
 
 _VALUE, _GRADIENT, _MAX_NODES = "#1a7f37", "#cf222e", 400
 _COLUMN, _ROW, _PAD = 3.2, 1.5, 0.45
@@ -138,6 +138,8 @@ def _short(value: Any) -> str:
         return ""
     if isinstance(value, tuple):
         return ", ".join(_short(v) for v in value)
+    if is_key(value):
+        return summary(value)
     a = np.asarray(value)
     if a.size <= 4 or not np.issubdtype(a.dtype, np.number):
         return summary(a, digits=3)

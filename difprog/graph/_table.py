@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
+
+from difprog.errors import ArgumentError
 
 _COLUMNS = ("node", "op", "inputs", "value", "upstream", "local", "downstream")
 
@@ -16,6 +19,8 @@ def summary(x: Any, digits: int = 4) -> str:
         return "-"
     if isinstance(x, tuple):
         return "(" + ", ".join(summary(v, digits) for v in x) + ")"
+    if is_key(x):
+        return f"key[{','.join(map(str, np.shape(x)))}]"
     a = np.asarray(x)
     shape = f"{_short_dtype(a.dtype)}[{','.join(map(str, a.shape))}]"
     if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
@@ -35,8 +40,15 @@ def _short_dtype(dtype: np.dtype) -> str:
     return {"f": "f", "i": "i", "u": "u", "c": "c"}.get(dtype.kind, "") + str(dtype.itemsize * 8)
 
 
+def is_key(x: Any) -> bool:
+    """Whether x is an array of PRNG keys (which have no numbers to print)."""
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 def table(nodes: Sequence, width: int = 26) -> str:
     """One row per node; a node's downstream gradients are listed per input, `name: gradient`."""
+    if width < 8:
+        raise ArgumentError(f"table: width must be at least 8 characters, got {width}")
     rows = [_COLUMNS]
     for node in nodes:
         local = "-" if node.local is None else ", ".join(summary(v) for v in node.local)

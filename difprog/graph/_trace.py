@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from difprog import gates
-from difprog.errors import ArgumentError
+from difprog.errors import ArgumentError, DifprogError
 from difprog.gate import GateCall, gate_call
 
 _INLINED = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
-            "checkpoint": "jaxpr", "remat": "jaxpr"}
+            "checkpoint": "jaxpr", "remat": "jaxpr", "remat2": "jaxpr"}
 _PRIMITIVE_GATES = {"add": "add", "add_any": "add", "sub": "subtract", "mul": "multiply",
                     "div": "divide", "neg": "negative", "exp": "exp", "log": "log",
                     "max": "maximum", "min": "minimum", "tanh": "tanh", "logistic": "sigmoid",
@@ -121,15 +121,20 @@ def is_float(x: Any) -> bool:
 
 def trace(f: Callable, args: tuple) -> Program:
     """Traces f at args into a Program; f must return one real scalar, as for jax.grad."""
+    if not args:
+        raise ArgumentError("explain needs at least one argument of f to differentiate by")
     try:
         closed, shape = jax.make_jaxpr(f, return_shape=True)(*args)
-    except TypeError as error:
-        raise ArgumentError(f"explain could not trace f at the arguments given: {error}") from None
+    except DifprogError:
+        raise
+    except (TypeError, ValueError, IndexError) as error:
+        raise ArgumentError(f"explain could not trace f at the arguments given: {error}") from error
     if not isinstance(shape, jax.ShapeDtypeStruct) or shape.shape != () or not is_float(shape):
         raise ArgumentError(
             f"explain needs f to return one real scalar, as jax.grad does; it returned "
             f"{jax.tree.map(lambda s: f'{s.dtype}{list(s.shape)}', shape)}. Reduce it to a "
-            f"scalar first, e.g. with difprog.gates.sum")
+            f"scalar first (e.g. with difprog.gates.sum), and pass floats such as -2.0, not "
+            f"ints, for the arguments to differentiate by")
     arg_names = _argument_names(f, len(args))
     leaf_names, leaf_paths, taken = [], [], set(arg_names)
     for name, arg in zip(arg_names, args):
