@@ -16,6 +16,7 @@ from difprog.gate import gate
 from difprog.gates._util import pair
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+_PATCH_BYTES = 4 << 20
 
 
 def _conv2d(x, w, stride=1, padding="SAME"):
@@ -36,9 +37,37 @@ def _conv2d_backward(g, out, x, w, stride, padding):
     # dw: the input correlated with the stride-dilated gradient, batch and channels swapped.
     dw_pads = [(lo, d - n + k - lo - 1)
                for n, k, (lo, _), d in zip(x.shape[1:3], kernel, pads, dilated_out)]
-    dw = lax.conv_general_dilated(x, g, (1, 1), dw_pads, rhs_dilation=strides,
-                                  dimension_numbers=("CHWN", "IHWO", "NHWC"))
-    return dx, jnp.transpose(dw, (1, 2, 0, 3))
+
+    def dw_by_convolution(x, g):
+        dw = lax.conv_general_dilated(x, g, (1, 1), dw_pads, rhs_dilation=strides,
+                                      dimension_numbers=("CHWN", "IHWO", "NHWC"))
+        return jnp.transpose(dw, (1, 2, 0, 3))
+
+    def dw_by_patches(x, g):
+        return _weight_grad_by_patches(x, g, kernel, strides, pads)
+
+    return dx, lax.platform_dependent(x, g, cpu=dw_by_patches, default=dw_by_convolution)
+
+def _weight_grad_by_patches(x, g, kernel, strides, pads):
+    """dw = patches(x)^T g, one matmul per slice of the batch (XLA:CPU's own weight-gradient
+    convolution runs 3x slower; slices keep each slice's patches in cache)."""
+    n, c, k = x.shape[0], x.shape[3], kernel[0] * kernel[1]
+    per_example = g.shape[1] * g.shape[2] * k * c * x.dtype.itemsize
+    size = max(d for d in range(1, n + 1) if n % d == 0 and d * per_example <= _PATCH_BYTES
+               or d == 1)
+
+    def one_slice(xg):
+        xs, gs = xg
+        padded = lax.pad(xs, jnp.zeros((), xs.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads),
+                                                        (0, 0, 0)])
+        (out_h, out_w), (sh, sw) = gs.shape[1:3], strides
+        patches = jnp.concatenate([
+            padded[:, i:i + (out_h - 1) * sh + 1:sh, j:j + (out_w - 1) * sw + 1:sw, :]
+            for i, j in _offsets(kernel)], axis=-1)
+        return patches.reshape(-1, k * c).T @ gs.reshape(-1, g.shape[3])
+
+    slices = (x.reshape(n // size, size, *x.shape[1:]), g.reshape(n // size, size, *g.shape[1:]))
+    return lax.map(one_slice, slices).sum(0).reshape(*kernel, c, g.shape[3])
 
 def _conv2d_tangent(dx, dw, out, x, w, stride, padding):
     return _conv2d(dx, w, stride, padding) + _conv2d(x, dw, stride, padding)

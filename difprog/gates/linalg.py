@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax import lax
 
 from difprog.errors import ShapeError
 from difprog.gate import gate
@@ -14,6 +15,11 @@ def _matmul(x, w):
     return jnp.matmul(x, w)
 
 def _matmul_backward(g, out, x, w):
+    if w.ndim == 2:  # contract x's and g's batch axes directly: no transposed copies
+        batch = tuple(range(x.ndim - 1))
+        gx = lax.dot_general(g, w, (((g.ndim - 1,), (1,)), ((), ())))
+        gw = lax.dot_general(x, g, ((batch, batch), ((), ())))
+        return gx, gw
     x2 = x[None, :] if x.ndim == 1 else x
     w2 = w[:, None] if w.ndim == 1 else w
     g2 = g[..., None] if w.ndim == 1 else g

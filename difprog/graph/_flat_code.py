@@ -215,6 +215,11 @@ class _Writer:
         if call is not None:
             values = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in eqn.invars]
             return self.jaxpr(jax.make_jaxpr(call.reference)(*values), ins)
+        if name == "cond" and eqn.params.get("branches_platforms"):
+            # lax.platform_dependent: every branch computes the same; numpy takes the default one
+            platforms = eqn.params["branches_platforms"]
+            branch = eqn.params["branches"][platforms.index(None) if None in platforms else -1]
+            return self.jaxpr(branch, ins[1:])
         if name in _CALLS:
             body = next(eqn.params[k] for k in ("jaxpr", "call_jaxpr", "fun_jaxpr")
                         if k in eqn.params)
@@ -608,6 +613,7 @@ _NUMPY: dict[str, Callable] = {
     "reduce_window_max": _reduce_window("max", "-np.inf"),
     "reduce_window_min": _reduce_window("min", "np.inf"),
     "reduce_window_sum": _reduce_window("sum", "0"),
+    "platform_index": lambda w, ins, eqn: _Expr("0"),
     "gather": _gather, "scatter-add": _scatter_add, "iota": _iota,
     "cumsum": _cumulative("sum"), "cumprod": _cumulative("prod"), "cummax": _cumulative("max"),
     "cummin": _cumulative("min"),
