@@ -478,3 +478,34 @@ def test_command_line_variables_may_shadow_function_names(capsys):
     assert "calls foo" in capsys.readouterr().err
     assert main(["explain", "x * 2", "--at", "x=1,x=2"]) == 1
     assert main(["explain", "x.__class__", "--at", "x=1"]) == 1
+
+
+def _control_flow_programs():
+    model = layers.repeat(layers.serial(layers.Dense(3), layers.Tanh()), 3)
+    x = np.linspace(-1, 1, 6).reshape(2, 3)
+    params = model.init(jax.random.key(0), x)
+    return [
+        (lambda x: jax.lax.fori_loop(0, 3, lambda i, c: gates.tanh(c * x + i), 0.5), (0.7,),
+         (0.3,)),
+        (lambda x, y: jax.lax.cond(x > 0, lambda a: a * y, lambda a: a + y, x), (0.7, 2.0),
+         (-0.3, 1.5)),
+        (lambda x, y: jax.lax.cond(x > 0, lambda a: a * y, lambda a: a + y, x), (-0.7, 2.0),
+         (0.3, 1.5)),
+        (lambda p, x: gates.sum(model.apply(p, x)), (params, x),
+         jax.tree.map(lambda a: 0.9 * a, (params, x))),
+        (lambda x: jnp.sum(jax.lax.scan(lambda c, xi: (c + xi, c * xi), 0.0, x, reverse=True)[1]),
+         (np.arange(4.0),), (np.arange(4.0) + 1,)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_flat_code_writes_loops_and_branches(index):
+    """fori_loop, cond (traced on one branch, run on the other), layers.repeat, reverse scan."""
+    f, args, fresh = _control_flow_programs()[index]
+    e = explain(f, *args)
+    assert e.agrees
+    value, grads = _run_flat_code(e, *fresh)
+    np.testing.assert_allclose(value, f(*fresh), rtol=1e-12)
+    reference = jax.grad(f, argnums=tuple(range(len(fresh))))(*fresh)
+    for ours, theirs in zip(jax.tree.leaves(grads), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -212,6 +213,10 @@ class _Writer:
             platforms = eqn.params["branches_platforms"]
             branch = eqn.params["branches"][platforms.index(None) if None in platforms else -1]
             return self.jaxpr(branch, ins[1:])
+        if name == "cond":
+            return self.branches(eqn, ins)
+        if name == "scan":
+            return self.loop(eqn, ins)
         if name in _CALLS:
             body = next(eqn.params[k] for k in ("jaxpr", "call_jaxpr", "fun_jaxpr")
                         if k in eqn.params)
@@ -229,6 +234,62 @@ class _Writer:
             self.lines.append(f"{', '.join(names)} = {out.text}")
             return [Expr(n) for n in names]
         return [out]
+
+    def branches(self, eqn: Any, ins: list[Expr]) -> list[Expr]:
+        """lax.cond and lax.switch as if / elif / else on the branch index."""
+        index, operands = self.named(ins[0]), [self.named(e) for e in ins[1:]]
+        outs = [self.fresh("t") for _ in eqn.outvars]
+        branches = eqn.params["branches"]
+        for k, branch in enumerate(branches):
+            if k == len(branches) - 1:
+                self.lines.append("else:" if k else "if True:")
+            else:
+                self.lines.append(f"{'if' if k == 0 else 'elif'} {index.text} == {k}:")
+            self.indented(lambda branch=branch: self.assign(outs, self.jaxpr(branch, operands)))
+        return [Expr(o) for o in outs]
+
+    def loop(self, eqn: Any, ins: list[Expr]) -> list[Expr]:
+        """lax.scan as a for loop: the carry updated in place, the outputs stacked."""
+        p = eqn.params
+        consts, n_carry = [self.named(e) for e in ins[:p["num_consts"]]], p["num_carry"]
+        carry = [self.fresh("carry") for _ in range(n_carry)]
+        self.assign(carry, ins[p["num_consts"]:p["num_consts"] + n_carry])
+        xs = [self.named(e) for e in ins[p["num_consts"] + n_carry:]]
+        ys = [self.fresh("ys") for _ in eqn.outvars[n_carry:]]
+        self.lines += [f"{y} = []" for y in ys]
+        i, length = self.fresh("i"), p["length"]
+        steps = f"range({length} - 1, -1, -1)" if p["reverse"] else f"range({length})"
+        self.lines.append(f"for {i} in {steps}:")
+
+        def body():
+            outs = self.jaxpr(p["jaxpr"], [*consts, *map(Expr, carry),
+                                           *(Expr(f"{x.text}[{i}]") for x in xs)])
+            stacked = [self.fresh("y") for _ in ys]  # one assignment: all read the old carry
+            self.assign([*carry, *stacked], outs)
+            self.lines += [f"{y}.append({t})" for y, t in zip(ys, stacked)]
+
+        self.indented(body)
+        order = "[::-1]" if p["reverse"] else ""
+        self.lines += [f"{y} = np.stack({y}{order})" for y in ys]
+        return [*map(Expr, carry), *map(Expr, ys)]
+
+    def indented(self, write: Callable[[], None]) -> None:
+        outer, self.lines = self.lines, []
+        write()
+        inner, self.lines = self.lines or ["pass"], outer
+        self.lines += ["    " + line for line in inner]
+
+    def assign(self, names: list[str], exprs: list[Expr]) -> None:
+        if names:
+            self.lines.append(f"{', '.join(names)} = {', '.join(e.text for e in exprs)}")
+
+    def named(self, expr: Expr) -> Expr:
+        """The expression as a name, so a loop or branch does not compute it again."""
+        if expr.text.isidentifier() or expr.bare is not None:
+            return expr
+        name = self.fresh("t")
+        self.lines.append(f"{name} = {expr.text}")
+        return Expr(name)
 
     def read(self, env: dict, var: Any) -> Expr:
         if isinstance(var, jex.Literal):

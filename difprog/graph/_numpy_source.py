@@ -318,6 +318,8 @@ NUMPY: dict[str, Callable] = {
     "reduce_window_min": _reduce_window("min", "np.inf"),
     "reduce_window_sum": _reduce_window("sum", "0"),
     "platform_index": lambda w, ins, eqn: Expr("0"),
+    "empty2": lambda w, ins, eqn: Expr(
+        f"np.zeros({_python(tuple(eqn.outvars[0].aval.shape))}, dtype={_out_dtype(eqn)})"),
     "gather": _gather, "scatter-add": _scatter_add, "iota": _iota,
     "cumsum": _cumulative("sum"), "cumprod": _cumulative("prod"), "cummax": _cumulative("max"),
     "cummin": _cumulative("min"),
