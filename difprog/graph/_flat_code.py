@@ -2,9 +2,10 @@
 
 Each node's forward and each gate's hand-written backward rule is traced to JAX primitives at
 the explained shapes, and every primitive is written as the numpy expression that computes it
-(`NUMPY`); the few with no one-line numpy form (convolution, windows, gather...) call helpers
-from `_numpy_lax`, whose source is copied into the output. Temporaries used once are inlined, so
-a sigmoid's backward reads `grad_s3 = grad_L * L * (1.0 - L)`.
+(`_numpy_source.NUMPY`); the few with no one-line numpy form (convolution, windows, gather...)
+call helpers from `_numpy_lax`, whose source is copied into the output. Scans become for loops
+and conds if / else. Temporaries used once are inlined, so a sigmoid's backward reads
+`grad_x = grad_L * L * (1.0 - L)`.
 """
 
 from __future__ import annotations
