@@ -50,11 +50,11 @@ def _conv2d_backward(g, out, x, w, stride, padding):
 
 def _weight_grad_by_patches(x, g, kernel, strides, pads):
     """dw = patches(x)^T g, one matmul per slice of the batch (XLA:CPU's own weight-gradient
-    convolution runs 3x slower; slices keep each slice's patches in cache)."""
+    convolution runs 2.6x slower; slices of about _PATCH_BYTES of patches stay in cache)."""
     n, c, k = x.shape[0], x.shape[3], kernel[0] * kernel[1]
     per_example = g.shape[1] * g.shape[2] * k * c * x.dtype.itemsize
-    size = max(d for d in range(1, n + 1) if n % d == 0 and d * per_example <= _PATCH_BYTES
-               or d == 1)
+    size = max(d for d in range(1, n + 1)
+               if d == 1 or (n % d == 0 and d * per_example <= _PATCH_BYTES))
 
     def one_slice(xg):
         xs, gs = xg
