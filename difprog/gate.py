@@ -306,17 +306,16 @@ class GateCall:
 
     def backward(self, g: jax.Array, out: jax.Array, *flat) -> list:
         """The hand-written backward rule, one cotangent per flat input (None where there is none)."""
-        arguments = self.arguments(flat)
-        cotangents = dict(zip(self.gate.input_names,
-                              self.gate.backward(g, out, **arguments)))
+        gate, arguments = self.gate, self.arguments(flat)
+        by_name = _cotangents_by_name(gate, gate.backward(g, out, **arguments))
         result = []
-        for name in self.gate.array_names:
-            leaves = jax.tree.leaves(arguments[name])
-            if name in cotangents:
-                result += [jnp.asarray(c, leaf.dtype)
-                           for c, leaf in zip(jax.tree.leaves(cotangents[name]), leaves)]
+        for name in gate.array_names:
+            avals = jax.tree.map(jax.typeof, arguments[name])
+            if name in by_name:
+                result += jax.tree.leaves(_fit(by_name[name], avals, f"the backward rule of gate "
+                                               f"{gate.name!r}", f"input {name!r}"))
             else:
-                result += [None] * len(leaves)
+                result += [None] * len(jax.tree.leaves(avals))
         return result
 
 
@@ -372,12 +371,8 @@ class _GatePrimitive(hijax.VJPHiPrimitive):
     def vjp_bwd_retval(self, residuals, g):
         out, arrays = residuals
         gate, arguments = self.gate, self._arguments(arrays)
-        cotangents = gate.backward(hijax.instantiate_zeros(g), out, **arguments)
-        if not isinstance(cotangents, (tuple, list)) or len(cotangents) != len(gate.input_names):
-            raise RuleError(f"the backward rule of gate {gate.name!r} must return a tuple of "
-                            f"{len(gate.input_names)} cotangents, one for each of "
-                            f"{gate.input_names}, got {_summary(cotangents)}")
-        by_name = dict(zip(gate.input_names, cotangents))
+        by_name = _cotangents_by_name(
+            gate, gate.backward(hijax.instantiate_zeros(g), out, **arguments))
         return tuple(
             _fit(by_name[name], aval, f"the backward rule of gate {gate.name!r}", f"input {name!r}")
             if name in by_name else None
@@ -409,6 +404,15 @@ class _GatePrimitive(hijax.VJPHiPrimitive):
             return self(*args), None
         batched = self.gate._batched(_hashable_tree(dims))
         return batched(*args, **dict(self.static_items)), 0
+
+
+def _cotangents_by_name(gate: Gate, cotangents: Any) -> dict:
+    """A backward rule's result by input name, after checking it has one per input."""
+    if not isinstance(cotangents, (tuple, list)) or len(cotangents) != len(gate.input_names):
+        raise RuleError(f"the backward rule of gate {gate.name!r} must return a tuple of "
+                        f"{len(gate.input_names)} cotangents, one for each of "
+                        f"{gate.input_names}, got {_summary(cotangents)}")
+    return dict(zip(gate.input_names, cotangents))
 
 
 def _hashable_tree(tree: Any) -> tuple:

@@ -509,3 +509,9 @@ def test_flat_code_writes_loops_and_branches(index):
     reference = jax.grad(f, argnums=tuple(range(len(fresh))))(*fresh)
     for ours, theirs in zip(jax.tree.leaves(grads), jax.tree.leaves(reference), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_a_backward_rule_with_too_few_cotangents_is_named():
+    broken = gates.multiply.with_rules(backward=lambda g, out, x, y: (g * y,))
+    with pytest.raises(difprog.RuleError, match="multiply.*2 cotangents"):
+        explain(lambda x, y: broken(x, y), 2.0, 3.0)
