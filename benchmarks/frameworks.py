@@ -2,7 +2,8 @@
 
 Each builder takes the model spec and a batch (numpy) and returns a `Variant`: `step()` runs one
 training step on its own state and returns the loss, `forward()` computes the loss only, and
-`flops` is XLA's count for the step where the framework compiles through XLA. Models:
+`flops` and `temp_bytes` are XLA's FLOP count and temporary buffer size for the step where the
+framework compiles through XLA. Models:
   mlp: 784-H-H-10, relu, softmax cross-entropy;
   cnn: 28x28x1 -> conv3x3 32 relu -> conv3x3 64 relu -> maxpool 2x2 -> dense 10 (SAME padding).
 """
@@ -31,6 +32,7 @@ class Variant(NamedTuple):
     forward: Callable[[], object]
     block: Callable[[object], object]
     flops: Callable[[], float | None] = lambda: None
+    temp_bytes: Callable[[], int | None] = lambda: None
 
 
 def _jax_variant(loss, params, x, y) -> Variant:
@@ -43,14 +45,15 @@ def _jax_variant(loss, params, x, y) -> Variant:
         state["params"], value = step(state["params"], x, y)
         return value
 
+    def compiled():
+        return jax.jit(lambda p, x, y: _sgd(loss, p, x, y)).lower(state["params"], x, y).compile()
+
     def flops():
-        compiled = jax.jit(lambda p, x, y: _sgd(loss, p, x, y)).lower(
-            state["params"], x, y).compile()
-        cost = compiled.cost_analysis()
+        cost = compiled().cost_analysis()
         return (cost[0] if isinstance(cost, list) else cost).get("flops")
 
     return Variant(run_step, lambda: forward(state["params"], x, y), jax.block_until_ready,
-                   flops)
+                   flops, lambda: compiled().memory_analysis().temp_size_in_bytes)
 
 
 def _sgd(loss, params, x, y):

@@ -65,3 +65,18 @@ def test_framework_benchmark_smoke_writes_every_row(tmp_path):
     assert sorted(report["skipped"]) == sorted(set(FRAMEWORKS) - set(installed))
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote results.md" in result.stdout
+
+
+def test_xla_cpu_runtime_smoke():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.xla_cpu_runtime", "--batch", "2",
+                             "--repeats", "2"], capture_output=True, text=True, timeout=300,
+                            check=True, cwd=ROOT)
+    rows = {cells[0].strip(): cells[1:] for cells in
+            (line.split("|")[1:-1] for line in result.stdout.splitlines()
+             if line.startswith("| ") and not line.startswith("| program"))}
+    assert {"XLA:CPU conv, output written", "XLA:CPU conv, summed",
+            "XLA:CPU conv -> relu -> 2x2 max pool", "difprog CNN step",
+            "plain JAX CNN step"} <= set(rows)
+    for cells in rows.values():
+        assert float(cells[0]) > 0 and float(cells[1]) > 0  # ms and cores busy were measured
+    assert float(rows["difprog CNN step"][4]) > 0  # XLA's temp MiB
