@@ -40,7 +40,7 @@ from benchmarks.gates_vs_native import cpu_name
 
 try:
     import resource
-except ImportError:  # not on Windows: the page-fault column is left empty there
+except ImportError:  # Unix only: on Windows the page-fault columns read n/a
     resource = None
 
 SIDE, C_IN, C_OUT = 28, 32, 64
