@@ -202,3 +202,62 @@ def test_explicit_padding_pairs_given_as_lists():
     explicit = gates.conv2d(x, w, padding=[[1, 1], [1, 1]])
     np.testing.assert_array_equal(explicit, gates.conv2d(x, w, padding="SAME"))
     assert difprog.check_gate(gates.conv2d, x * 0.5, w * 0.3, padding=[[2, 0], [0, 1]]).ok
+
+
+class TestBuilders:
+    """elementwise and linear: each derivative written once, both rules still proven."""
+
+    def test_elementwise_builds_both_rules_from_one_derivative(self):
+        from difprog.gate import elementwise
+
+        cube = elementwise(lambda x: x ** 3, lambda out, x: 3 * x ** 2, name="cube")
+        x = jnp.array([1.0, 2.0])
+        (g,) = cube.backward(jnp.ones(2), cube(x), x)
+        np.testing.assert_allclose(g, [3.0, 12.0])
+        np.testing.assert_allclose(cube.tangent(jnp.ones(2), cube(x), x), [3.0, 12.0])
+        assert difprog.check_gate(cube, np.array([0.5, -1.5, 2.0])).ok
+        wrong = elementwise(lambda x: x ** 3, lambda out, x: 2 * x ** 2, name="cube")
+        report = difprog.check_gate(wrong, np.array([0.5, -1.5, 2.0]))
+        assert not report.ok and report.reverse_error > 0.1 and report.forward_error > 0.1
+
+    def test_elementwise_with_two_inputs_broadcasts_and_sums_back(self):
+        from difprog.gate import elementwise
+
+        mul = elementwise(lambda x, y: x * y, lambda out, x, y: (y, x), name="mul")
+        x, y = np.arange(6.0).reshape(2, 3), np.array([1.0, -2.0, 3.0])
+        gx, gy = jax.grad(lambda x, y: jnp.sum(mul(x, y)), (0, 1))(x, y)
+        np.testing.assert_allclose(gx, np.broadcast_to(y, (2, 3)))
+        np.testing.assert_allclose(gy, x.sum(0))
+        assert difprog.check_gate(mul, x, y).ok
+
+    def test_linear_tangent_is_the_forward_of_the_tangents(self):
+        from difprog.gate import linear
+
+        calls = []
+
+        def forward(x, axis=0):
+            calls.append(axis)
+            return jnp.cumsum(x, axis=axis)
+
+        cumsum = linear(forward, lambda g, out, x, axis: (jnp.flip(jnp.cumsum(
+            jnp.flip(g, axis), axis), axis),), name="cumsum")
+        x = np.arange(6.0).reshape(2, 3)
+        assert difprog.check_gate(cumsum, x, axis=1).ok
+        calls.clear()
+        t = np.ones_like(x)
+        np.testing.assert_allclose(cumsum.tangent(t, cumsum(x, axis=1), x, axis=1),
+                                   np.cumsum(t, axis=1))
+        assert calls[-1] == 1  # the tangent rule ran the forward, with the static axis
+
+    def test_with_rules_replaces_one_rule_of_a_built_gate(self):
+        doubled = gates.exp.with_rules(backward=lambda g, out, x: (2 * g * out,))
+        assert doubled.tangent is gates.exp.tangent and doubled.name == "exp"
+        assert float(jax.grad(doubled)(0.0)) == 2.0
+        assert float(jax.jvp(doubled, (0.0,), (1.0,))[1]) == 1.0
+
+    def test_a_gate_is_an_immutable_record(self):
+        import dataclasses
+
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            gates.exp.backward = None
+        assert gates.add.input_names == ("x", "y") and gates.sum.static_names == ("axis",)

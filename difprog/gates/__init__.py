@@ -1,9 +1,11 @@
 """Every gate difprog ships, each with its hand-written backward and tangent rules.
 
-`ALL` maps each gate's name to the gate.
+`ALL` maps each gate's name to the gate; `check_points(name, seed)` gives the points at which
+`difprog check` and the tests prove it.
 """
 
-from difprog.gates._util import unbroadcast
+from difprog.gate import unbroadcast
+from difprog.gates._points import check_points
 from difprog.gates.activations import gelu, leaky_relu, relu, sigmoid, softplus, tanh
 from difprog.gates.arithmetic import (
     abs,
@@ -47,4 +49,4 @@ ALL = {
     )
 }
 
-__all__ = ["ALL", "unbroadcast", *ALL]
+__all__ = ["ALL", "check_points", "unbroadcast", *ALL]

@@ -1,15 +1,17 @@
-"""Arithmetic gates: each forward beside its backward (VJP) and tangent (JVP) rule.
+"""Arithmetic gates: each forward beside its hand-written derivative or backward rule.
 
 Patterns from the lectures: the add gate distributes the gradient, the mul gate swaps its inputs,
 a broadcast (copy) adds gradients back up, the max gate routes the gradient to the winner.
+Elementwise gates state their local derivative once (`elementwise`); linear gates state their
+backward and take the forward as their tangent (`linear`).
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-from difprog.gate import gate
-from difprog.gates._util import unbroadcast
+from difprog.errors import DtypeError
+from difprog.gate import elementwise, linear, unbroadcast
 
 
 def _add(x, y):
@@ -19,10 +21,7 @@ def _add(x, y):
 def _add_backward(g, out, x, y):
     return unbroadcast(g, x.shape), unbroadcast(g, y.shape)
 
-def _add_tangent(dx, dy, out, x, y):
-    return dx + dy
-
-add = gate(_add, backward=_add_backward, tangent=_add_tangent)
+add = linear(_add, _add_backward)
 
 
 def _subtract(x, y):
@@ -32,37 +31,7 @@ def _subtract(x, y):
 def _subtract_backward(g, out, x, y):
     return unbroadcast(g, x.shape), unbroadcast(-g, y.shape)
 
-def _subtract_tangent(dx, dy, out, x, y):
-    return dx - dy
-
-subtract = gate(_subtract, backward=_subtract_backward, tangent=_subtract_tangent)
-
-
-def _multiply(x, y):
-    """multiply(x, y) = x y; d/dx = y, d/dy = x: the mul gate swaps its inputs."""
-    return x * y
-
-def _multiply_backward(g, out, x, y):
-    return unbroadcast(g * y, x.shape), unbroadcast(g * x, y.shape)
-
-def _multiply_tangent(dx, dy, out, x, y):
-    return dx * y + x * dy
-
-multiply = gate(_multiply, backward=_multiply_backward, tangent=_multiply_tangent)
-
-
-def _divide(x, y):
-    """divide(x, y) = x / y; d/dx = 1 / y, d/dy = -x / y^2 = -out / y."""
-    return x / y
-
-def _divide_backward(g, out, x, y):
-    gx = g / y
-    return unbroadcast(gx, x.shape), unbroadcast(-gx * out, y.shape)
-
-def _divide_tangent(dx, dy, out, x, y):
-    return (dx - out * dy) / y
-
-divide = gate(_divide, backward=_divide_backward, tangent=_divide_tangent)
+subtract = linear(_subtract, _subtract_backward)
 
 
 def _negative(x):
@@ -72,135 +41,116 @@ def _negative(x):
 def _negative_backward(g, out, x):
     return (-g,)
 
-def _negative_tangent(dx, out, x):
-    return -dx
+negative = linear(_negative, _negative_backward)
 
-negative = gate(_negative, backward=_negative_backward, tangent=_negative_tangent)
+
+def _multiply(x, y):
+    """multiply(x, y) = x y; d/dx = y, d/dy = x: the mul gate swaps its inputs."""
+    return x * y
+
+multiply = elementwise(_multiply, lambda out, x, y: (y, x))
+
+
+def _divide(x, y):
+    """divide(x, y) = x / y; d/dx = 1 / y, d/dy = -x / y^2 = -out / y."""
+    return x / y
+
+def _divide_derivative(out, x, y):
+    slope = 1 / y
+    return slope, -out * slope
+
+divide = elementwise(_divide, _divide_derivative)
 
 
 def _square(x):
     """square(x) = x^2; d = 2 x."""
     return x * x
 
-def _square_backward(g, out, x):
-    return (2 * x * g,)
-
-def _square_tangent(dx, out, x):
-    return 2 * x * dx
-
-square = gate(_square, backward=_square_backward, tangent=_square_tangent)
+square = elementwise(_square, lambda out, x: 2 * x)
 
 
 def _sqrt(x):
     """sqrt(x); d = 1 / (2 sqrt(x))."""
     return jnp.sqrt(x)
 
-def _sqrt_backward(g, out, x):
-    return (g / (2 * out),)
-
-def _sqrt_tangent(dx, out, x):
-    return dx / (2 * out)
-
-sqrt = gate(_sqrt, backward=_sqrt_backward, tangent=_sqrt_tangent)
+sqrt = elementwise(_sqrt, lambda out, x: 1 / (2 * out))
 
 
 def _power(x, p):
-    """power(x, p) = x^p for a constant p; d = p x^(p - 1)."""
+    """power(x, p) = x^p for a constant real p; d = p x^(p - 1)."""
     return jnp.power(x, p)
 
-def _power_backward(g, out, x, p):
-    return (g * _power_slope(x, p),)
-
-def _power_tangent(dx, out, x, p):
-    return dx * _power_slope(x, p)
-
-def _power_slope(x, p):
+def _power_derivative(out, x, p):
     return jnp.zeros_like(x) if p == 0 else p * jnp.power(x, p - 1)
 
-power = gate(_power, backward=_power_backward, tangent=_power_tangent, static=("p",))
+def _check_power(x, p):
+    _check_real_constant("power", "p", p)
+
+power = elementwise(_power, _power_derivative, static=("p",), check=_check_power)
 
 
 def _exp(x):
     """exp(x); d = exp(x) = out."""
     return jnp.exp(x)
 
-def _exp_backward(g, out, x):
-    return (g * out,)
-
-def _exp_tangent(dx, out, x):
-    return dx * out
-
-exp = gate(_exp, backward=_exp_backward, tangent=_exp_tangent)
+exp = elementwise(_exp, lambda out, x: out)
 
 
 def _log(x):
     """log(x); d = 1 / x."""
     return jnp.log(x)
 
-def _log_backward(g, out, x):
-    return (g / x,)
-
-def _log_tangent(dx, out, x):
-    return dx / x
-
-log = gate(_log, backward=_log_backward, tangent=_log_tangent)
+log = elementwise(_log, lambda out, x: 1 / x)
 
 
 def _reciprocal(x):
     """reciprocal(x) = 1 / x; d = -1 / x^2 = -out^2."""
     return 1 / x
 
-def _reciprocal_backward(g, out, x):
-    return (-g * out * out,)
-
-def _reciprocal_tangent(dx, out, x):
-    return -dx * out * out
-
-reciprocal = gate(_reciprocal, backward=_reciprocal_backward, tangent=_reciprocal_tangent)
+reciprocal = elementwise(_reciprocal, lambda out, x: -out * out)
 
 
 def _abs(x):
-    """abs(x) = |x|; d = 1 for x >= 0 and -1 below (abs'(0) = 1, as in JAX)."""
+    """abs(x) = |x|; d = 1 for x >= 0 and -1 below (abs'(0) = 1, as in JAX); NaN stays NaN."""
     return jnp.abs(x)
 
-def _abs_backward(g, out, x):
-    return (jnp.where(x >= 0, g, -g),)
-
-def _abs_tangent(dx, out, x):
-    return jnp.where(x >= 0, dx, -dx)
-
-abs = gate(_abs, backward=_abs_backward, tangent=_abs_tangent)
+abs = elementwise(_abs, lambda out, x: keep_nan(x, jnp.where(x >= 0, 1, -1).astype(x.dtype)))
 
 
 def _maximum(x, y):
     """maximum(x, y); the gradient goes to the larger input, split equally on ties."""
     return jnp.maximum(x, y)
 
-def _maximum_backward(g, out, x, y):
-    wx = _winner_share(x, y)
-    return unbroadcast(g * wx, x.shape), unbroadcast(g * (1 - wx), y.shape)
+def _maximum_derivative(out, x, y):
+    share = _winner_share(x, y)
+    return share, 1 - share
 
-def _maximum_tangent(dx, dy, out, x, y):
-    wx = _winner_share(x, y)
-    return dx * wx + dy * (1 - wx)
-
-def _winner_share(x, y):
-    """1 where x wins, 0 where y wins, 1/2 on a tie."""
-    return jnp.where(x > y, 1.0, jnp.where(x == y, 0.5, 0.0)).astype(jnp.result_type(x, y))
-
-maximum = gate(_maximum, backward=_maximum_backward, tangent=_maximum_tangent)
+maximum = elementwise(_maximum, _maximum_derivative)
 
 
 def _minimum(x, y):
     """minimum(x, y); the gradient goes to the smaller input, split equally on ties."""
     return jnp.minimum(x, y)
 
-def _minimum_backward(g, out, x, y):
-    wx = _winner_share(y, x)
-    return unbroadcast(g * wx, x.shape), unbroadcast(g * (1 - wx), y.shape)
+def _minimum_derivative(out, x, y):
+    share = _winner_share(y, x)
+    return share, 1 - share
 
-def _minimum_tangent(dx, dy, out, x, y):
-    wx = _winner_share(y, x)
-    return dx * wx + dy * (1 - wx)
+minimum = elementwise(_minimum, _minimum_derivative)
 
-minimum = gate(_minimum, backward=_minimum_backward, tangent=_minimum_tangent)
+
+def _winner_share(x, y):
+    """1 where x wins, 0 where y wins, 1/2 on a tie, NaN where either is NaN."""
+    share = jnp.where(x > y, 1.0, jnp.where(x == y, 0.5, 0.0)).astype(jnp.result_type(x, y))
+    return jnp.where(jnp.isnan(x) | jnp.isnan(y), jnp.nan, share)
+
+
+def keep_nan(x, slope):
+    """`slope`, but NaN where x is NaN: a kink's derivative must not turn NaN into a number."""
+    return jnp.where(jnp.isnan(x), x, slope)
+
+
+def _check_real_constant(gate_name, name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DtypeError(f"gate {gate_name!r}: argument {name!r} must be a real constant "
+                         f"(an int or a float), got {value!r} of type {type(value).__name__}")
