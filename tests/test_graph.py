@@ -237,7 +237,7 @@ def test_flat_code_reads_like_the_lecture_notes():
         assert line in code, line
     assert "jax" not in code.replace("difprog.explain", "")
     sigmoid = explain(lambda x: gates.sigmoid(x), 0.5).flat_code()
-    assert "grad_x = grad_L * L * (1.0 - L)" in sigmoid
+    assert "grad_x = grad_L * (L * (1.0 - L))" in sigmoid
 
 
 def test_flat_code_of_a_model_with_pytree_params_and_float32():
@@ -509,6 +509,58 @@ def test_flat_code_writes_loops_and_branches(index):
     reference = jax.grad(f, argnums=tuple(range(len(fresh))))(*fresh)
     for ours, theirs in zip(jax.tree.leaves(grads), jax.tree.leaves(reference), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+
+@jax.custom_vjp
+def _sine(x):
+    return jnp.sin(x)
+
+
+_sine.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * jnp.cos(x),))
+
+
+def _every_call(x):
+    """jit (closing over an array), checkpoint, custom_jvp (relu), custom_vjp, scan and cond."""
+    c = jnp.array([0.5, 1.0, 2.0])
+    y = jax.jit(lambda a: a * c)(x)
+    y = jax.checkpoint(lambda a: jnp.sin(a) * a)(y)
+    y = jax.nn.relu(y) + _sine(y)
+    y, _ = jax.lax.scan(lambda carry, a: (carry * 0.5 + a * c, carry), y, jnp.ones((3, 3)))
+    y = jax.lax.cond(jnp.sum(y) > 0, lambda a: 2 * a, lambda a: -a, y)
+    return jnp.sum(y * y)
+
+
+def _call_like(jaxpr, found):
+    """Names of the primitives in jaxpr (and its bodies) that hold one body: the call-like ones."""
+    for eqn in jaxpr.eqns:
+        bodies = [v for v in eqn.params.values()
+                  if isinstance(v, (jax.extend.core.Jaxpr, jax.extend.core.ClosedJaxpr))]
+        branches = [b for v in eqn.params.values() if isinstance(v, tuple) for b in v
+                    if isinstance(b, (jax.extend.core.Jaxpr, jax.extend.core.ClosedJaxpr))]
+        if bodies and eqn.primitive.name != "scan":
+            found.add(eqn.primitive.name)
+        for body in bodies + branches:
+            _call_like(getattr(body, "jaxpr", body), found)
+    return found
+
+
+def test_the_one_call_table_covers_every_call_explain_and_flat_code_meet():
+    from difprog.graph._jaxpr import CALLS
+
+    x = np.array([0.3, -0.2, 0.7])
+    met = _call_like(jax.make_jaxpr(_every_call)(x).jaxpr, set())
+    met = _call_like(jax.make_jaxpr(jax.grad(_every_call))(x).jaxpr, met)
+    assert {"custom_jvp_call", "custom_vjp_call"} <= met and met <= set(CALLS), met
+    e = explain(_every_call, x)
+    assert e.agrees
+    ops = [n.op for n in e.nodes]
+    assert {"relu", "_sine", "scan", "cond"} <= set(ops), ops  # custom calls keep their rules
+    assert not any(op in CALLS for op in ops), ops  # every other call is inlined
+    fresh = np.array([0.1, 0.4, -0.6])
+    value, (grad,) = _run_flat_code(e, fresh)
+    np.testing.assert_allclose(value, _every_call(fresh), rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(_every_call)(fresh), rtol=1e-10, atol=1e-12)
 
 
 def test_a_backward_rule_with_too_few_cotangents_is_named():

@@ -5,6 +5,7 @@ through each gate's own rules, and returns an `Explanation` with a table, a rend
 the same computation as flat numpy source.
 """
 
-from difprog.graph._explain import Explanation, Node, explain
+from difprog.graph._explain import Explanation, explain
+from difprog.graph._nodes import Node
 
 __all__ = ["Explanation", "Node", "explain"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -15,44 +14,11 @@ import numpy as np
 
 from difprog._files import atomic
 from difprog.errors import ArgumentError
-from difprog.graph import _flat_code, _render, _table
+from difprog.graph import _flat_code, _nodes, _render, _table
+from difprog.graph._nodes import Node
 from difprog.graph._trace import Constant, Program, Step, is_float, trace
 
 _SMALL_JACOBIAN = 64
-
-
-@dataclasses.dataclass(frozen=True)
-class Node:
-    """One node of an explained graph, with its values and gradients.
-
-    Attributes:
-        name: the value it computes (`s3`; `L` for f's output; an input's name; a layer's path).
-        op: the gate or primitive (`multiply`, `reshape`), `input`, `constant`, or for a group the
-            operations inside it.
-        inputs: the values it reads: names of other nodes, or constants such as 1.0.
-        outputs: the values it computes (its own name, or a group's values read outside it).
-        value: its output: an array, or a tuple of arrays for several outputs.
-        upstream: dL/d value, in the shape of value (for an input: the total gradient).
-        local: d value / d input for each input, where that Jacobian is small (scalars give
-            numbers); None where it is not formed.
-        downstream: this node's share of dL/d input for each input: local x upstream, computed
-            by the node's backward rule (None for constants and integer inputs).
-        kind: `input`, `constant`, `gate`, `primitive` or `group`.
-        scope: the layer path (jax.named_scope) it ran in; '' outside any layer.
-        rule: which backward rule computed downstream.
-    """
-
-    name: str
-    op: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    value: Any
-    upstream: Any
-    local: tuple[Any, ...] | None
-    downstream: tuple[Any, ...]
-    kind: str
-    scope: str = ""
-    rule: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,14 +79,14 @@ class Explanation:
         if by == "gate":
             if depth is not None:
                 raise ArgumentError("explain: depth applies only to group='layer'")
-            return dataclasses.replace(self, nodes=_nodes(self.program, self.passes),
+            return dataclasses.replace(self, nodes=_nodes.nodes(self.program, self.passes),
                                        group="gate")
         if by != "layer":
             raise ArgumentError(f"explain can group by 'gate' or 'layer', got {by!r}")
         if depth is not None and (not isinstance(depth, int) or depth < 1):
             raise ArgumentError(f"explain: depth must be an int of at least 1, got {depth!r}")
-        nodes = _group_by_layer(self.program, self.passes, depth)
-        return dataclasses.replace(self, nodes=nodes, group="layer")
+        return dataclasses.replace(self, nodes=_nodes.by_layer(self.program, self.passes, depth),
+                                   group="layer")
 
     def __str__(self) -> str:
         verdict = "equal" if self.agrees else "DIFFER FROM"
@@ -166,8 +132,8 @@ def explain(f: Callable, *args: Any, group: str = "gate", depth: int | None = No
     error, agrees = _compare_with_jax_grad(f, args, input_grads)
     output = program.output
     value = values[output] if isinstance(output, str) else jnp.asarray(output.value)
-    explanation = Explanation(value, input_grads, _nodes(program, passes), values, grads, error,
-                              agrees, "gate", program, passes)
+    explanation = Explanation(value, input_grads, _nodes.nodes(program, passes), values, grads,
+                              error, agrees, "gate", program, passes)
     return explanation.grouped(group, depth) if group != "gate" else explanation
 
 
@@ -245,21 +211,6 @@ def _compare_with_jax_grad(f: Callable, args: tuple, input_grads: tuple) -> tupl
     return error, agrees
 
 
-def _nodes(program: Program, passes: _Passes) -> tuple[Node, ...]:
-    values, grads = passes.values, passes.grads
-    nodes = [Node(n, "input", (), (n,), values[n], grads.get(n), None, (), "input")
-             for n in program.inputs]
-    nodes += [Node(n, "constant", (), (n,), v, None, None, (), "constant")
-              for n, v in program.constants.items()]
-    for step, downstream, local in zip(program.steps, passes.contributions, passes.locals):
-        nodes.append(Node(_node_name(step), step.op, tuple(map(str, step.inputs)), step.outputs,
-                          _one_or_tuple([values[o] for o in step.outputs]),
-                          _one_or_tuple([grads.get(o) for o in step.outputs]), local,
-                          tuple(downstream or [None] * len(step.inputs)), step.kind, step.scope,
-                          step.rule))
-    return tuple(nodes)
-
-
 def _local(step: Step, inputs: list, outputs: list) -> tuple | None:
     """d out / d input for each input, by the step's forward-mode rule, where it is small."""
     if len(outputs) != 1 or not is_float(outputs[0]):
@@ -279,59 +230,3 @@ def _local(step: Step, inputs: list, outputs: list) -> tuple | None:
         except (TypeError, ValueError, NotImplementedError):  # no forward mode (custom_vjp...)
             local.append(None)
     return tuple(local)
-
-
-def _one_or_tuple(items: list) -> Any:
-    return items[0] if len(items) == 1 else tuple(items)
-
-
-def _group_by_layer(program: Program, passes: _Passes, depth: int | None) -> tuple[Node, ...]:
-    """One node per layer path (steps outside any layer stay single nodes)."""
-    values, grads, contributions = passes.values, passes.grads, passes.contributions
-    single = {n.name: n for n in _nodes(program, passes)}
-    scopes = [step.scope.split("/") for step in program.steps if step.scope]
-    shared = 0
-    while scopes and all(len(s) > shared + 1 and s[shared] == scopes[0][shared] for s in scopes):
-        shared += 1
-    members: dict[str, list[int]] = {}
-    previous, calls = None, Counter()
-    for index, step in enumerate(program.steps):
-        path = "/".join(step.scope.split("/")[shared:][:depth])
-        if not step.scope:
-            previous = None
-            members[f"\0{index}"] = [index]
-            continue
-        if path != previous:  # a layer called again (shared weights) is a new node
-            calls[path] += 1
-            previous = path
-        key = path if calls[path] == 1 else f"{path} ({calls[path]})"
-        members.setdefault(key, []).append(index)
-    produced_in = {o: key for key, idx in members.items()
-                   for i in idx for o in program.steps[i].outputs}
-    nodes = [n for n in single.values() if n.kind in ("input", "constant")]
-    for key, indices in members.items():
-        steps = [program.steps[i] for i in indices]
-        if key.startswith("\0"):
-            nodes.append(single[_node_name(steps[0])])
-            continue
-        inputs: dict[str, Any] = {}
-        for i in indices:
-            step_inputs = program.steps[i].inputs
-            for ref, g in zip(step_inputs, contributions[i] or [None] * len(step_inputs)):
-                if isinstance(ref, str) and produced_in.get(ref) != key:
-                    inputs[ref] = g if inputs.get(ref) is None else (
-                        inputs[ref] if g is None else inputs[ref] + g)
-        read_outside = {r for j, s in enumerate(program.steps) if j not in indices
-                        for r in s.inputs if isinstance(r, str)} | {program.output}
-        outputs = tuple(o for s in steps for o in s.outputs if o in read_outside)
-        ops = list(dict.fromkeys(s.op for s in steps))
-        nodes.append(Node(key, ", ".join(ops), tuple(inputs), outputs,
-                          _one_or_tuple([values[o] for o in outputs]),
-                          _one_or_tuple([grads.get(o) for o in outputs]), None,
-                          tuple(inputs.values()), "group", steps[0].scope,
-                          f"{len(steps)} steps: the backward rules of {', '.join(ops)}"))
-    return tuple(nodes)
-
-
-def _node_name(step: Step) -> str:
-    return step.outputs[0] if len(step.outputs) == 1 else ", ".join(step.outputs)

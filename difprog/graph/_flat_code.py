@@ -5,30 +5,26 @@ the explained shapes, and every primitive is written as the numpy expression tha
 (`_numpy_source.NUMPY`); the few with no one-line numpy form (convolution, windows, gather...)
 call helpers from `_numpy_lax`, whose source is copied into the output. Scans become for loops
 and conds if / else. Temporaries used once are inlined, so a sigmoid's backward reads
-`grad_x = grad_L * L * (1.0 - L)`.
+`grad_x = grad_L * (L * (1.0 - L))`.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.extend.core as jex
 import numpy as np
 
+from difprog.adapter import gate_call, scan_counts
 from difprog.errors import ArgumentError
-from difprog.gate import gate_call
 from difprog.graph import _numpy_lax
+from difprog.graph._jaxpr import Walker
 from difprog.graph._numpy_source import ATOM, NUMPY, SUM, Expr, literal, wrap
 from difprog.graph._trace import Constant, Program, Step, is_float
 
 _INLINE_LENGTH = 64
-_CALLS = ("jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2",
-          "custom_jvp_call",
-          "custom_vjp_call", "custom_vjp_call_jaxpr")
 
 
 def flat_code(program: Program, values: dict) -> str:
@@ -66,8 +62,10 @@ def _foreign_dtype(value: Any) -> str | None:
     return None if dtype.type.__module__ == "numpy" else dtype.name
 
 
-class _Writer:
+class _Writer(Walker):
     """Writes f_and_grad's body line by line, naming temporaries and noting the helpers used."""
+
+    prune = True
 
     def __init__(self, program: Program, values: dict):
         self.program, self.values = program, values
@@ -77,6 +75,7 @@ class _Writer:
         self.lines: list[str] = []
         self.helpers: set[str] = set()
         self.count = 0
+        self.arrays: dict[int, Expr] = {}  # id of a Constant step input -> its expression
 
     def function_body(self) -> list[str]:
         program = self.program
@@ -116,7 +115,7 @@ class _Writer:
         values = [self.value(r) for r in step.inputs]
         start = len(self.lines)
         closed = jax.make_jaxpr(lambda *a: step.reference(*a))(*values)
-        outs = self.jaxpr(closed, inputs)
+        outs = self.walk(closed, inputs)
         for name, expr in zip(step.outputs, outs):
             self.lines.append(f"{name} = {expr.text}")
         signature = f"{', '.join(step.outputs)} = {step.op}({', '.join(map(str, step.inputs))})"
@@ -155,7 +154,7 @@ class _Writer:
             refs = [r for r, p in zip(step.inputs, present) if p]
             args = [*upstream, *[Expr(o) for o in step.outputs],
                     *[self.ref(r) for r in step.inputs]]
-            outs = self.jaxpr(closed, args, wanted)
+            outs = self.walk(closed, args, wanted)
             for ref, expr, want in zip(refs, outs, wanted):
                 if not want:
                     continue
@@ -166,64 +165,35 @@ class _Writer:
                     reached.add(ref)
         return reached
 
-    def jaxpr(self, closed: Any, args: list[Expr], wanted: list[bool] | None = None
-              ) -> list[Expr]:
-        consts = [self.constant(c) for c in closed.consts]
-        return self.body(closed.jaxpr, consts, args, wanted)
+    def bind(self, expr: Expr, uses: int, returned: int) -> Expr:
+        """The expression inlined where it is short and read once, else a named temporary."""
+        inline = expr.precedence == ATOM and expr.text.isidentifier()
+        inline |= uses + returned == 1 and (len(expr.text) <= _INLINE_LENGTH or not uses)
+        if inline:
+            return expr
+        name = self.fresh("t")
+        self.lines.append(f"{name} = {expr.text}")
+        return Expr(name)
 
-    def body(self, jaxpr: Any, consts: list[Expr], args: list[Expr],
-             wanted: list[bool] | None = None) -> list[Expr]:
-        """Writes the equations the wanted outputs need; returns one expression per output."""
-        env = dict(zip(jaxpr.constvars, consts))
-        env.update(zip(jaxpr.invars, args))
-        wanted = [True] * len(jaxpr.outvars) if wanted is None else wanted
-        live = {v for v, w in zip(jaxpr.outvars, wanted) if w and isinstance(v, jex.Var)}
-        equations = []
-        for eqn in reversed(jaxpr.eqns):
-            if any(v in live for v in eqn.outvars):
-                equations.append(eqn)
-                live |= {v for v in eqn.invars if isinstance(v, jex.Var)}
-        equations.reverse()
-        uses = Counter(v for eqn in equations for v in eqn.invars if isinstance(v, jex.Var))
-        returned = Counter(v for v, w in zip(jaxpr.outvars, wanted)
-                           if w and isinstance(v, jex.Var))
-        for eqn in equations:
-            outs = self.equation(eqn, [self.read(env, v) for v in eqn.invars])
-            for var, expr in zip(eqn.outvars, outs):
-                if isinstance(var, jex.DropVar):
-                    continue
-                inline = expr.precedence == ATOM and expr.text.isidentifier()
-                inline |= uses[var] + returned[var] == 1 and (
-                    len(expr.text) <= _INLINE_LENGTH or not uses[var])
-                if not inline:
-                    name = self.fresh("t")
-                    self.lines.append(f"{name} = {expr.text}")
-                    expr = Expr(name)
-                env[var] = expr
-        return [self.read(env, v) if w else Expr("None")
-                for v, w in zip(jaxpr.outvars, wanted)]
+    def literal(self, value: np.ndarray) -> Expr:
+        return literal(value)
 
     def equation(self, eqn: Any, ins: list[Expr]) -> list[Expr]:
+        """One equation as numpy: a gate by its forward, cond and scan as control flow."""
         name = eqn.primitive.name
         call = gate_call(eqn.primitive, eqn.params)
         if call is not None:
             values = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in eqn.invars]
-            return self.jaxpr(jax.make_jaxpr(call.reference)(*values), ins)
+            return self.walk(jax.make_jaxpr(call.reference)(*values), ins)
         if name == "cond" and eqn.params.get("branches_platforms"):
             # lax.platform_dependent: every branch computes the same; numpy takes the default one
             platforms = eqn.params["branches_platforms"]
             branch = eqn.params["branches"][platforms.index(None) if None in platforms else -1]
-            return self.jaxpr(branch, ins[1:])
+            return self.walk(branch, ins[1:])
         if name == "cond":
             return self.branches(eqn, ins)
         if name == "scan":
             return self.loop(eqn, ins)
-        if name in _CALLS:
-            body = next(eqn.params[k] for k in ("jaxpr", "call_jaxpr", "fun_jaxpr")
-                        if k in eqn.params)
-            if isinstance(body, jex.ClosedJaxpr):
-                return self.jaxpr(body, ins[len(ins) - len(body.jaxpr.invars):])
-            return self.body(body, [], ins)
         translate = NUMPY.get(name)
         if translate is None:
             raise ArgumentError(
@@ -246,16 +216,17 @@ class _Writer:
                 self.lines.append("else:" if k else "if True:")
             else:
                 self.lines.append(f"{'if' if k == 0 else 'elif'} {index.text} == {k}:")
-            self.indented(lambda branch=branch: self.assign(outs, self.jaxpr(branch, operands)))
+            self.indented(lambda branch=branch: self.assign(outs, self.walk(branch, operands)))
         return [Expr(o) for o in outs]
 
     def loop(self, eqn: Any, ins: list[Expr]) -> list[Expr]:
         """lax.scan as a for loop: the carry updated in place, the outputs stacked."""
         p = eqn.params
-        consts, n_carry = [self.named(e) for e in ins[:p["num_consts"]]], p["num_carry"]
+        n_consts, n_carry = scan_counts(p)
+        consts = [self.named(e) for e in ins[:n_consts]]
         carry = [self.fresh("carry") for _ in range(n_carry)]
-        self.assign(carry, ins[p["num_consts"]:p["num_consts"] + n_carry])
-        xs = [self.named(e) for e in ins[p["num_consts"] + n_carry:]]
+        self.assign(carry, ins[n_consts:n_consts + n_carry])
+        xs = [self.named(e) for e in ins[n_consts + n_carry:]]
         ys = [self.fresh("ys") for _ in eqn.outvars[n_carry:]]
         self.lines += [f"{y} = []" for y in ys]
         i, length = self.fresh("i"), p["length"]
@@ -263,7 +234,7 @@ class _Writer:
         self.lines.append(f"for {i} in {steps}:")
 
         def body():
-            outs = self.jaxpr(p["jaxpr"], [*consts, *map(Expr, carry),
+            outs = self.walk(p["jaxpr"], [*consts, *map(Expr, carry),
                                            *(Expr(f"{x.text}[{i}]") for x in xs)])
             stacked = [self.fresh("y") for _ in ys]  # one assignment: all read the old carry
             self.assign([*carry, *stacked], outs)
@@ -292,13 +263,13 @@ class _Writer:
         self.lines.append(f"{name} = {expr.text}")
         return Expr(name)
 
-    def read(self, env: dict, var: Any) -> Expr:
-        if isinstance(var, jex.Literal):
-            return literal(np.asarray(var.val, var.aval.dtype))
-        return env[var]
-
     def ref(self, ref: Any) -> Expr:
-        return literal(np.asarray(ref.value)) if isinstance(ref, Constant) else Expr(ref)
+        """A step's input: a name, a scalar literal, or an array constant written once as `k`."""
+        if not isinstance(ref, Constant):
+            return Expr(ref)
+        if id(ref) not in self.arrays:
+            self.arrays[id(ref)] = self.constant(ref.value)
+        return self.arrays[id(ref)]
 
     def value(self, ref: Any) -> Any:
         return ref.value if isinstance(ref, Constant) else self.values[ref]

@@ -1,10 +1,12 @@
 """A function traced into a graph of steps, one per gate or JAX primitive, in topological order.
 
-`jax.make_jaxpr` gives the program; calls to jitted functions are inlined, difprog gates become
-steps that run the gate's own rules, and the elementwise jax.numpy primitives that have a gate
-(`+`, `*`, `jnp.exp`...) become that gate, so `(x + y) * z` is explained with the same
-hand-written rules as `gates.multiply(gates.add(x, y), z)`. Any other primitive is a step whose
-backward is JAX's own rule for it.
+`jax.make_jaxpr` gives the program, which `_jaxpr.Walker` walks: calls to jitted or checkpointed
+functions are inlined, custom_jvp / custom_vjp calls (jax.nn.relu) are one step named after their
+function (keeping their rules), difprog gates become steps that run the gate's own rules, and the
+elementwise jax.numpy primitives that have a gate (`+`, `*`, `jnp.exp`...) become that gate, so
+`(x + y) * z` is explained with the same hand-written rules as
+`gates.multiply(gates.add(x, y), z)`. Any other primitive is a step whose backward is JAX's own
+rule for it.
 """
 
 from __future__ import annotations
@@ -16,16 +18,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
-from difprog import gates
+from difprog import adapter, gates
+from difprog.adapter import GateCall, gate_call, open_jaxpr
 from difprog.errors import ArgumentError, DifprogError
-from difprog.gate import GateCall, gate_call
+from difprog.graph._jaxpr import Call, Walker, function_name
 
-_INLINED = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
-            "checkpoint": "jaxpr", "remat": "jaxpr", "remat2": "jaxpr"}
 _PRIMITIVE_GATES = {"add": "add", "add_any": "add", "sub": "subtract", "mul": "multiply",
                     "div": "divide", "neg": "negative", "exp": "exp", "log": "log",
                     "max": "maximum", "min": "minimum", "tanh": "tanh", "logistic": "sigmoid",
@@ -73,7 +73,7 @@ class Step:
         """The step's outputs, as a list; gates run through the gate, so autodiff uses its rules."""
         if self.call:
             return [self.call(*inputs)]
-        out = self.primitive.bind(*inputs, **self.primitive.get_bind_params(self.params))
+        out = adapter.bind_equation(self.primitive, self.params, *inputs)
         return list(out) if self.primitive.multiple_results else [out]
 
     def reference(self, *inputs) -> list:
@@ -142,45 +142,58 @@ def trace(f: Callable, args: tuple) -> Program:
         names = [name if not path else _unique(_identifier(name, path), taken) for path in paths]
         leaf_names.append(tuple(names))
         leaf_paths.append(tuple(jax.tree_util.keystr(path) for path in paths))
-    constants = {_unique(f"c{i}", taken): c for i, c in enumerate(closed.consts)}
-    env: dict = dict(zip(closed.jaxpr.invars, [n for names in leaf_names for n in names]))
-    env.update(zip(closed.jaxpr.constvars, constants))
-    walker = _Walker(taken)
-    [output] = walker.walk(closed.jaxpr, env, scope="", hint=None)
-    output = walker.rename(output, _unique("L", taken))
+    _, consts = open_jaxpr(closed)
+    constants = {_unique(f"c{i}", taken): c for i, c in enumerate(consts)}
+    tracer = _Tracer(taken)
+    [output] = tracer.walk(closed, [n for names in leaf_names for n in names],
+                           consts=list(constants))
+    output = tracer.rename(output, _unique("L", taken))
     return Program(tuple(arg_names), tuple(jax.tree.structure(a) for a in args),
-                   tuple(leaf_names), tuple(leaf_paths), constants, walker.steps, output)
+                   tuple(leaf_names), tuple(leaf_paths), constants, tracer.steps, output)
 
 
-class _Walker:
+class _Tracer(Walker):
+    """Walks f's jaxpr into steps: calls inlined, custom_jvp / custom_vjp calls one step each."""
+
     def __init__(self, taken: set[str]):
         self.taken, self.steps, self.count = taken, [], 0
+        self.scope, self.hint = "", None
 
-    def walk(self, jaxpr: Any, env: dict, scope: str, hint: str | None) -> list[Ref]:
-        for eqn in jaxpr.eqns:
-            inputs = tuple(_read(env, v) for v in eqn.invars)
-            step_scope = "/".join(s for s in (scope, str(eqn.source_info.name_stack)) if s)
-            body = _inlined_body(eqn)
-            if body is None:
-                outputs = self.step(eqn, inputs, step_scope, hint)
-            else:
-                inner = dict(zip(body.jaxpr.invars, inputs))
-                inner.update((v, Constant(c)) for v, c in zip(body.jaxpr.constvars, body.consts))
-                outputs = self.walk(body.jaxpr, inner, step_scope, eqn.params.get("name", hint))
-            env.update(zip(eqn.outvars, outputs))
-        return [_read(env, v) for v in jaxpr.outvars]
+    def literal(self, value: np.ndarray) -> Constant:
+        return Constant(value)
 
-    def step(self, eqn: Any, inputs: tuple, scope: str, hint: str | None) -> tuple[str, ...]:
+    def constant(self, value: Any) -> Constant:
+        return Constant(value)
+
+    def descend(self, eqn: Any, call: Call) -> bool:
+        return not call.custom  # keeps the custom rules; the step takes the function's name
+
+    def call(self, eqn: Any, call: Call, ins: list) -> list:
+        """An inlined call: its steps run in its scope, named after it where they need a name."""
+        outer = self.scope, self.hint
+        self.scope, self.hint = self.scope_of(eqn), eqn.params.get("name", self.hint)
+        try:
+            return super().call(eqn, call, ins)
+        finally:
+            self.scope, self.hint = outer
+
+    def scope_of(self, eqn: Any) -> str:
+        """The layer path an equation ran in, below the calls it is inlined from."""
+        return "/".join(s for s in (self.scope, str(eqn.source_info.name_stack)) if s)
+
+    def equation(self, eqn: Any, ins: list) -> tuple[str, ...]:
+        """One step: a gate with its own rules, a custom_jvp / custom_vjp call, or a primitive."""
         call = gate_call(eqn.primitive, eqn.params) or _primitive_as_gate(eqn)
         outputs = tuple(self.fresh() for _ in eqn.outvars)
         name = eqn.primitive.name
         if call:
             op = call.gate.name
         elif name.startswith("custom_"):
-            op = eqn.params.get("name") or hint or name
+            op = function_name(eqn) or self.hint or name
         else:
             op = name
-        self.steps.append(Step(op, inputs, outputs, scope, call, eqn.primitive, eqn.params))
+        self.steps.append(Step(op, tuple(ins), outputs, self.scope_of(eqn), call, eqn.primitive,
+                               eqn.params))
         return outputs
 
     def fresh(self) -> str:
@@ -197,20 +210,6 @@ class _Walker:
             s.inputs = tuple(map(swap, s.inputs))
             s.outputs = tuple(map(swap, s.outputs))
         return new
-
-
-def _read(env: dict, var: Any) -> Ref:
-    if isinstance(var, jex.Literal):
-        return Constant(np.asarray(var.val, var.aval.dtype))
-    return env[var]
-
-
-def _inlined_body(eqn: Any) -> jex.ClosedJaxpr | None:
-    key = _INLINED.get(eqn.primitive.name)
-    if key is None or key not in eqn.params:
-        return None
-    body = eqn.params[key]
-    return body if isinstance(body, jex.ClosedJaxpr) else jex.ClosedJaxpr(body, [])
 
 
 def _primitive_as_gate(eqn: Any) -> GateCall | None:
