@@ -10,12 +10,14 @@ What it depends on, per JAX version (tested: 0.10.2 and 0.12.0.1):
 - every version: the public `jax.experimental.hijax` (`Zero`, `instantiate_zeros`, and the
   primitive base class: `VJPHiPrimitive` up to 0.11.1, `HiPrim` from 0.11.2, the same methods),
   `jax.typeof`, `jax.eval_shape`, `jax.core.ShapedArray`, `jax.core.Tracer`, `jax.extend.core`.
-- JAX < 0.12: hijax binds every primitive through one "high" primitive that `jax.jit` lowers
-  anew on every call (about 1 ms a step). When the private names exist, gates bind an ordinary
-  primitive, `difprog_gate`, instead, registered with hijax's own rules from `jax._src.hijax`
+- JAX 0.10.x: hijax binds every primitive through one "high" primitive that `jax.jit` lowers
+  anew on every call (about 1 ms a step). Gates bind an ordinary primitive, `difprog_gate`,
+  instead, registered with hijax's own rules from `jax._src.hijax`
   (`_call_hi_primitive_to_lojax`, `_jvp`, `_linearize`, `_batcher`, `_dce`, `_remat`) and the
   rule tables of `jax._src.interpreters` (`ad`, `batching`, `mlir`, `partial_eval`, `remat`),
   so jitted programs of gates stay cached. If any name is missing, the public path is used.
+- JAX 0.11.x: the public path (correct, about 2x the dispatch time of a jitted step): the
+  private helpers changed their signatures between 0.11 releases, and no 0.11 is tested.
 - JAX >= 0.12: `jax.jit` lowers hijax primitives itself and keeps its C++ fast path, so no
   `jax._src` name is imported at all.
 - `lax.scan` equations: `num_consts` / `num_carry` params up to 0.10, a flat tree `ft_in` of
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -107,7 +109,7 @@ def _as_leaf(gate: Gate, name: str, value: Any, differentiable: bool) -> jax.Arr
     return array
 
 
-def _number(gate: Gate, name: str, value: int | float) -> jax.Array:
+def _number(gate: Gate, name: str, value: float) -> jax.Array:
     try:
         return jnp.asarray(value)
     except OverflowError:
@@ -229,7 +231,7 @@ class _GatePrimitive(_HiPrimitive):
     def __init__(self, gate: Gate, in_avals: tuple, out_aval: Any, static_items: tuple):
         self.in_avals = in_avals
         self.out_aval = out_aval
-        self.params = dict(gate=gate, static_items=static_items)
+        self.params = {"gate": gate, "static_items": static_items}
         super().__init__()
 
     def _arguments(self, arrays: Iterable) -> dict:
@@ -281,8 +283,8 @@ class _GatePrimitive(_HiPrimitive):
 
 
 def _private_fast_path() -> Any:
-    """Before JAX 0.12: an ordinary primitive carrying hijax's rules, or None if names moved."""
-    if JAX_VERSION >= (0, 12):
+    """On JAX 0.10: an ordinary primitive carrying hijax's rules, or None if names moved."""
+    if not (0, 10) <= JAX_VERSION[:2] < (0, 11):
         return None
     try:
         from jax._src import hijax as rules

@@ -1,0 +1,64 @@
+"""The adapter: the one module that talks to JAX internals, on every supported JAX version."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import difprog
+from difprog import adapter, gates
+
+_PACKAGE = pathlib.Path(difprog.__file__).parent
+_INTERNALS = re.compile(r"jax\._src|hijax|get_bind_params|ft_in|num_consts|jax\.core\.Tracer")
+
+
+def test_no_module_but_the_adapter_touches_jax_internals():
+    touching = sorted(str(p.relative_to(_PACKAGE)) for p in _PACKAGE.rglob("*.py")
+                      if _INTERNALS.search(p.read_text()))
+    assert touching == ["adapter.py"]
+
+
+def test_private_jax_names_only_before_jax_0_12():
+    if jax.__version_info__ >= (0, 12):
+        assert adapter._FAST_PRIMITIVE is None
+        jaxpr = jax.make_jaxpr(gates.tanh)(1.0)
+        assert "difprog_gate" not in str(jaxpr)
+    elif jax.__version_info__[:2] == (0, 10):
+        assert adapter._FAST_PRIMITIVE is not None
+
+
+def test_explain_finds_the_gate_in_a_traced_program():
+    jaxpr = jax.make_jaxpr(lambda x: gates.sum(gates.power(x, 3), axis=0))(jnp.ones((2, 3)))
+    calls = [adapter.gate_call(e.primitive, e.params) for e in jaxpr.jaxpr.eqns]
+    assert [c.gate.name for c in calls] == ["power", "sum"]
+    assert calls[0].static == {"p": 3} and calls[1].static == {"axis": 0}
+
+
+def test_scan_counts_on_this_jax():
+    def f(c, xs, k):
+        return jax.lax.scan(lambda c, x: ((c[0] * x + k, c[1] + k), c[0]), (c, c), xs)
+
+    eqns = jax.make_jaxpr(f)(1.0, jnp.ones(3), jnp.ones(())).jaxpr.eqns
+    (scan,) = [e for e in eqns if e.primitive.name == "scan"]
+    assert adapter.scan_counts(scan.params) == (1, 2)
+
+
+@pytest.mark.parametrize("logits, labels", [(jnp.zeros((2, 4)), np.array([0, 2**32 + 3])),
+                                            (jnp.zeros(4), 2**40)])
+def test_integers_that_would_wrap_are_refused(logits, labels):
+    """With x64 off JAX would wrap 2**32 + 3 to 3: a finite, wrong loss."""
+    if jax.config.jax_enable_x64:
+        pytest.skip("64-bit integers fit when x64 is on")
+    with pytest.raises(difprog.DtypeError, match="does not fit"):
+        gates.softmax_cross_entropy(logits, labels)
+
+
+def test_python_numbers_stay_weak_and_arrays_keep_their_dtype():
+    x = jnp.ones(2, jnp.bfloat16)
+    assert gates.add(x, 1.0).dtype == jnp.bfloat16
+    assert gates.add(np.ones(2, np.float32), 1.0).dtype == jnp.float32
