@@ -5,6 +5,8 @@ named by its slash-joined pytree path (`params/dense_0/w`, `opt_state/0/mu/dense
 holds one JSON string under "difprog": the format version, each leaf's true dtype (bfloat16 and
 dtypes safetensors lacks are stored as unsigned ints of their width), the user's metadata, and a
 SHA-256 over all of it and every tensor's bytes. Writes are atomic and byte-for-byte reproducible.
+NaN and infinite values are refused on save and on load (a diverged run is never kept or resumed)
+unless `allow_nonfinite=True` asks for them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 import safetensors.numpy
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
-from difprog._files import atomic
+from difprog._files import atomic, write_bytes
 from difprog.errors import ArgumentError, CheckpointError
 
 FORMAT = 1
@@ -32,6 +34,7 @@ _NATIVE = frozenset(np.dtype(t).name for t in (
     np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
     np.uint8, np.uint16, np.uint32, np.uint64, np.bool_, np.complex64))
 _SHOWN = 10
+_NUMBERED = re.compile(r"^checkpoint_(\d+)\.safetensors$")
 
 
 def checkpoint_path(directory: str | os.PathLike, epoch: int) -> pathlib.Path:
@@ -57,17 +60,36 @@ def latest(directory: str | os.PathLike,
     return max(numbered)[2] if numbered else None
 
 
-def save(path: str | os.PathLike, tree: Any, *,
-         metadata: Mapping[str, Any] | None = None) -> pathlib.Path:
+def numbered(directory: str | os.PathLike) -> list[pathlib.Path]:
+    """The `checkpoint_<epoch>.safetensors` files in `directory`, oldest epoch first.
+
+    Ordered by the epoch number, not the name: checkpoint_9998 comes before checkpoint_10000.
+    """
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(match[1]), path) for path in directory.iterdir()
+             if (match := _NUMBERED.match(path.name)) and path.is_file()]
+    return [path for _, path in sorted(found)]
+
+
+def save(path: str | os.PathLike, tree: Any, *, metadata: Mapping[str, Any] | None = None,
+         allow_nonfinite: bool = False) -> pathlib.Path:
     """Writes the arrays of `tree` to `path` atomically: a crash leaves the old file or the new one.
 
     Args:
         path: the file to write; missing parent directories are created.
         tree: any pytree of arrays (dicts, lists, tuples, NamedTuples such as optax states).
         metadata: a JSON-serialisable dict stored alongside, such as `{'epoch': 3}`.
+        allow_nonfinite: save NaN and infinite values too (by default they are refused).
 
     Returns:
         The path written.
+
+    Raises:
+        CheckpointError: a leaf holds NaN or infinite values (nothing is written), a leaf is not
+            a numeric array, or the metadata is not JSON.
+        WriteError: the file could not be written (a full disk); no partial file is left.
 
     Example:
         >>> state = {'params': params, 'opt_state': optimizer.init(params)}
@@ -76,6 +98,10 @@ def save(path: str | os.PathLike, tree: Any, *,
     """
     path = pathlib.Path(path)
     arrays = _flatten(tree)
+    if not allow_nonfinite:
+        _refuse_nonfinite(arrays, f"refusing to save {str(path)!r} (nothing was written)",
+                          "a diverged run: lower the learning rate or check the data; "
+                          "save(..., allow_nonfinite=True) keeps it anyway")
     stored = {key: _storable(key, array) for key, array in arrays.items()}
     dtypes = {key: array.dtype.name for key, array in arrays.items()}
     try:
@@ -88,17 +114,20 @@ def save(path: str | os.PathLike, tree: Any, *,
     text = json.dumps(header, sort_keys=True, separators=(",", ":"))
     data = safetensors.numpy.save(stored, metadata={_HEADER_KEY: text})
     with atomic(path) as temporary:
-        temporary.write_bytes(data)
+        write_bytes(temporary, data)
     return path
 
 
-def load(path: str | os.PathLike, template: Any | None = None) -> tuple[Any, dict]:
+def load(path: str | os.PathLike, template: Any | None = None, *,
+         allow_nonfinite: bool = False) -> tuple[Any, dict]:
     """Reads a checkpoint `save` wrote, checked against `template` when one is given.
 
     Args:
         path: the checkpoint file.
         template: a pytree of the expected structure whose leaves are arrays or
             `jax.ShapeDtypeStruct`s; every key, shape and dtype must match the file.
+        allow_nonfinite: read NaN and infinite values too, for inspection (by default a
+            checkpoint holding any is refused).
 
     Returns:
         `(tree, metadata)`. The leaves are writable numpy arrays (`jax.device_put` moves them to
@@ -111,12 +140,17 @@ def load(path: str | os.PathLike, template: Any | None = None) -> tuple[Any, dic
         3
     """
     arrays, user = _read(pathlib.Path(path))
+    if not allow_nonfinite:
+        _refuse_nonfinite(arrays, f"refusing to load {str(path)!r}",
+                          "it was saved from a diverged run; use an earlier checkpoint, or "
+                          "load(..., allow_nonfinite=True) to inspect it")
     if template is None:
         return _nest(arrays), user
     return _fill(path, arrays, template), user
 
 
 def _part(entry: Any) -> str:
+    """One component of a pytree path as text: a dict key, an index or an attribute name."""
     if isinstance(entry, DictKey | FlattenedIndexKey):
         return str(entry.key)
     if isinstance(entry, SequenceKey):
@@ -127,6 +161,7 @@ def _part(entry: Any) -> str:
 
 
 def _key(path: tuple) -> str:
+    """A leaf's checkpoint key: its path components joined by '/'."""
     parts = [_part(entry) for entry in path]
     if any("/" in part for part in parts):
         raise CheckpointError(f"the key {'/'.join(parts)!r} has a dict key containing '/', which "
@@ -135,6 +170,7 @@ def _key(path: tuple) -> str:
 
 
 def _flatten(tree: Any) -> dict[str, np.ndarray]:
+    """Every leaf of `tree` as a host numpy array, by key; refuses what cannot be stored."""
     arrays: dict[str, np.ndarray] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         key = _key(path)
@@ -152,7 +188,21 @@ def _flatten(tree: Any) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _refuse_nonfinite(arrays: Mapping[str, np.ndarray], what: str, advice: str) -> None:
+    """Raises CheckpointError naming each leaf that holds NaN or infinite values."""
+    bad = []
+    for key, array in arrays.items():
+        if jnp.issubdtype(array.dtype, jnp.inexact):
+            nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+            if nan or inf:
+                bad.append(f"{key!r} holds {nan} NaN and {inf} infinite of {array.size} values")
+    if bad:
+        more = f"; and {len(bad) - _SHOWN} more leaves" if len(bad) > _SHOWN else ""
+        raise CheckpointError(f"{what}: {'; '.join(bad[:_SHOWN])}{more}; {advice}")
+
+
 def _storable(key: str, array: np.ndarray) -> np.ndarray:
+    """`array` as safetensors can hold it: dtypes it lacks viewed as unsigned ints."""
     array = np.ascontiguousarray(array).reshape(array.shape)  # keeps 0-d arrays 0-d
     if array.dtype.name in _NATIVE:
         return array
@@ -163,6 +213,7 @@ def _storable(key: str, array: np.ndarray) -> np.ndarray:
 
 
 def _checksum(stored: Mapping[str, np.ndarray], dtypes: Mapping[str, str], user: dict) -> str:
+    """SHA-256 over the metadata and every key, dtype, shape and byte (little-endian)."""
     digest = hashlib.sha256(json.dumps(user, sort_keys=True).encode())
     for key in sorted(stored):
         array = stored[key]
@@ -172,6 +223,7 @@ def _checksum(stored: Mapping[str, np.ndarray], dtypes: Mapping[str, str], user:
 
 
 def _read(path: pathlib.Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays and metadata of a checkpoint file, refused when missing or damaged."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {str(path)!r}; check the path (latest(directory) "
                               f"finds the newest checkpoint in a directory)")
@@ -199,6 +251,7 @@ def _read(path: pathlib.Path) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def _fill(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], template: Any) -> Any:
+    """`arrays` in the structure of `template`, naming every key, shape or dtype mismatch."""
     pairs, treedef = jax.tree_util.tree_flatten_with_path(template)
     wanted = {_key(p): leaf for p, leaf in pairs}
     problems = [f"{key!r} is missing from the checkpoint" for key in wanted if key not in arrays]
@@ -222,6 +275,7 @@ def _fill(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], template: A
 
 
 def _nest(arrays: Mapping[str, np.ndarray]) -> dict:
+    """`arrays` as nested dicts keyed by the components of their keys."""
     tree: dict = {}
     for key in sorted(arrays):
         *parents, name = key.split("/")

@@ -1,79 +1,258 @@
-"""The `difprog` command line."""
+"""The `difprog` command line.
+
+Every failure is one line on stderr and a non-zero exit status: 2 for a usage error (an unknown
+option, a value out of range), 1 for a failure while running; `--debug` shows the traceback
+instead. Commands that write take `--out DIR` (default `./difprog-<command>`) and own it while
+they write (see `difprog.rundir`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import pathlib
+import platform
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 
 from difprog import gates
 from difprog.check import Tolerances, check_gate
-from difprog.gates._points import check_points
+from difprog.errors import DifprogError
+from difprog.gates import check_points
 
 _COLUMNS = ("reverse", "forward", "finite difference", "second order")
+_SEED_LIMIT = 2**32
+_DISTRIBUTED_VARIABLES = "JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES " \
+                         "and JAX_PROCESS_ID"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="difprog", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser(
-        "check", help="prove every gate's backward and tangent rules in float64",
+    """Runs the `difprog` command line on `argv` (default: sys.argv[1:]); the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except SystemExit as done:  # --help and --version
+        return done.code if isinstance(done.code, int) else 0
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Runs the chosen command; a failure becomes one line on stderr (a traceback with --debug)."""
+    name = " ".join(filter(None, (args.command, getattr(args, "benchmark", None))))
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"difprog {name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"difprog {name}: {_one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as one line: difprog's own message, or its type and message otherwise."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    if isinstance(error, DifprogError | OSError):
+        return text or type(error).__name__
+    return (f"{type(error).__name__}: {text} (an unexpected error: run again with --debug for "
+            f"the traceback, and please report it)")
+
+
+class _UsageError(Exception):
+    """A command line argparse cannot read: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (see --help for the usage)."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in --help, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if any(action.default is nothing for nothing in (None, False, argparse.SUPPRESS)) \
+                or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _parser() -> _Parser:
+    """The parser of every subcommand, each with its handler in `args.handler`."""
+    from difprog import __version__
+
+    parser = _Parser(prog="difprog", description=__doc__.splitlines()[0],
+                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version",
+                        version=f"difprog {__version__} (jax {jax.__version__}, Python "
+                                f"{platform.python_version()})")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of a failure instead of one line")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_train, _add_visualize, _add_explain, _add_check, _add_bench):
+        add(commands)
+    return parser
+
+
+def _command(commands, name: str, handler: Callable, help: str, description: str) -> _Parser:
+    """A subcommand parser that runs `handler` and also accepts --debug after its name."""
+    parser = commands.add_parser(name, help=help, description=description,
+                                 formatter_class=_Formatter)
+    parser.set_defaults(handler=handler)
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of a failure instead of one line")
+    return parser
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high` (inclusive; None: no limit)."""
+
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {limit}, got {text}")
+        return value
+
+    read.__name__ = "integer"
+    return read
+
+
+def _number(positive: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number, positive or non-negative."""
+
+    def read(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            kind = "positive" if positive else "non-negative"
+            raise argparse.ArgumentTypeError(f"expected a finite {kind} number, got {text}")
+        return value
+
+    read.__name__ = "number"
+    return read
+
+
+_seed = _integer(0, _SEED_LIMIT - 1)
+_positive = _integer(1)
+
+
+def _out_dir(text: str) -> pathlib.Path:
+    """An argparse type: an output directory, with a name, that is not an existing file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the output directory must have a name, got ''")
+    path = pathlib.Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a directory")
+    return path
+
+
+def _add_out(parser: _Parser, command: str, what: str) -> None:
+    """The --out option of a command that writes, defaulting to ./difprog-<command>."""
+    parser.add_argument("--out", type=_out_dir, default=pathlib.Path(f"difprog-{command}"),
+                        metavar="DIR", help=f"directory for {what}")
+
+
+def _add_check(commands) -> None:
+    """difprog check GATE... [--seed]."""
+    check = _command(
+        commands, "check", _check, help="prove every gate's backward and tangent rules in float64",
         description="Checks each gate's hand-written rules against JAX's autodiff of its "
                     "forward and against central finite differences, at several shapes, and "
                     "prints the worst relative error of each check.")
     check.add_argument("names", nargs="*", metavar="GATE",
                        help=f"gates to check (default: all {len(gates.ALL)})")
-    check.add_argument("--seed", type=int, default=0, help="seed of the check points")
-    train = commands.add_parser(
-        "train", help="train a model on real data, with checkpoints and metrics.json",
+    check.add_argument("--seed", type=_seed, default=0, help="seed of the check points")
+
+
+def _add_train(commands) -> None:
+    """difprog train: every training option, --out and --allow-changes."""
+    train = _command(
+        commands, "train", _train,
+        help="train a model on real data, with checkpoints and metrics.json",
         description="Trains a model with jit-compiled steps through difprog gates, writing a "
                     "checkpoint after every epoch and metrics.json into --out; resumes from the "
-                    "newest checkpoint there.")
-    _training_arguments(train, out=None)
-    demo = commands.add_parser(
-        "demo", help="train the default CNN on the digits and show what it wrote",
-        description="Trains the default CNN on scikit-learn's digits into --out "
-                    "(./difprog-demo) and lists the files it wrote.")
-    _training_arguments(demo, out="difprog-demo")
-    bench = commands.add_parser("bench", help="benchmarks that write tables and plots")
-    benchmarks = bench.add_subparsers(dest="benchmark", required=True)
-    modes = benchmarks.add_parser(
-        "modes", help="forward against reverse mode over f: R^n -> R^m",
+                    "newest checkpoint there if it was trained with the same settings.")
+    _training_arguments(train, "train")
+
+
+def _add_demo(commands) -> None:
+    """difprog demo: train's options, then visualisations and explanations of the model."""
+    demo = _command(
+        commands, "demo", _train, help="train the default CNN on the digits and show what it wrote",
+        description="Trains the default CNN on scikit-learn's digits into --out, visualises "
+                    "its classes, explains the lectures' sigmoid neuron, and lists the files "
+                    "it wrote.")
+    _training_arguments(demo, "demo")
+
+
+def _add_bench(commands) -> None:
+    """difprog bench modes."""
+    bench = _command(commands, "bench", None, help="benchmarks that write tables and plots",
+                     description="Benchmarks that write tables and plots.")
+    benchmarks = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    modes = _command(
+        benchmarks, "modes", _bench_modes, help="forward against reverse mode over f: R^n -> R^m",
         description="Times the full Jacobian by jacfwd and by jacrev for a tanh MLP built from "
                     "gates, for every (n, m), and writes modes.md, modes.json and modes.png.")
-    modes.add_argument("--out", type=pathlib.Path, required=True)
-    modes.add_argument("--sizes", type=int, nargs="+", default=None,
+    _add_out(modes, "bench", "modes.md, modes.json and modes.png")
+    modes.add_argument("--sizes", type=_positive, nargs="+", default=None, metavar="N",
                        help="values of n and m (default: 1 4 16 64 256 1024)")
-    modes.add_argument("--width", type=int, default=64, help="hidden width of the MLP")
-    modes.add_argument("--repeats", type=int, default=7, help="timed runs per point")
-    visualize = commands.add_parser(
-        "visualize", help="optimise inputs that maximise classes or channels of a trained model",
+    modes.add_argument("--width", type=_positive, default=64, help="hidden width of the MLP")
+    modes.add_argument("--repeats", type=_positive, default=7, help="timed runs per point")
+
+
+def _add_visualize(commands) -> None:
+    """difprog visualize --checkpoint FILE_OR_RUN_DIR."""
+    visualize = _command(
+        commands, "visualize", _visualize,
+        help="optimise inputs that maximise classes or channels of a trained model",
         description="Loads a checkpoint written by difprog train or demo, optimises input images "
                     "for each class (or each channel of --layer), and writes a labelled PNG "
                     "grid, visualizations.npz (images, targets) and saliency.png into --out.")
-    visualize.add_argument("--checkpoint", type=pathlib.Path, required=True)
-    visualize.add_argument("--out", type=pathlib.Path, required=True)
+    visualize.add_argument("--checkpoint", type=pathlib.Path, required=True, metavar="PATH",
+                           help="a checkpoint file, or a run directory (its newest checkpoint)")
+    _add_out(visualize, "visualize", "the images and visualizations.npz")
     visualize.add_argument("--model", default=None,
                            help="the checkpoint's model (default: the one recorded in it)")
-    visualize.add_argument("--classes", type=int, nargs="+", default=None,
+    visualize.add_argument("--classes", type=_integer(0), nargs="+", default=None,
                            help="classes to visualise (default: all)")
     visualize.add_argument("--layer", default=None,
                            help="a layer path, such as conv2d_1, to visualise channels of")
-    visualize.add_argument("--channels", type=int, nargs="+", default=None,
+    visualize.add_argument("--channels", type=_integer(0), nargs="+", default=None,
                            help="channels of --layer (default: the first 8)")
-    visualize.add_argument("--steps", type=int, default=512)
-    visualize.add_argument("--param", choices=["fourier", "pixel"], default="fourier")
-    visualize.add_argument("--seed", type=int, default=0)
+    visualize.add_argument("--steps", type=_positive, default=512, help="optimisation steps")
+    visualize.add_argument("--param", choices=["fourier", "pixel"], default="fourier",
+                           help="image parameterisation")
+    visualize.add_argument("--seed", type=_seed, default=0, help="seed of the optimisation")
     visualize.add_argument("--no-regularizers", action="store_true",
                            help="no total-variation and L1 penalties")
     visualize.add_argument("--no-transforms", action="store_true",
                            help="no random jitter, padded crops and zooms")
-    visualize.add_argument("--no-progress", action="store_true")
-    explain = commands.add_parser(
-        "explain", help="a function's graph with values and gradients at every node",
+    visualize.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_explain(commands) -> None:
+    """difprog explain EXPRESSION --at POINT [--out DIR]."""
+    explain = _command(
+        commands, "explain", _explain,
+        help="a function's graph with values and gradients at every node",
         description="Explains an expression in variables x, y, z... built from arithmetic and "
                     "difprog gates (exp, log, sqrt, sigmoid, tanh, relu, max, min, sum...): "
                     "prints the forward and backward pass node by node and, with --out, writes "
@@ -81,65 +260,167 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("expression", help="such as '(x + y) * z' or '1 / (y + exp(-x))'")
     explain.add_argument("--at", required=True,
                          help="the point, such as x=-2,y=5,z=-4 (lists for vectors: w=[1,2])")
-    explain.add_argument("--out", type=pathlib.Path, default=None,
-                         help="directory for the graph, table and flat code")
-    args = parser.parse_args(argv)
-    if args.command == "explain":
-        return _explain(args)
-    if args.command == "visualize":
-        return _visualize(args)
-    if args.command == "check":
-        return _check(args.names, args.seed)
-    if args.command == "bench":
-        return _bench_modes(args)
-    return _train(args, demo=args.command == "demo")
+    explain.add_argument("--out", type=_out_dir, default=None, metavar="DIR",
+                         help="directory for the graph, table and flat code (default: print "
+                              "only)")
 
 
-def _bench_modes(args: argparse.Namespace) -> int:
-    import json
+def _training_arguments(parser: _Parser, command: str) -> None:
+    """The options of train and demo, with TrainConfig's defaults."""
+    from difprog.models import MODELS
+    from difprog.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
 
-    from difprog import modes
+    defaults = TrainConfig()
+    parser.add_argument("--model", choices=sorted(MODELS), default="cnn", help="the model")
+    parser.add_argument("--dataset", choices=["digits"], default="digits", help="the data set")
+    parser.add_argument("--epochs", type=_positive, default=defaults.epochs,
+                        help="passes over the training set")
+    parser.add_argument("--batch-size", type=_positive, default=defaults.batch_size,
+                        help="examples per step")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
+                        help="the optax optimiser")
+    parser.add_argument("--lr", type=_number(positive=True), default=defaults.learning_rate,
+                        help="peak learning rate")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
+                        help="learning-rate schedule")
+    parser.add_argument("--loss", choices=sorted(LOSSES), default=defaults.loss, help="the loss")
+    parser.add_argument("--weight-decay", type=_number(positive=False),
+                        default=defaults.weight_decay, help="L2 penalty on the weights")
+    parser.add_argument("--seed", type=_seed, default=defaults.seed,
+                        help=f"seed of the params, shuffles and dropout (0 to {_SEED_LIMIT - 1})")
+    parser.add_argument("--devices", type=_positive, default=None,
+                        help="devices to shard each batch over (default: all local devices; "
+                             "on a CPU, N > 1 makes N CPU devices)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="call jax.distributed.initialize() first, to train on the devices "
+                             "of several hosts (run the same command on every host)")
+    _add_out(parser, command, "checkpoints and metrics.json")
+    parser.add_argument("--allow-changes", action="store_true",
+                        help="resume from --out even if its checkpoint was trained with other "
+                             "settings; metrics.json records which epochs ran with which")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    sizes = tuple(args.sizes) if args.sizes else modes.SIZES
-    print(f"{'n':>5} {'m':>5} {'jacfwd ms':>10} {'jacrev ms':>10} {'fwd/rev':>8}  cheaper")
-    show = lambda r: print(f"{r['n']:>5} {r['m']:>5} {r['forward_seconds'] * 1e3:>10.3f} "
-                           f"{r['reverse_seconds'] * 1e3:>10.3f} {r['ratio']:>8.2f}  "
-                           f"{r['cheaper']}", flush=True)
-    rows = modes.sweep(sizes, args.width, args.repeats, on_row=show)
-    args.out.mkdir(parents=True, exist_ok=True)
-    header = (f"Full Jacobian of a tanh MLP (width {args.width}) built from gates, f: R^n -> "
-              f"R^m; median of at least {args.repeats} runs (50 ms or more per mode) on "
-              f"{jax.devices()[0].device_kind}, jax "
-              f"{jax.__version__}.\n\n")
-    (args.out / "modes.md").write_text(header + modes.sweep_table(rows) + "\n")
-    (args.out / "modes.json").write_text(json.dumps(rows, indent=2) + "\n")
-    modes.plot_sweep(rows, args.out / "modes.png")
-    wrong = [r for r in rows if r["theory"] != "either" and r["cheaper"] != r["theory"]]
-    print(f"\nwrote modes.md, modes.json and modes.png into {args.out}/; the measured cheaper "
-          f"mode agrees with n vs m at {len(rows) - len(wrong) - sum(r['theory'] == 'either' for r in rows)} "
-          f"of {len(rows) - sum(r['theory'] == 'either' for r in rows)} points with n != m")
+
+def _start_devices(args: argparse.Namespace) -> None:
+    """Joins the cluster (--distributed) or makes --devices CPU devices, before JAX starts."""
+    if args.distributed:
+        try:
+            jax.distributed.initialize()
+        except (RuntimeError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise DifprogError(
+                f"--distributed: jax.distributed.initialize() failed ({first}); run under a "
+                f"cluster JAX detects (such as SLURM or Open MPI) or set "
+                f"{_DISTRIBUTED_VARIABLES} on every host") from error
+    elif args.devices and args.devices > 1:
+        jax.config.update("jax_num_cpu_devices", args.devices)
+
+
+def _train(args: argparse.Namespace) -> int:
+    """difprog train and demo: trains into --out; demo also visualises and explains."""
+    from difprog import data, models, rundir
+    from difprog.train import TrainConfig, fit
+
+    demo, neuron = args.command == "demo", None
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                         optimizer=args.optimizer, learning_rate=args.lr,
+                         schedule=args.schedule, loss=args.loss,
+                         weight_decay=args.weight_decay, seed=args.seed, devices=args.devices)
+    _start_devices(args)
+    with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
+        dataset = data.load(args.dataset)
+        model = models.build(args.model, dataset.num_classes)
+        result = fit(model, dataset, config, out=out, progress=not args.no_progress,
+                     extra_metrics={"model": args.model, "dataset": args.dataset},
+                     allow_changes=args.allow_changes)
+        if demo and out.exclusive:
+            _write_visualizations(model, result.params, dataset, args.out,
+                                  progress=not args.no_progress)
+            neuron = _write_explanations(model, result.params, dataset, args.out)
+    if neuron is not None:
+        _print_demo(args.out, neuron)
+    right = round(result.test_accuracy * len(dataset.y_test))
+    epochs = result.history[-1]["epoch"] if result.history else 0
+    print(f"test accuracy {result.test_accuracy:.2%} ({right}/{len(dataset.y_test)}) on "
+          f"{args.dataset} with the {args.model} model after {epochs} epochs")
     return 0
 
 
+def _print_demo(out: pathlib.Path, neuron) -> None:
+    """The demo's explained neuron and the files it wrote, with their sizes."""
+    print(f"\nThe sigmoid neuron of the lectures, explained node by node (explain/):\n{neuron}")
+    print(f"\ndifprog demo wrote into {out}/:")
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            name = str(path.relative_to(out))
+            print(f"  {name:<32} {path.stat().st_size:>10,} bytes")
+
+
+def _bench_modes(args: argparse.Namespace) -> int:
+    """difprog bench modes: the jacfwd/jacrev sweep, printed and written into --out."""
+    import json
+
+    from difprog import modes, rundir
+    from difprog._files import atomic, write_bytes
+
+    sizes = tuple(args.sizes) if args.sizes else modes.SIZES
+    with rundir.own(args.out) as out:
+        print(f"{'n':>5} {'m':>5} {'jacfwd ms':>10} {'jacrev ms':>10} {'fwd/rev':>8}  cheaper")
+        show = lambda r: print(f"{r['n']:>5} {r['m']:>5} {r['forward_seconds'] * 1e3:>10.3f} "
+                               f"{r['reverse_seconds'] * 1e3:>10.3f} {r['ratio']:>8.2f}  "
+                               f"{r['cheaper']}", flush=True)
+        rows = modes.sweep(sizes, args.width, args.repeats, on_row=show)
+        header = (f"Full Jacobian of a tanh MLP (width {args.width}) built from gates, f: R^n "
+                  f"-> R^m; median of at least {args.repeats} runs (50 ms or more per mode) on "
+                  f"{jax.devices()[0].device_kind}, jax {jax.__version__}.\n\n")
+        for name, text in (("modes.md", header + modes.sweep_table(rows) + "\n"),
+                           ("modes.json", json.dumps(rows, indent=2) + "\n")):
+            with atomic(out.path / name) as temporary:
+                write_bytes(temporary, text.encode())
+        modes.plot_sweep(rows, out.path / "modes.png")
+    compared = [r for r in rows if r["theory"] != "either"]
+    agree = sum(r["cheaper"] == r["theory"] for r in compared)
+    print(f"\nwrote modes.md, modes.json and modes.png into {args.out}/; the measured cheaper "
+          f"mode agrees with n vs m at {agree} of {len(compared)} points with n != m")
+    return 0
+
+
+def _checkpoint_file(path: pathlib.Path) -> pathlib.Path:
+    """--checkpoint as a file: itself, or the newest checkpoint of a run directory."""
+    from difprog import checkpoint
+    from difprog.errors import CheckpointError
+
+    if not path.is_dir():
+        return path
+    found = checkpoint.latest(path)
+    if found is None:
+        raise CheckpointError(f"no checkpoint_<epoch>.safetensors in the directory {str(path)!r}; "
+                              f"point --checkpoint to a run's directory or checkpoint file")
+    return found
+
+
 def _visualize(args: argparse.Namespace) -> int:
-    from difprog import checkpoint, data, models
-    from difprog.errors import DifprogError
+    """difprog visualize: class or channel visualisations and saliency of a checkpoint."""
+    from difprog import checkpoint, data, models, rundir
+    from difprog.errors import ArgumentError
     from difprog.train import restore
 
-    try:
-        _, meta = checkpoint.load(args.checkpoint)
-        name = args.model or meta.get("extra", {}).get("model", "cnn")
-        dataset = data.load(meta.get("extra", {}).get("dataset", "digits"))
-        model = models.build(name, dataset.num_classes)
-        params, _ = restore(args.checkpoint, model, dataset.x_train[:1])
+    path = _checkpoint_file(args.checkpoint)
+    _, meta = checkpoint.load(path)
+    dataset = data.load(meta.get("extra", {}).get("dataset", "digits"))
+    wrong = [c for c in args.classes or [] if c >= dataset.num_classes]
+    if wrong:
+        raise ArgumentError(f"--classes {' '.join(map(str, wrong))}: the model has "
+                            f"{dataset.num_classes} classes (0 to {dataset.num_classes - 1})")
+    model = models.build(args.model or meta.get("extra", {}).get("model", "cnn"),
+                         dataset.num_classes)
+    params, _ = restore(path, model, dataset.x_train[:1])
+    with rundir.own(args.out):
         written = _write_visualizations(
             model, params, dataset, args.out, classes=args.classes, layer=args.layer,
             channels=args.channels, steps=args.steps, param=args.param, seed=args.seed,
             regularize=not args.no_regularizers, transforms=not args.no_transforms,
             progress=not args.no_progress)
-    except DifprogError as error:
-        print(f"difprog visualize: {error}", file=sys.stderr)
-        return 1
     print(f"wrote {', '.join(p.name for p in written)} into {args.out}/")
     return 0
 
@@ -183,78 +464,10 @@ def _write_visualizations(model, params, dataset, out: pathlib.Path, *, classes=
     return [grid, npz, saliency]
 
 
-def _training_arguments(parser: argparse.ArgumentParser, out: str | None) -> None:
-    from difprog.models import MODELS
-    from difprog.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
-
-    defaults = TrainConfig()
-    parser.add_argument("--model", choices=sorted(MODELS), default="cnn")
-    parser.add_argument("--dataset", choices=["digits"], default="digits")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate,
-                        help="peak learning rate")
-    parser.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
-    parser.add_argument("--loss", choices=sorted(LOSSES), default=defaults.loss)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
-                        help="L2 penalty on the weights")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--devices", type=int, default=None,
-                        help="devices to shard each batch over (default: all local devices; "
-                             "on a CPU, N > 1 makes N CPU devices)")
-    parser.add_argument("--distributed", action="store_true",
-                        help="call jax.distributed.initialize() first, to train on the devices "
-                             "of several hosts (run the same command on every host)")
-    parser.add_argument("--out", type=pathlib.Path, default=out, required=out is None,
-                        help="directory for checkpoints and metrics.json"
-                             + (f" (default: ./{out})" if out else ""))
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def _train(args: argparse.Namespace, demo: bool) -> int:
-    if args.distributed:
-        jax.distributed.initialize()
-    elif args.devices and args.devices > 1:
-        jax.config.update("jax_num_cpu_devices", args.devices)
-    from difprog import data, models
-    from difprog.errors import DifprogError
-    from difprog.train import TrainConfig, fit
-
-    try:
-        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                             optimizer=args.optimizer, learning_rate=args.lr,
-                             schedule=args.schedule, loss=args.loss,
-                             weight_decay=args.weight_decay, seed=args.seed, devices=args.devices)
-        dataset = data.load(args.dataset)
-        model = models.build(args.model, dataset.num_classes)
-        result = fit(model, dataset, config, out=args.out, progress=not args.no_progress,
-                     extra_metrics={"model": args.model, "dataset": args.dataset})
-    except DifprogError as error:
-        print(f"difprog {args.command}: {error}", file=sys.stderr)
-        return 1
-    if demo:
-        _write_visualizations(model, result.params, dataset, args.out, progress=not args.no_progress)
-        neuron = _write_explanations(model, result.params, dataset, args.out)
-    right = round(result.test_accuracy * len(dataset.y_test))
-    epochs = result.history[-1]["epoch"] if result.history else 0
-    if demo:
-        print(f"\nThe sigmoid neuron of the lectures, explained node by node (explain/):\n"
-              f"{neuron}")
-        print(f"\ndifprog demo wrote into {args.out}/:")
-        for path in sorted(args.out.rglob("*")):
-            if path.is_file() and not path.name.startswith("."):
-                name = str(path.relative_to(args.out))
-                print(f"  {name:<32} {path.stat().st_size:>10,} bytes")
-    print(f"test accuracy {result.test_accuracy:.2%} ({right}/{len(dataset.y_test)}) on "
-          f"{args.dataset} with the {args.model} model after {epochs} epochs")
-    return 0
-
-
 def _explain(args: argparse.Namespace) -> int:
     from difprog.errors import DifprogError
+    from difprog.expression import expression_function, parse_point
     from difprog.graph import explain
-    from difprog.graph._expression import expression_function, parse_point
 
     try:
         with jax.enable_x64(True):
@@ -288,7 +501,9 @@ def _write_explanations(model, params, dataset, out: pathlib.Path):
     return neuron
 
 
-def _check(names: list[str], seed: int) -> int:
+def _check(args: argparse.Namespace) -> int:
+    """difprog check: every (or each named) gate's rules proven, as a table."""
+    names, seed = args.names, args.seed
     unknown = [n for n in names if n not in gates.ALL]
     if unknown:
         print(f"difprog check: unknown gate(s) {', '.join(unknown)}; choose from "

@@ -31,3 +31,15 @@ class NonFiniteLossError(DifprogError, ValueError):
 
 class CheckpointError(DifprogError, ValueError):
     """A checkpoint that is missing, corrupted, or does not match the tree it is loaded into."""
+
+
+class RunDirectoryError(DifprogError, OSError):
+    """An output directory a run cannot own: empty name, a file, not writable, or in use."""
+
+
+class WriteError(DifprogError, OSError):
+    """A file that could not be written (a full disk, no permission); the previous one is intact."""
+
+
+class ConfigMismatchError(DifprogError, ValueError):
+    """A resume whose settings differ from those its checkpoint was trained with."""

@@ -4,11 +4,18 @@
 dropout key from the seed and the step number, so a run resumed from a checkpoint ends with the
 same params as one that was never interrupted. Batches are sharded over the devices of a
 one-axis `jax.sharding.Mesh` ('data'); params and optimiser state are replicated.
+
+A run owns its output directory (`difprog.rundir`), resumes only a checkpoint trained with the
+same settings unless asked (`difprog.provenance` records which epochs ran with which), never
+saves or resumes NaN params (`difprog.checkpoint`), and a crash or a full disk at any moment
+leaves the last good checkpoint intact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import os
 import pathlib
@@ -23,10 +30,16 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from difprog import checkpoint, gates
-from difprog._files import write_json
+from difprog import checkpoint, gates, provenance, rundir
+from difprog._files import kill_point, write_json
 from difprog.data import Dataset, batches, num_batches
-from difprog.errors import ArgumentError, NonFiniteLossError
+from difprog.errors import (
+    ArgumentError,
+    CheckpointError,
+    ConfigMismatchError,
+    NonFiniteLossError,
+    WriteError,
+)
 from difprog.layers import Layer
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -49,9 +62,15 @@ class TrainConfig:
         loss: 'cross_entropy' (softmax cross-entropy) or 'hinge' (multiclass SVM loss).
         weight_decay: lambda of the L2 penalty lambda * sum(w^2) over every weight `w` (biases,
             scales and offsets are not penalised), through the l2_penalty gate.
-        seed: initialises params and draws shuffles and dropout masks.
+        seed: initialises params and draws shuffles and dropout masks; 0 <= seed < 2**32
+            (JAX keeps 32 bits of a seed without x64, so 2**32 would repeat seed 0).
         devices: how many local devices to shard batches over (None: all).
         keep_checkpoints: how many of the newest checkpoints to keep.
+
+    The fields in `RESULT_FIELDS` decide what a run computes: a resume refuses a checkpoint
+    trained with other values of them (see `fit`'s allow_changes). `devices` and
+    `keep_checkpoints` do not: several devices compute the same steps as one (to float rounding)
+    and pruning keeps what is computed, so both may change between a run and its resume.
     """
 
     epochs: int = 30
@@ -66,6 +85,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
 
     def __post_init__(self):
+        """Refuses any setting out of range, naming it."""
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("loss", tuple(LOSSES))):
             if getattr(self, name) not in allowed:
@@ -75,10 +95,24 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ArgumentError(f"TrainConfig: {name} must be a positive int, got {value!r}")
-        if not self.learning_rate > 0 or not self.weight_decay >= 0:
-            raise ArgumentError(f"TrainConfig: learning_rate must be positive and weight_decay "
-                                f"non-negative, got {self.learning_rate!r} and "
-                                f"{self.weight_decay!r}")
+        for name, low in (("learning_rate", "positive"), ("weight_decay", "non-negative")):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value) or value < 0 or (value == 0 and low == "positive")):
+                raise ArgumentError(f"TrainConfig: {name} must be a finite {low} number, got "
+                                    f"{value!r}")
+        if (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                or not 0 <= self.seed < 2**32):
+            raise ArgumentError(f"TrainConfig: seed must be an int from 0 to 2**32 - 1 "
+                                f"({2**32 - 1}), got {self.seed!r}")
+        if self.devices is not None and (isinstance(self.devices, bool)
+                                         or not isinstance(self.devices, int) or self.devices < 1):
+            raise ArgumentError(f"TrainConfig: devices must be None (all) or a positive int, got "
+                                f"{self.devices!r}")
+
+
+RESULT_FIELDS = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule", "loss",
+                 "weight_decay", "seed")
 
 
 class FitResult(NamedTuple):
@@ -196,90 +230,198 @@ class Placement:
 
 def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
         out: str | os.PathLike | None = None, progress: bool = True,
-        extra_metrics: Mapping[str, Any] | None = None) -> FitResult:
+        extra_metrics: Mapping[str, Any] | None = None,
+        allow_changes: bool = False) -> FitResult:
     """Trains `model` on `data`, checkpointing into `out` after every epoch.
 
-    When `out` holds checkpoints, training resumes from the newest one. After each epoch it
-    writes `checkpoint_<epoch>.safetensors` (params and optimiser state, written atomically) and
-    `metrics.json` (test accuracy, epochs, seed, per-epoch history, config).
+    `out` is checked and locked before anything is computed (see `difprog.rundir`): a second run
+    on the same directory is refused with the pid of the first. When `out` holds checkpoints,
+    training resumes from the newest one, provided it was trained with the same result-relevant
+    settings (`RESULT_FIELDS`), model layout and data. After each epoch it writes
+    `checkpoint_<epoch>.safetensors` (params and optimiser state, written atomically) and
+    `metrics.json` (test accuracy, epochs, seed, per-epoch history, config, segments).
 
     Args:
         model: the model, a layer whose outputs are class scores.
         data: train and test images and labels.
         config: the hyperparameters.
-        out: the output directory (None: keep nothing on disk, no resume).
+        out: the output directory, or a `difprog.rundir.RunDirectory` already owned (None: keep
+            nothing on disk, no resume).
         progress: show a progress bar on stderr.
-        extra_metrics: more entries for metrics.json (such as the model's name).
+        extra_metrics: more entries for metrics.json (such as the model's name; the entry
+            'model' also names the model in the recorded settings).
+        allow_changes: resume even when the settings differ from the checkpoint's; metrics.json
+            and the checkpoints then record which epochs ran with which (`segments`).
 
     Returns:
         The params, optimiser state, per-epoch history and final test accuracy.
 
     Raises:
+        RunDirectoryError: `out` is a file, cannot be written, or another run holds it.
+        ConfigMismatchError: resuming with other settings than the checkpoint's, without
+            `allow_changes`; names every difference.
+        CheckpointError: the checkpoint to resume is corrupted, holds NaN or does not match.
         NonFiniteLossError: a step's loss was NaN or infinite; names the step, and keeps the
             checkpoints already written.
+        WriteError: a checkpoint could not be written (a full disk); the last good one is kept.
 
     Example:
         >>> result = fit(models.cnn(), data.digits(), TrainConfig(epochs=5), out="run")
         >>> result.test_accuracy
     """
     placement = Placement(config.devices)
-    steps_per_epoch = num_batches(len(data.x_train), config.batch_size)
-    optimizer = make_optimizer(config, steps_per_epoch)
-    init_key, shuffle_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
-    params = model.init(init_key, data.x_train[:1])
-    opt_state = optimizer.init(params)
-    history, start, resumed_from = [], 0, None
-    found = None
-    if out is not None:
-        _remove_stale_temporaries(out)
-        found = checkpoint.latest(out)
+    owned = (contextlib.nullcontext() if out is None
+             else rundir.own(out, exclusive=jax.process_index() == 0))
+    with owned as directory:
+        run = _Run.create(model, data, config, placement, directory, progress, extra_metrics)
+        state = _start(run, allow_changes)
+        for epoch in range(state.epoch, config.epochs):
+            state = _train_epoch(run, state, epoch)
+    final = state.history[-1]["test_accuracy"] if state.history else float("nan")
+    return FitResult(state.params, state.opt_state, state.history, final, state.resumed_from)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What one call of `fit` trains, where it writes, and its jitted steps."""
+
+    model: Layer
+    data: Dataset
+    config: TrainConfig
+    placement: Placement
+    out: pathlib.Path | None
+    writes: bool
+    progress: bool
+    extra: dict
+    steps_per_epoch: int
+    optimizer: optax.GradientTransformation
+    keys: tuple[jax.Array, jax.Array, jax.Array]
+    train_step: Callable
+    eval_step: Callable
+
+    @classmethod
+    def create(cls, model, data, config, placement, directory, progress, extra_metrics):
+        """The run of `fit`'s arguments; `directory` is the owned output directory or None."""
+        steps_per_epoch = num_batches(len(data.x_train), config.batch_size)
+        optimizer = make_optimizer(config, steps_per_epoch)
+        keys = tuple(jax.random.split(jax.random.key(config.seed), 3))
+        out = None if directory is None else directory.path
+        return cls(model, data, config, placement, out,
+                   directory is not None and directory.exclusive, progress,
+                   dict(extra_metrics or {}), steps_per_epoch, optimizer, keys,
+                   make_train_step(model, config, optimizer), make_eval_step(model, config))
+
+
+@dataclasses.dataclass(frozen=True)
+class _State:
+    """Where a run stands after `epoch` epochs."""
+
+    params: Any
+    opt_state: Any
+    epoch: int
+    history: list
+    segments: list
+    identity: dict
+    resumed_from: int | None = None
+
+
+def _start(run: _Run, allow_changes: bool) -> _State:
+    """Fresh params, or those of the newest checkpoint in `run.out`; placed on the devices."""
+    params = run.model.init(run.keys[0], run.data.x_train[:1])
+    name = run.extra.get("model") if isinstance(run.extra.get("model"), str) else None
+    settings = {field: getattr(run.config, field) for field in RESULT_FIELDS}
+    state = _State(params, run.optimizer.init(params), 0, [], [],
+                   provenance.identity(settings, params, run.data, name))
+    found = checkpoint.latest(run.out) if run.out is not None else None
     if found is not None:
-        state, meta = checkpoint.load(found, {"params": params, "opt_state": opt_state})
-        params, opt_state = state["params"], state["opt_state"]
-        history, start = meta["history"], meta["epoch"]
-        resumed_from = start
-        print(f"resuming from {found} (epoch {start} of {config.epochs})", file=sys.stderr)
-    params, opt_state = placement.replicate(params), placement.replicate(opt_state)
-    train_step = make_train_step(model, config, optimizer)
-    eval_step = make_eval_step(model, config)
-    for epoch in range(start, config.epochs):
-        began = time.perf_counter()
-        bar = _progress(progress, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}")
-        loss_sum, correct, seen = 0.0, 0, 0
+        state = _resume(run, state, found, allow_changes)
+    return dataclasses.replace(state, params=run.placement.replicate(state.params),
+                               opt_state=run.placement.replicate(state.opt_state))
+
+
+def _resume(run: _Run, fresh: _State, found: pathlib.Path, allow_changes: bool) -> _State:
+    """The state of checkpoint `found`, refused when it was trained with other settings."""
+    _, meta = checkpoint.load(found)
+    if not isinstance(meta.get("epoch"), int) or not isinstance(meta.get("history"), list):
+        raise CheckpointError(f"{str(found)!r} was not written by fit (its metadata has no "
+                              f"epoch and history); move it out of the output directory")
+    segments = provenance.recorded_segments(meta, RESULT_FIELDS)
+    changed = provenance.differences(segments[-1]["config"] if segments else {}, fresh.identity)
+    if changed and not allow_changes:
+        raise ConfigMismatchError(
+            f"{str(found)!r} was trained with other settings than this run's: "
+            f"{'; '.join(changed)}. Run with the checkpoint's settings to resume it, choose "
+            f"another output directory for a new run, or allow the changes (fit(..., "
+            f"allow_changes=True), difprog train --allow-changes) to continue with the new "
+            f"settings; metrics.json then records which epochs ran with which")
+    template = {"params": fresh.params, "opt_state": fresh.opt_state}
+    tree, meta = checkpoint.load(found, template)
+    if run.writes:
+        _sync_metrics(run.out, found, meta, run.placement.count)
+    note = f" with changed settings: {'; '.join(changed)}" if changed else ""
+    print(f"resuming from {found} (epoch {meta['epoch']} of {run.config.epochs}){note}",
+          file=sys.stderr)
+    return dataclasses.replace(fresh, params=tree["params"], opt_state=tree["opt_state"],
+                               epoch=meta["epoch"], history=meta["history"], segments=segments,
+                               resumed_from=meta["epoch"])
+
+
+def _train_epoch(run: _Run, state: _State, epoch: int) -> _State:
+    """Runs epoch `epoch` (counting from 0), evaluates, reports and saves; the new state."""
+    began = time.perf_counter()
+    params, opt_state, loss, accuracy = _run_steps(run, state, epoch)
+    test_loss, test_accuracy = evaluate(run.eval_step, params, run.data.x_test,
+                                        run.data.y_test, run.placement)
+    kill_point("evaluated")
+    history = [*state.history, {"epoch": epoch + 1, "train_loss": loss,
+                                "train_accuracy": accuracy, "test_loss": test_loss,
+                                "test_accuracy": test_accuracy}]
+    if run.progress:
+        print(f"epoch {epoch + 1:>3}/{run.config.epochs}  loss {loss:.4f}  accuracy "
+              f"{accuracy:.2%}  test loss {test_loss:.4f}  test accuracy {test_accuracy:.2%}  "
+              f"({time.perf_counter() - began:.1f} s)", file=sys.stderr)
+    state = dataclasses.replace(
+        state, params=params, opt_state=opt_state, epoch=epoch + 1, history=history,
+        segments=provenance.extend(state.segments, state.identity, epoch + 1))
+    if run.writes:
+        _save(run, state, seconds=time.perf_counter() - began)
+    return state
+
+
+def _run_steps(run: _Run, state: _State, epoch: int) -> tuple[Any, Any, float, float]:
+    """The training steps of one epoch: (params, opt_state, mean loss, accuracy)."""
+    _, shuffle_key, dropout_key = run.keys
+    params, opt_state, loss_sum, correct, seen = state.params, state.opt_state, 0.0, 0, 0
+    bar = _progress(run.progress, run.steps_per_epoch, f"epoch {epoch + 1}/{run.config.epochs}")
+    with bar:
         for i, (xb, yb) in enumerate(batches(jax.random.fold_in(shuffle_key, epoch),
-                                             data.x_train, data.y_train, config.batch_size)):
-            step = epoch * steps_per_epoch + i
-            params, opt_state, loss, right = train_step(
-                params, opt_state, placement.batch(xb), placement.batch(yb),
+                                             run.data.x_train, run.data.y_train,
+                                             run.config.batch_size)):
+            step = epoch * run.steps_per_epoch + i
+            params, opt_state, loss, right = run.train_step(
+                params, opt_state, run.placement.batch(xb), run.placement.batch(yb),
                 jax.random.fold_in(dropout_key, step))
+            kill_point("step")
             loss = float(loss)
             if not math.isfinite(loss):
-                bar.close()
-                kept = checkpoint.latest(out) if out is not None else None
-                raise NonFiniteLossError(
-                    f"the training loss became {loss} at step {step} (epoch {epoch + 1}, batch "
-                    f"{i + 1} of {steps_per_epoch}); training stopped. "
-                    + (f"The last good checkpoint, {kept}, is kept. " if kept else "No "
-                       "checkpoint was written yet. ")
-                    + "Lower the learning rate or check the data for NaN or Inf values.")
-            loss_sum, correct, seen = loss_sum + loss * len(yb), correct + int(right), seen + len(yb)
+                raise _nonfinite_loss(run, loss, step, epoch, i)
+            loss_sum, correct, seen = (loss_sum + loss * len(yb), correct + int(right),
+                                       seen + len(yb))
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}")
-        test_loss, test_accuracy = evaluate(eval_step, params, data.x_test, data.y_test,
-                                            placement)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
-                        "train_accuracy": correct / seen, "test_loss": test_loss,
-                        "test_accuracy": test_accuracy})
-        bar.close()
-        if progress:
-            print(f"epoch {epoch + 1:>3}/{config.epochs}  loss {loss_sum / seen:.4f}  "
-                  f"accuracy {correct / seen:.2%}  test loss {test_loss:.4f}  test accuracy "
-                  f"{test_accuracy:.2%}  ({time.perf_counter() - began:.1f} s)", file=sys.stderr)
-        if out is not None and jax.process_index() == 0:
-            _save(out, epoch + 1, params, opt_state, history, config, extra_metrics,
-                  seconds=time.perf_counter() - began, devices=placement.count)
-    final = history[-1]["test_accuracy"] if history else float("nan")
-    return FitResult(params, opt_state, history, final, resumed_from)
+    return params, opt_state, loss_sum / seen, correct / seen
+
+
+def _nonfinite_loss(run: _Run, loss: float, step: int, epoch: int, batch: int
+                    ) -> NonFiniteLossError:
+    """The error for a NaN or infinite loss, naming the step and the checkpoint kept."""
+    kept = checkpoint.latest(run.out) if run.out is not None else None
+    return NonFiniteLossError(
+        f"the training loss became {loss} at step {step} (epoch {epoch + 1}, batch "
+        f"{batch + 1} of {run.steps_per_epoch}); training stopped. "
+        + (f"The last good checkpoint, {kept}, is kept. " if kept else
+           "No checkpoint was written yet. ")
+        + "Lower the learning rate or check the data for NaN or Inf values.")
 
 
 def restore(path: str | os.PathLike, model: Layer, example_input: np.ndarray
@@ -303,27 +445,55 @@ def evaluate(eval_step: Callable, params: Any, x: np.ndarray, y: np.ndarray,
     return loss_sum / len(y), correct / len(y)
 
 
-def _save(out, epoch, params, opt_state, history, config, extra_metrics, *, seconds, devices):
-    out = pathlib.Path(out)
-    meta = {"epoch": epoch, "seed": config.seed, "config": dataclasses.asdict(config),
-            "history": history, "extra": dict(extra_metrics or {})}
-    path = checkpoint.save(checkpoint.checkpoint_path(out, epoch),
-                           {"params": params, "opt_state": opt_state}, metadata=meta)
-    for old in sorted(out.glob("checkpoint_*.safetensors"))[:-config.keep_checkpoints]:
-        old.unlink()
-    metrics = {**(extra_metrics or {}), **history[-1], "epochs": epoch, "seed": config.seed,
-               "checkpoint": path.name, "devices": devices, "last_epoch_seconds": seconds,
-               "config": dataclasses.asdict(config), "history": history}
-    write_json(out / "metrics.json", metrics)
+def _save(run: _Run, state: _State, *, seconds: float) -> None:
+    """Writes the epoch's checkpoint, prunes the oldest, then rewrites metrics.json."""
+    meta = {"epoch": state.epoch, "seed": run.config.seed,
+            "config": dataclasses.asdict(run.config), "history": state.history,
+            "segments": state.segments, "extra": run.extra}
+    try:
+        path = checkpoint.save(checkpoint.checkpoint_path(run.out, state.epoch),
+                               {"params": state.params, "opt_state": state.opt_state},
+                               metadata=meta)
+        kill_point("checkpoint-saved")
+        for old in checkpoint.numbered(run.out)[:-run.config.keep_checkpoints]:
+            old.unlink()
+        kill_point("pruned")
+        write_json(run.out / "metrics.json",
+                   _metrics(meta, path.name, run.placement.count, seconds))
+        kill_point("metrics-written")
+    except WriteError as error:
+        kept = checkpoint.latest(run.out)
+        stopped = WriteError(f"{error}; training stopped at epoch {state.epoch}; "
+                             + (f"the last good checkpoint, {kept}, is intact, and the same "
+                                f"command resumes from it" if kept else "no checkpoint was "
+                                "written yet"))
+        stopped.errno = error.errno
+        raise stopped from error
 
 
-def _remove_stale_temporaries(out: str | os.PathLike) -> None:
-    """Deletes temporary files a killed run left behind (never a finished file)."""
-    for stale in pathlib.Path(out).glob(".*.tmp-*"):
-        stale.unlink(missing_ok=True)
+def _metrics(meta: Mapping[str, Any], checkpoint_name: str, devices: int,
+             seconds: float | None) -> dict:
+    """The contents of metrics.json for a checkpoint with metadata `meta`."""
+    history = meta["history"]
+    return {**meta.get("extra", {}), **(history[-1] if history else {}), "epochs": meta["epoch"],
+            "seed": meta["seed"], "checkpoint": checkpoint_name, "devices": devices,
+            "last_epoch_seconds": seconds, "config": meta["config"], "history": history,
+            "segments": meta.get("segments", [])}
+
+
+def _sync_metrics(out: pathlib.Path, found: pathlib.Path, meta: Mapping[str, Any],
+                  devices: int) -> None:
+    """Rewrites metrics.json from checkpoint `found` when a crash left it behind or missing."""
+    try:
+        written = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        written = {}
+    if written.get("epochs") != meta["epoch"] or written.get("checkpoint") != found.name:
+        write_json(out / "metrics.json", _metrics(meta, found.name, devices, None))
 
 
 def _progress(enabled: bool, total: int, description: str):
+    """A tqdm progress bar on stderr (a disabled one when `enabled` is false)."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=description, disable=None if enabled else True, leave=False,

@@ -128,13 +128,22 @@ def test_resume_continues_to_the_same_params(small, tmp_path):
     (tmp_path / "resumed").mkdir()
     first = "checkpoint_0001.safetensors"
     (tmp_path / "resumed" / first).write_bytes((tmp_path / "straight" / first).read_bytes())
-    (tmp_path / "resumed" / ".metrics.json.tmp-1").write_text("{")
+    (tmp_path / "resumed" / f".metrics.json.tmp-{_dead_pid()}").write_text("{")
     resumed = fit(_model(), small, CONFIG, out=tmp_path / "resumed", progress=False)
     assert resumed.resumed_from == 1
     _assert_same(resumed.params, straight.params)
     _assert_same(resumed.opt_state, straight.opt_state)
     assert resumed.history == straight.history
-    assert not list((tmp_path / "resumed").glob(".*")), "stale temporary files are removed"
+    assert not list((tmp_path / "resumed").glob(".*")), "stale temporaries and the lock are gone"
+    metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert metrics["segments"] == [{"epochs": [1, 3], "config": metrics["segments"][0]["config"]}]
+
+
+def _dead_pid():
+    """The pid of a process that has exited (so no live process owns its temporaries)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small, tmp_path):
@@ -144,7 +153,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small, tmp_p
     poisoned.x_train[:] = np.nan
     with pytest.raises(difprog.NonFiniteLossError, match=r"nan at step 5 \(epoch 2, batch 1 of 5\)"
                        r".*checkpoint_0001.safetensors.*is kept") as error:
-        fit(_model(), poisoned, CONFIG, out=tmp_path, progress=False)
+        fit(_model(), poisoned, CONFIG, out=tmp_path, progress=False, allow_changes=True)
     assert isinstance(error.value, ValueError)
     assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_0001.safetensors"]
     state, _ = checkpoint.load(tmp_path / "checkpoint_0001.safetensors")
@@ -167,25 +176,65 @@ TRAIN_ARGS = ["train", "--model", "mlp", "--epochs", "4", "--batch-size", "128",
               "--no-progress"]
 
 
+KILL_ARGS = ["train", "--model", "linear", "--epochs", "5", "--batch-size", "256",
+             "--no-progress"]
+# Each killed run starts where the one before left off (6 steps an epoch, 2 atomic writes per
+# epoch and one more for metrics.json when a resume finds it behind its checkpoint): the kill
+# point (DIFPROG_TEST_KILL_AT, see difprog._files.kill_point) and the checkpoints left after it.
+KILLS = [
+    ("created:1", []),  # epoch 1's temporary checkpoint just created, empty
+    ("half-written:1", []),  # half of epoch 1's checkpoint in its temporary
+    ("synced:1", []),  # epoch 1's temporary complete and fsynced, not yet renamed
+    ("half-written:2", [1]),  # checkpoint 1 renamed, half of metrics.json's temporary written
+    ("written:1", [1]),  # the resume rewriting metrics.json (missing) behind checkpoint 1
+    ("renamed:2", [1, 2]),  # checkpoint 2 renamed, its directory not yet fsynced
+    ("step:3", [1, 2]),  # mid-epoch 3
+    ("evaluated:1", [1, 2]),  # epoch 3 trained and evaluated, not saved
+    ("checkpoint-saved:1", [1, 2, 3]),  # checkpoint 3 renamed, before pruning
+    ("metrics-written:1", [2, 3, 4]),  # epoch 4 saved, pruned and in metrics.json
+    ("pruned:1", [3, 4, 5]),  # the last checkpoint renamed, metrics.json not yet rewritten
+]
+
+
+def _assert_intact(directory, epochs):
+    """Only whole files are visible: the checkpoints of `epochs`, each loadable, valid JSON."""
+    visible = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+    assert visible == [f"checkpoint_{e:04d}.safetensors" for e in epochs] + (
+        ["metrics.json"] if (directory / "metrics.json").exists() else [])
+    for epoch in epochs:
+        assert checkpoint.load(directory / f"checkpoint_{epoch:04d}.safetensors")[1]["epoch"] \
+            == epoch
+    if (directory / "metrics.json").exists():
+        json.loads((directory / "metrics.json").read_text())
+
+
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_checkpoint(tmp_path):
-    straight = _difprog(*TRAIN_ARGS, "--out", str(tmp_path / "straight"))
-    killed = _difprog(*TRAIN_ARGS, "--out", str(tmp_path / "killed"))
-    deadline = time.monotonic() + 240
-    while not (tmp_path / "killed" / "checkpoint_0002.safetensors").exists():
-        assert killed.poll() is None and time.monotonic() < deadline, killed.communicate()
-        time.sleep(0.02)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    written = sorted(p.name for p in (tmp_path / "killed").glob("checkpoint_*"))
-    assert "checkpoint_0004.safetensors" not in written
-    out, err = _finish(_difprog(*TRAIN_ARGS, "--out", str(tmp_path / "killed")))
+def test_a_run_killed_at_any_point_resumes_to_the_same_checkpoints(tmp_path):
+    """SIGKILL at 11 points of writing, training and resuming (one after another, each run
+    resuming what the last left); the last resume ends with the bytes of an uninterrupted run."""
+    import os
+
+    straight = _difprog(*KILL_ARGS, "--out", str(tmp_path / "straight"))
+    killed = tmp_path / "killed"
+    for point, epochs in KILLS:
+        process = _difprog(*KILL_ARGS, "--out", str(killed),
+                           env={**os.environ, "DIFPROG_TEST_KILL_AT": point})
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == -signal.SIGKILL, (point, out, err)
+        _assert_intact(killed, epochs)
+    out, err = _finish(_difprog(*KILL_ARGS, "--out", str(killed)))
     _finish(straight)
-    assert "resuming from" in err and "test accuracy" in out
-    final = "checkpoint_0004.safetensors"
-    assert ((tmp_path / "killed" / final).read_bytes()
-            == (tmp_path / "straight" / final).read_bytes())
-    assert not list((tmp_path / "killed").glob(".*"))
+    assert "resuming from" in err and "after 5 epochs" in out
+    for epoch in (3, 4, 5):
+        name = f"checkpoint_{epoch:04d}.safetensors"
+        assert (killed / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
+    metrics = [json.loads((d / "metrics.json").read_text())
+               for d in (killed, tmp_path / "straight")]
+    for m in metrics:
+        m.pop("last_epoch_seconds")
+    assert metrics[0] == metrics[1]
+    assert sorted(p.name for p in killed.iterdir()) == sorted(
+        p.name for p in (tmp_path / "straight").iterdir()), "no temporary or lock is left"
 
 
 SHARDED_SCRIPT = """
@@ -251,9 +300,16 @@ def test_train_command_reports_a_checkpoint_of_another_model(tmp_path, capsys):
 
     assert main(["train", "--model", "linear", "--epochs", "1", "--out", str(tmp_path),
                  "--no-progress"]) == 0
-    assert main(["train", "--model", "mlp", "--epochs", "2", "--out", str(tmp_path),
+    capsys.readouterr()
+    assert main(["train", "--model", "mlp", "--epochs", "1", "--out", str(tmp_path),
                  "--no-progress"]) == 1
-    assert "does not match" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "model: 'linear: 650 parameters in 2 arrays" in err and "'mlp: " in err
+    assert "epochs" not in err.split("other settings")[1].split(". Run")[0]
+    assert main(["train", "--model", "mlp", "--epochs", "1", "--out", str(tmp_path),
+                 "--no-progress", "--allow-changes"]) == 1
+    assert "does not match the model" in capsys.readouterr().err
 
 
 @pytest.mark.slow
