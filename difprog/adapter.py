@@ -104,8 +104,9 @@ def _as_leaf(gate: Gate, name: str, value: Any, differentiable: bool) -> jax.Arr
     if differentiable and not jnp.issubdtype(array.dtype, jnp.floating):
         raise DtypeError(
             f"gate {gate.name!r}: argument {name!r} has dtype {array.dtype} and shape "
-            f"{array.shape}, but a derivative needs a floating dtype (float32, float64 or "
-            f"bfloat16); cast it first, e.g. {name}.astype(jnp.float32)")
+            f"{array.shape}; the gate takes floating arrays there (float32, float64 or "
+            f"bfloat16), the dtype of its derivative; cast it first, e.g. "
+            f"{name}.astype(jnp.float32)")
     return array
 
 

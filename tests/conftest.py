@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difprog import gates
-from difprog.gates._points import check_points
+from difprog.gates import check_points
 
 GATE_NAMES = list(gates.ALL)
 

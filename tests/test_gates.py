@@ -20,7 +20,7 @@ from conftest import (
 
 import difprog
 from difprog import gates
-from difprog.gates._points import check_points
+from difprog.gates import check_points
 
 
 @pytest.mark.parametrize("name", GATE_NAMES)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from difprog import gates
-from difprog.gates._points import check_points
+from difprog.gates import check_points
 
 X = jnp.array([-1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4], jnp.float32)
 

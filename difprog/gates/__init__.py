@@ -1,11 +1,14 @@
 """Every gate difprog ships, each with its hand-written backward and tangent rules.
 
 `ALL` maps each gate's name to the gate; `check_points(name, seed)` gives the points at which
-`difprog check` and the tests prove it.
+`difprog check` and the tests prove it. Two helpers for writing gates and layers:
+`unbroadcast(g, shape)` sums a cotangent back to an input's shape, and `pair(value, name)` reads
+an int or a pair of ints (a window, stride or kernel size) as a pair.
 """
 
 from difprog.gate import unbroadcast
 from difprog.gates._points import check_points
+from difprog.gates._util import pair
 from difprog.gates.activations import gelu, leaky_relu, relu, sigmoid, softplus, tanh
 from difprog.gates.arithmetic import (
     abs,
@@ -49,4 +52,4 @@ ALL = {
     )
 }
 
-__all__ = ["ALL", "check_points", "unbroadcast", *ALL]
+__all__ = ["ALL", "check_points", "pair", "unbroadcast", *ALL]

@@ -1,18 +1,33 @@
-"""Small helpers the gates share: undoing broadcasts and normalising axes."""
+"""Small helpers the gates share: undoing broadcasts, normalising axes, and the checks of static
+arguments (axis, window, stride, padding, real constants) that every gate runs before tracing.
+
+Each check raises a difprog error that names the gate, the argument and what it got: DtypeError
+for a value of the wrong type, ShapeError for one that does not fit the array's shape, and
+ArgumentError for a value of the right type that the gate cannot use.
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from difprog.errors import ArgumentError, DtypeError, ShapeError
+from difprog.gate import unbroadcast
 
-def unbroadcast(g: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Sums a cotangent over the axes that broadcasting added, back to `shape` (the copy gate adds)."""
-    if g.shape == tuple(shape):
-        return g
-    extra = g.ndim - len(shape)
-    stretched = tuple(extra + i for i, n in enumerate(shape) if n == 1 and g.shape[extra + i] != 1)
-    return jnp.sum(g, axis=tuple(range(extra)) + stretched).reshape(shape)
+__all__ = [
+    "check_axis",
+    "check_padding",
+    "check_pair",
+    "check_real",
+    "expand_reduced",
+    "is_int",
+    "normalize_axis",
+    "pair",
+    "unbroadcast",
+]
 
 
 def normalize_axis(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
@@ -28,9 +43,97 @@ def expand_reduced(g: jax.Array, axes: tuple[int, ...], shape: tuple[int, ...]) 
     return jnp.broadcast_to(jnp.expand_dims(g, axes), shape)
 
 
+def is_int(value: Any) -> bool:
+    """Whether `value` is a Python int (a bool is not one here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _got(value: Any) -> str:
+    return f"got {value!r} ({type(value).__name__})"
+
+
+def check_axis(gate_name: str, axis: Any, ndim: int, *, name: str = "axis",
+               allow_none: bool = True, allow_tuple: bool = True) -> tuple[int, ...]:
+    """The axes `axis` names in an array of rank `ndim`, sorted and non-negative, or a difprog
+    error: DtypeError unless it is an int (or None, or a tuple of ints, where allowed),
+    ShapeError for an axis outside [-ndim, ndim), ArgumentError for an axis named twice."""
+    if axis is None and allow_none:
+        return tuple(range(ndim))
+    entries = axis if allow_tuple and isinstance(axis, tuple) else (axis,)
+    if not all(is_int(a) for a in entries):
+        kinds = ["an int", *(["None"] if allow_none else []),
+                 *(["a tuple of ints"] if allow_tuple else [])]
+        raise DtypeError(f"gate {gate_name!r}: argument {name!r} must be "
+                         f"{', '.join(kinds[:-1]) + ' or ' if len(kinds) > 1 else ''}"
+                         f"{kinds[-1]}, {_got(axis)}")
+    bad = [a for a in entries if not -ndim <= a < ndim]
+    if bad:
+        raise ShapeError(f"gate {gate_name!r}: argument {name!r} is {axis!r}, but axis {bad[0]} "
+                         f"is out of range for an input of rank {ndim} (axes lie in "
+                         f"[{-ndim}, {ndim}))")
+    axes = sorted(a % ndim for a in entries)
+    if len(set(axes)) != len(axes):
+        raise ArgumentError(f"gate {gate_name!r}: argument {name!r} names an axis twice, "
+                            f"{_got(axis)}")
+    return tuple(axes)
+
+
+def check_real(gate_name: str, name: str, value: Any, *, minimum: float | None = None) -> float:
+    """`value` as a float, or a difprog error: DtypeError unless it is a real Python number,
+    ArgumentError if it is NaN, infinite or below `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DtypeError(f"gate {gate_name!r}: argument {name!r} must be a real number (an int "
+                         f"or a float), {_got(value)}")
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        least = "" if minimum is None else f" of at least {minimum}"
+        raise ArgumentError(f"gate {gate_name!r}: argument {name!r} must be a finite number"
+                            f"{least}, got {value!r}")
+    return float(value)
+
+
 def pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
-    """An int or a pair of ints as a pair."""
-    pair_ = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair_) != 2 or not all(isinstance(v, int) and v > 0 for v in pair_):
-        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
+    """An int or a pair of ints as a pair; ArgumentError (a ValueError) unless they are positive."""
+    pair_ = (value, value) if is_int(value) else tuple(value) if isinstance(value, (tuple, list)) \
+        else ()
+    if len(pair_) != 2 or not all(is_int(v) and v > 0 for v in pair_):
+        raise ArgumentError(f"{name} must be a positive int or a pair of them, {_got(value)}")
     return pair_
+
+
+def check_pair(gate_name: str, name: str, value: Any) -> tuple[int, int]:
+    """A gate's window or stride as a pair: DtypeError unless `value` is an int or a tuple of
+    ints, ArgumentError unless it is one or two of them and they are positive."""
+    if is_int(value):
+        value_pair = (value, value)
+    elif isinstance(value, tuple) and all(is_int(v) for v in value):
+        value_pair = value
+    else:
+        raise DtypeError(f"gate {gate_name!r}: argument {name!r} must be a positive int or a "
+                         f"pair of them, {_got(value)}")
+    if len(value_pair) != 2 or min(value_pair) <= 0:
+        raise ArgumentError(f"gate {gate_name!r}: argument {name!r} must be a positive int or a "
+                            f"pair of them, got {value!r}")
+    return value_pair
+
+
+PADDING_NAMES = ("SAME", "VALID", "SAME_LOWER")
+
+
+def check_padding(gate_name: str, padding: Any) -> str | tuple[tuple[int, int], ...]:
+    """A window's padding: 'SAME', 'VALID' or 'SAME_LOWER' (any case, as in jax.lax), or two
+    (low, high) pairs of non-negative ints, one per spatial axis; a difprog error otherwise."""
+    expected = ("'SAME', 'VALID', 'SAME_LOWER' or two (low, high) pairs of non-negative ints, "
+                "one per spatial axis")
+    if isinstance(padding, str):
+        if padding.upper() not in PADDING_NAMES:
+            raise ArgumentError(f"gate {gate_name!r}: argument 'padding' must be {expected}, "
+                                f"got {padding!r}")
+        return padding.upper()
+    if not isinstance(padding, tuple) or not all(isinstance(p, tuple) for p in padding) or \
+            not all(is_int(n) for p in padding for n in p):
+        raise DtypeError(f"gate {gate_name!r}: argument 'padding' must be {expected}, "
+                         f"{_got(padding)}")
+    if len(padding) != 2 or not all(len(p) == 2 and min(p) >= 0 for p in padding):
+        raise ArgumentError(f"gate {gate_name!r}: argument 'padding' must be {expected}, "
+                            f"got {padding!r}")
+    return padding

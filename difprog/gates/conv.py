@@ -12,8 +12,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from difprog.errors import ShapeError
-from difprog.gate import gate
-from difprog.gates._util import pair
+from difprog.gate import gate, linear
+from difprog.gates._util import check_padding, check_pair, pair
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _PATCH_BYTES = 4 << 20
@@ -25,6 +25,8 @@ def _conv2d(x, w, stride=1, padding="SAME"):
                                     dimension_numbers=_NHWC)
 
 def _conv2d_backward(g, out, x, w, stride, padding):
+    if 0 in (x.size, w.size, g.size):  # nothing flows: the cotangents are empty, or zeros
+        return jnp.zeros_like(x), jnp.zeros_like(w)
     strides, kernel = pair(stride, "stride"), w.shape[:2]
     pads = _pads(x.shape[1:3], kernel, strides, padding)
     dilated_out = [(o - 1) * s + 1 for o, s in zip(g.shape[1:3], strides)]
@@ -79,7 +81,11 @@ def _check_conv2d(x, w, stride, padding):
     if x.shape[3] != w.shape[2]:
         raise ShapeError(f"gate 'conv2d': x{list(x.shape)} has {x.shape[3]} channels but the "
                          f"kernel w{list(w.shape)} expects {w.shape[2]}")
-    _check_window("conv2d", x, w.shape[:2], stride, padding)
+    if 0 in w.shape[:2]:
+        raise ShapeError(f"gate 'conv2d': the kernel w{list(w.shape)} has an empty window; its "
+                         f"height and width (KH, KW) must be at least 1")
+    _check_fit("conv2d", x, w.shape[:2], check_pair("conv2d", "stride", stride),
+               check_padding("conv2d", padding))
 
 conv2d = gate(_conv2d, backward=_conv2d_backward, tangent=_conv2d_tangent, check=_check_conv2d)
 
@@ -90,16 +96,21 @@ def _max_pool2d(x, window=2, stride=None, padding="VALID"):
     return lax.reduce_window(x, -jnp.inf, lax.max, (1, *kernel, 1), (1, *strides, 1), pads)
 
 def _max_pool2d_backward(g, out, x, window, stride, padding):
+    if x.size == 0 or out.size == 0:
+        return (jnp.zeros_like(x),)
     kernel, strides, pads = _geometry(x, window, stride, padding)
     winner = jnp.argmax(_windows(x, kernel, strides, pads, -jnp.inf), axis=0)
+    g = jnp.where(jnp.isnan(out), jnp.nan, g)  # a NaN wins its window: its gradient is NaN
     return (sum(_scatter(jnp.where(winner == i, g, 0), offset, x.shape, strides, pads)
                 for i, offset in enumerate(_offsets(kernel))),)
 
 def _max_pool2d_tangent(dx, out, x, window, stride, padding):
+    if x.size == 0 or out.size == 0:
+        return jnp.zeros_like(out)
     kernel, strides, pads = _geometry(x, window, stride, padding)
     winner = jnp.argmax(_windows(x, kernel, strides, pads, -jnp.inf), axis=0)
     tangents = _windows(dx, kernel, strides, pads, 0)
-    return jnp.take_along_axis(tangents, winner[None], axis=0)[0]
+    return jnp.where(jnp.isnan(out), jnp.nan, jnp.take_along_axis(tangents, winner[None], 0)[0])
 
 max_pool2d = gate(_max_pool2d, backward=_max_pool2d_backward, tangent=_max_pool2d_tangent,
                   check=lambda x, **kw: _check_pool("max_pool2d", x, **kw))
@@ -112,15 +123,14 @@ def _avg_pool2d(x, window=2, stride=None, padding="VALID"):
     return total / (kernel[0] * kernel[1])
 
 def _avg_pool2d_backward(g, out, x, window, stride, padding):
+    if x.size == 0 or out.size == 0:
+        return (jnp.zeros_like(x),)
     kernel, strides, pads = _geometry(x, window, stride, padding)
     share = g / (kernel[0] * kernel[1])
     return (sum(_scatter(share, offset, x.shape, strides, pads) for offset in _offsets(kernel)),)
 
-def _avg_pool2d_tangent(dx, out, x, window, stride, padding):
-    return _avg_pool2d(dx, window, stride, padding)
-
-avg_pool2d = gate(_avg_pool2d, backward=_avg_pool2d_backward, tangent=_avg_pool2d_tangent,
-                  check=lambda x, **kw: _check_pool("avg_pool2d", x, **kw))
+avg_pool2d = linear(_avg_pool2d, _avg_pool2d_backward,
+                    check=lambda x, **kw: _check_pool("avg_pool2d", x, **kw))
 
 
 def _geometry(x, window, stride, padding):
@@ -160,24 +170,22 @@ def _scatter(values, offset, x_shape, strides, pads):
                       (j, padded_w - j - (out_w - 1) * sw - 1, sw - 1), (0, 0, 0)])
     return placed[:, top:top + x_shape[1], left:left + x_shape[2], :]
 
-def _check_window(name, x, kernel, stride, padding):
-    if isinstance(padding, str) and padding not in ("SAME", "VALID"):
-        raise ShapeError(f"gate {name!r}: padding must be 'SAME', 'VALID' or pairs of ints, "
-                         f"got {padding!r}")
-    try:
-        pair(stride, "stride")
-    except ValueError as error:
-        raise ShapeError(f"gate {name!r}: {error}") from None
-    if padding == "VALID" and any(n < k for n, k in zip(x.shape[1:3], kernel)):
+def _check_fit(name, x, kernel, strides, padding):
+    """Refuses a window larger than the input padded by VALID or explicit pads (XLA would
+    return an empty array); 'SAME' padding always fits."""
+    if padding in ("SAME", "SAME_LOWER"):
+        return
+    pads = _pads(x.shape[1:3], kernel, strides, padding)
+    padded = [n + lo + hi for n, (lo, hi) in zip(x.shape[1:3], pads)]
+    if any(n < k for n, k in zip(padded, kernel)):
         raise ShapeError(f"gate {name!r}: the {tuple(kernel)} window does not fit the input "
-                         f"x{list(x.shape)} with VALID padding; use a smaller window or "
+                         f"x{list(x.shape)} with padding {padding!r} (padded height and width "
+                         f"{tuple(padded)}); use a smaller window, more padding or "
                          f"padding='SAME'")
 
 def _check_pool(name, x, window, stride, padding):
     if x.ndim != 4:
         raise ShapeError(f"gate {name!r} needs x of rank 4 (N, H, W, C), got x{list(x.shape)}")
-    try:
-        kernel = pair(window, "window")
-    except ValueError as error:
-        raise ShapeError(f"gate {name!r}: {error}") from None
-    _check_window(name, x, kernel, stride if stride is not None else window, padding)
+    kernel = check_pair(name, "window", window)
+    strides = kernel if stride is None else check_pair(name, "stride", stride)
+    _check_fit(name, x, kernel, strides, check_padding(name, padding))

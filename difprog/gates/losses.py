@@ -6,10 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difprog import adapter
 from difprog.errors import DtypeError, LabelError, ShapeError
 from difprog.gate import gate
-from difprog.gates._util import unbroadcast
-from difprog.gates.reductions import _logsumexp
+from difprog.gates._util import check_real, unbroadcast
+from difprog.gates.reductions import logsumexp
 
 
 def _mse_loss(pred, target):
@@ -31,20 +32,20 @@ mse_loss = gate(_mse_loss, backward=_mse_loss_backward, tangent=_mse_loss_tangen
 def _softmax_cross_entropy(logits, labels):
     """ce = mean(logsumexp(s) - s_y); d/ds = (softmax(s) - onehot(y)) / n. Bad labels give NaN."""
     picked = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
-    losses = _logsumexp(logits, axis=-1) - picked
+    losses = logsumexp.forward(logits, axis=-1) - picked
     return jnp.mean(jnp.where(_in_range(labels, logits), losses, jnp.nan))
 
 def _softmax_cross_entropy_backward(g, out, logits, labels):
-    return (g * _ce_slope(logits, labels),)
+    return (g / labels.size * _ce_slope(logits, labels),)
 
 def _softmax_cross_entropy_tangent(dlogits, out, logits, labels):
-    return jnp.sum(_ce_slope(logits, labels) * dlogits)
+    return jnp.mean(jnp.sum(_ce_slope(logits, labels) * dlogits, axis=-1))
 
 def _ce_slope(logits, labels):
-    """(softmax(s) - onehot(y)) / n, the gradient of the mean loss."""
-    probs = jnp.exp(logits - _logsumexp(logits, axis=-1)[..., None])
+    """softmax(s) - onehot(y), the gradient of each example's loss; NaN rows for bad labels."""
+    probs = jnp.exp(logits - logsumexp.forward(logits, axis=-1)[..., None])
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-    return (probs - onehot) / labels.size
+    return _nan_rows(_in_range(labels, logits), probs - onehot)
 
 softmax_cross_entropy = gate(
     _softmax_cross_entropy, backward=_softmax_cross_entropy_backward,
@@ -60,10 +61,10 @@ def _multiclass_hinge_loss(scores, labels, margin=1.0):
     return jnp.mean(jnp.where(_in_range(labels, scores), losses, jnp.nan))
 
 def _multiclass_hinge_loss_backward(g, out, scores, labels, margin):
-    return (g * _hinge_slope(scores, labels, margin),)
+    return (g / labels.size * _hinge_slope(scores, labels, margin),)
 
 def _multiclass_hinge_loss_tangent(dscores, out, scores, labels, margin):
-    return jnp.sum(_hinge_slope(scores, labels, margin) * dscores)
+    return jnp.mean(jnp.sum(_hinge_slope(scores, labels, margin) * dscores, axis=-1))
 
 def _margins(scores, labels, margin):
     """s_j - s_y + margin for every j != y, and 0 at j = y."""
@@ -72,14 +73,20 @@ def _margins(scores, labels, margin):
     return jnp.where(is_label, 0, scores - correct + margin)
 
 def _hinge_slope(scores, labels, margin):
-    active = (_margins(scores, labels, margin) > 0).astype(scores.dtype)
+    """The gradient of each example's loss; NaN rows for bad labels and for a NaN margin."""
+    margins = _margins(scores, labels, margin)
+    active = (margins > 0).astype(scores.dtype)
     is_label = jax.nn.one_hot(labels, scores.shape[-1], dtype=scores.dtype)
-    return (active - is_label * jnp.sum(active, -1, keepdims=True)) / labels.size
+    slope = active - is_label * jnp.sum(active, -1, keepdims=True)
+    return _nan_rows(_in_range(labels, scores) & ~jnp.any(jnp.isnan(margins), -1), slope)
+
+def _check_hinge(scores, labels, margin):
+    _check_labels("multiclass_hinge_loss", scores, labels)
+    check_real("multiclass_hinge_loss", "margin", margin)
 
 multiclass_hinge_loss = gate(
     _multiclass_hinge_loss, backward=_multiclass_hinge_loss_backward,
-    tangent=_multiclass_hinge_loss_tangent, nondiff=("labels",),
-    check=lambda scores, labels, margin: _check_labels("multiclass_hinge_loss", scores, labels))
+    tangent=_multiclass_hinge_loss_tangent, nondiff=("labels",), check=_check_hinge)
 
 
 def _l2_penalty(tree):
@@ -100,6 +107,11 @@ l2_penalty = gate(_l2_penalty, backward=_l2_penalty_backward, tangent=_l2_penalt
 def _in_range(labels, logits):
     return (labels >= 0) & (labels < logits.shape[-1])
 
+def _nan_rows(good, slope):
+    """The slope, with NaN in every row whose example is not `good` (a bad label, say): under
+    jit, where labels cannot be checked, a bad label gives a NaN gradient, never a finite one."""
+    return jnp.where(good[..., None], slope, jnp.nan)
+
 def _check_labels(name, logits, labels):
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise DtypeError(f"gate {name!r}: labels must be integer class indices, got dtype "
@@ -107,7 +119,7 @@ def _check_labels(name, logits, labels):
     if logits.ndim == 0 or labels.shape != logits.shape[:-1]:
         raise ShapeError(f"gate {name!r}: labels{list(labels.shape)} must have the shape of "
                          f"the scores without their last (class) axis, scores{list(logits.shape)}")
-    if not isinstance(labels, jax.core.Tracer):
+    if not adapter.is_tracer(labels):
         values = np.asarray(labels)
         bad = (values < 0) | (values >= logits.shape[-1])
         if bad.any():

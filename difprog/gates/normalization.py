@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 from difprog.errors import ShapeError
 from difprog.gate import gate
-from difprog.gates._util import unbroadcast
+from difprog.gates._util import check_real, unbroadcast
 
 
 def _layer_norm(x, scale, offset, eps=1e-5):
@@ -35,6 +35,7 @@ def _normalize(x, eps):
     return centered / sigma, sigma
 
 def _check_layer_norm(x, scale, offset, eps):
+    check_real("layer_norm", "eps", eps, minimum=0)
     if x.ndim == 0:
         raise ShapeError("gate 'layer_norm' normalises over the last axis and needs x of rank "
                          ">= 1, got a scalar")

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from difprog.gate import gate
-from difprog.gates._util import expand_reduced, normalize_axis
+from difprog.errors import ShapeError
+from difprog.gate import gate, linear
+from difprog.gates._util import check_axis, expand_reduced, normalize_axis
+
+
+def _check_reduction(name, empty_ok=True):
+    """The check of a reduction's arguments: `axis` names axes of x (None: all of them)."""
+    def check(x, axis):
+        axes = check_axis(name, axis, x.ndim)
+        empty = [a for a in axes if x.shape[a] == 0]
+        if empty and not empty_ok:
+            raise ShapeError(f"gate {name!r}: axis {empty[0]} of x{list(x.shape)} is empty, and "
+                             f"a {name} of no values has no value (jax.numpy refuses it too)")
+    return check
 
 
 def _sum(x, axis=None):
@@ -15,10 +27,7 @@ def _sum(x, axis=None):
 def _sum_backward(g, out, x, axis):
     return (expand_reduced(g, normalize_axis(axis, x.ndim), x.shape),)
 
-def _sum_tangent(dx, out, x, axis):
-    return jnp.sum(dx, axis=axis)
-
-sum = gate(_sum, backward=_sum_backward, tangent=_sum_tangent)
+sum = linear(_sum, _sum_backward, check=_check_reduction("sum"))
 
 
 def _mean(x, axis=None):
@@ -29,16 +38,13 @@ def _mean_backward(g, out, x, axis):
     axes = normalize_axis(axis, x.ndim)
     return (expand_reduced(g / _count(x, axes), axes, x.shape),)
 
-def _mean_tangent(dx, out, x, axis):
-    return jnp.mean(dx, axis=axis)
-
 def _count(x, axes):
     n = 1
     for a in axes:
         n *= x.shape[a]
     return n
 
-mean = gate(_mean, backward=_mean_backward, tangent=_mean_tangent)
+mean = linear(_mean, _mean_backward, check=_check_reduction("mean"))
 
 
 def _max(x, axis=None):
@@ -53,11 +59,14 @@ def _max_tangent(dx, out, x, axis):
     return jnp.sum(dx * _winners(out, x, normalize_axis(axis, x.ndim)), axis=axis)
 
 def _winners(out, x, axes):
-    """1 / (number of maxima) at each maximum of x, 0 elsewhere."""
-    is_max = (x == jnp.expand_dims(out, axes)).astype(x.dtype)
-    return is_max / jnp.sum(is_max, axis=axes, keepdims=True)
+    """1 / (number of maxima) at each maximum of x, 0 elsewhere; NaN where the max is NaN
+    (said explicitly: XLA may turn 0 / 0 into 0 after rewriting the division)."""
+    out = jnp.expand_dims(out, axes)
+    is_max = (x == out).astype(x.dtype)
+    return jnp.where(jnp.isnan(out), jnp.nan, is_max / jnp.sum(is_max, axis=axes, keepdims=True))
 
-max = gate(_max, backward=_max_backward, tangent=_max_tangent)
+max = gate(_max, backward=_max_backward, tangent=_max_tangent,
+           check=_check_reduction("max", empty_ok=False))
 
 
 def _logsumexp(x, axis=-1):
@@ -73,11 +82,13 @@ def _logsumexp_tangent(dx, out, x, axis):
     return jnp.sum(jnp.exp(x - jnp.expand_dims(out, axes)) * dx, axis=axis)
 
 def _logsumexp_keepdims(x, axis):
-    m = jnp.max(x, axis=axis, keepdims=True)
+    """logsumexp keeping the reduced axes: -inf over an empty axis, NaN where x has a NaN."""
+    m = jnp.max(x, axis=axis, keepdims=True, initial=-jnp.inf if x.size == 0 else None)
     m = jnp.where(jnp.isfinite(m), m, 0)
     return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True))
 
-logsumexp = gate(_logsumexp, backward=_logsumexp_backward, tangent=_logsumexp_tangent)
+logsumexp = gate(_logsumexp, backward=_logsumexp_backward, tangent=_logsumexp_tangent,
+                 check=_check_reduction("logsumexp"))
 
 
 def _softmax(x, axis=-1):
@@ -90,7 +101,8 @@ def _softmax_backward(g, out, x, axis):
 def _softmax_tangent(dx, out, x, axis):
     return out * (dx - jnp.sum(out * dx, axis=axis, keepdims=True))
 
-softmax = gate(_softmax, backward=_softmax_backward, tangent=_softmax_tangent)
+softmax = gate(_softmax, backward=_softmax_backward, tangent=_softmax_tangent,
+               check=_check_reduction("softmax"))
 
 
 def _log_softmax(x, axis=-1):
@@ -103,4 +115,5 @@ def _log_softmax_backward(g, out, x, axis):
 def _log_softmax_tangent(dx, out, x, axis):
     return dx - jnp.sum(jnp.exp(out) * dx, axis=axis, keepdims=True)
 
-log_softmax = gate(_log_softmax, backward=_log_softmax_backward, tangent=_log_softmax_tangent)
+log_softmax = gate(_log_softmax, backward=_log_softmax_backward, tangent=_log_softmax_tangent,
+                   check=_check_reduction("log_softmax"))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from difprog import gates
 from difprog.errors import ArgumentError
 from difprog.gate import Gate
-from difprog.gates._util import pair
+from difprog.gates import pair
 from difprog.layers._layer import Leaf
 
 

@@ -11,7 +11,7 @@ from jax.nn import initializers
 
 from difprog import gates
 from difprog.errors import ArgumentError
-from difprog.gates._util import pair
+from difprog.gates import pair
 from difprog.layers._layer import Initializer, Leaf
 
 
