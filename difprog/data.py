@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from difprog.errors import ArgumentError
+from difprog.errors import ArgumentError, DtypeError, LabelError, ShapeError
 
 
 class Dataset(NamedTuple):
@@ -42,6 +42,31 @@ def digits(test_fraction: float = 0.2, split_seed: int = 0) -> Dataset:
     x_train, x_test, y_train, y_test = train_test_split(
         images, labels, test_size=test_fraction, stratify=labels, random_state=split_seed)
     return Dataset("digits", x_train, y_train, x_test, y_test, num_classes=10)
+
+
+def validate(data: Dataset) -> Dataset:
+    """`data`, after checking it can be trained on: float images, labels in [0, num_classes).
+
+    Labels outside that range (2**32 + 3 would wrap to 3 in JAX's int32) and non-finite images
+    are refused here, before any compute, rather than turning into a wrong loss.
+    """
+    for split in ("train", "test"):
+        x, y = np.asarray(getattr(data, f"x_{split}")), np.asarray(getattr(data, f"y_{split}"))
+        where = f"data set {data.name!r}:"
+        if len(x) != len(y):
+            raise ShapeError(f"{where} x_{split} holds {len(x)} examples but y_{split} {len(y)}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise DtypeError(f"{where} x_{split} has dtype {x.dtype}; convert images to floats "
+                             f"first, e.g. x.astype(np.float32) / 255")
+        if not np.isfinite(x).all():
+            raise ArgumentError(f"{where} x_{split} holds NaN or infinite values")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DtypeError(f"{where} y_{split} must be integer class indices, got {y.dtype}")
+        bad = (y < 0) | (y >= data.num_classes)
+        if bad.any():
+            raise LabelError(f"{where} y_{split} must lie in [0, {data.num_classes}), got "
+                             f"{y[bad][:5].tolist()}")
+    return data
 
 
 DATASETS = {"digits": digits}

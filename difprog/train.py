@@ -32,7 +32,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from difprog import checkpoint, gates, provenance, rundir
 from difprog._files import kill_point, write_json
-from difprog.data import Dataset, batches, num_batches
+from difprog.data import Dataset, batches, num_batches, validate
 from difprog.errors import (
     ArgumentError,
     CheckpointError,
@@ -269,6 +269,7 @@ def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
         >>> result = fit(models.cnn(), data.digits(), TrainConfig(epochs=5), out="run")
         >>> result.test_accuracy
     """
+    validate(data)
     placement = Placement(config.devices)
     owned = (contextlib.nullcontext() if out is None
              else rundir.own(out, exclusive=jax.process_index() == 0))

@@ -58,3 +58,18 @@ def test_bad_arguments():
         next(data.batches(None, x, np.zeros(3), 2))
     with pytest.raises(difprog.ArgumentError, match="unknown data set 'mnist'"):
         data.load("mnist")
+
+
+def test_fit_refuses_labels_that_would_wrap_or_lie_outside_the_classes(digits):
+    """An int64 label of 2**32 + 3 would wrap to 3 in JAX's int32: refused before any compute."""
+    from difprog import models, train
+
+    base = digits
+    for bad in (2**32 + 3, 10, -1):
+        y = base.y_train.astype(np.int64)
+        y[5] = bad
+        with pytest.raises(difprog.LabelError, match=str(bad)):
+            train.fit(models.mlp(), base._replace(y_train=y), train.TrainConfig(epochs=1))
+    with pytest.raises(difprog.DtypeError, match="convert images"):
+        train.fit(models.mlp(), base._replace(x_train=(base.x_train * 16).astype(np.uint8)),
+                  train.TrainConfig(epochs=1))
