@@ -2,10 +2,11 @@
 
 Gates (`difprog.gates`) carry their own backward (VJP) and tangent (JVP) rules; `check_gate`
 proves them against JAX's autodiff and finite differences; `explain` shows any function's
-forward and backward pass node by node.
+forward and backward pass node by node. `import difprog` also gives `layers`, `models`, `data`,
+`train`, `checkpoint` and `viz`; matplotlib is imported only when a picture is drawn.
 """
 
-from difprog import gates, layers
+from difprog import checkpoint, data, gates, layers, models, train, viz
 from difprog.check import CheckReport, check_gate
 from difprog.errors import (
     ArgumentError,
@@ -38,11 +39,16 @@ __all__ = [
     "RuleError",
     "ShapeError",
     "check_gate",
+    "checkpoint",
     "compare_modes",
+    "data",
     "explain",
     "gate",
     "gates",
     "hessian",
     "hvp",
     "layers",
+    "models",
+    "train",
+    "viz",
 ]

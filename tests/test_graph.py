@@ -13,7 +13,7 @@ from conftest import GATE_NAMES, bound_arguments
 
 import difprog
 from difprog import gates, layers
-from difprog.gates._points import check_points
+from difprog.gates import check_points
 from difprog.graph import explain
 
 
@@ -567,3 +567,50 @@ def test_a_backward_rule_with_too_few_cotangents_is_named():
     broken = gates.multiply.with_rules(backward=lambda g, out, x, y: (g * y,))
     with pytest.raises(difprog.RuleError, match="multiply.*2 cotangents"):
         explain(lambda x, y: broken(x, y), 2.0, 3.0)
+
+
+# --- `@` as the matmul gate, and non-finite values flagged -------------------------------------
+
+@pytest.mark.parametrize("x_shape, w_shape", [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)),
+                                              ((3,), (3,)), ((5, 2, 3), (3, 4)),
+                                              ((5, 2, 3), (5, 3, 4))])
+def test_the_at_operator_is_the_matmul_gate_like_plus_is_add(x_shape, w_shape):
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    e = explain(lambda x, w: jnp.sum(jnp.tanh(x @ w)), x, w)
+    [node] = [n for n in e.nodes if n.kind != "input" and n.op not in ("tanh", "sum")]
+    assert (node.op, node.kind) == ("matmul", "gate")
+    assert node.rule == "hand-written backward of gate matmul"
+    assert e.agrees and e.reference_error < 1e-12
+    fresh = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    value, grads = _run_flat_code(e, *fresh)
+    f = lambda x, w: jnp.sum(jnp.tanh(x @ w))
+    np.testing.assert_allclose(value, f(*fresh), rtol=1e-12)
+    for ours, theirs in zip(grads, jax.grad(f, argnums=(0, 1))(*fresh)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_a_dot_general_that_is_not_jnp_matmul_keeps_jax_rule():
+    x, w = np.ones((5, 2, 3)), np.ones((5, 3, 4))
+    ops = lambda f, *args: [n.op for n in explain(f, *args).nodes if n.kind != "input"]
+    assert ops(lambda x, w: jnp.sum(jnp.dot(x, w)), x, w) == ["dot_general", "sum"]  # no batch
+    assert ops(lambda x, w: jnp.sum(jnp.matmul(x[0], w[0], precision="highest")), x, w)[-2] == (
+        "dot_general")
+    assert ops(lambda x, w: jnp.sum(jnp.einsum("ij,kj->ik", x[0], w[0].T)), x, w)[-2] == (
+        "dot_general")
+    assert "matmul" in ops(lambda x, w: jnp.sum(x[0] @ w[0]), x, w)
+
+
+def test_non_finite_values_and_gradients_are_flagged_in_the_report(capsys):
+    log = explain(jnp.log, -1.0)
+    assert np.isnan(log.value) and log.agrees and not log.finite
+    assert "warning: f = nan is not finite" in str(log) and "node L (log of x)" in str(log)
+    sqrt = explain(lambda x: 2 * jnp.sqrt(x), 0.0)
+    assert float(sqrt.value) == 0.0 and not sqrt.finite
+    assert "gradient of x is not finite" in str(sqrt) and "node s0 (sqrt of x)" in str(sqrt)
+    neuron = explain(_neuron, *NEURON_AT)
+    assert neuron.finite and "warning" not in str(neuron)
+    from difprog.cli import main
+
+    assert main(["explain", "log(x)", "--at", "x=-1"]) == 0  # the warning is the signal
+    assert "\nwarning: f = nan is not finite" in capsys.readouterr().out

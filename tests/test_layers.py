@@ -240,6 +240,19 @@ def test_params_dtype_follows_the_example_input():
         model.init(KEY, jnp.zeros((1, 4), jnp.int32))
 
 
+def test_integer_images_are_refused_at_inference_with_how_to_convert():
+    """uint8 images are not silently cast: 0..255 into a model trained on [0, 1] is wrong."""
+    model = difprog.models.cnn()
+    images = np.full((2, 8, 8, 1), 255, np.uint8)
+    params = model.init(KEY, images.astype(np.float32))
+    for run in (model.apply, jax.jit(model.apply)):
+        with pytest.raises(difprog.DtypeError, match=r"layer 'conv2d_0'.*floating inputs.*uint8"
+                           r".*\(2, 8, 8, 1\).*astype\(jnp.float32\) / 255") as raised:
+            run(params, images)
+        assert "derivative" not in str(raised.value)
+    assert model.apply(params, images.astype(np.float32) / 255).shape == (2, 10)
+
+
 def _weights_std(model, fan_in):
     params = model.init(KEY, jnp.zeros((1, fan_in)))
     return float(jnp.std(params["dense_0"]["w"]))

@@ -34,6 +34,8 @@ class Explanation:
         reference_error: the largest |difference| between input_grads and jax.grad(f).
         agrees: whether input_grads equal jax.grad(f) to within rounding.
         group: 'gate' (one node per gate or primitive) or 'layer'.
+        finite: whether value and input_grads are free of NaN and infinity (when not, the
+            printed report ends with a warning line naming the first non-finite node).
     """
 
     value: Any
@@ -88,10 +90,16 @@ class Explanation:
         return dataclasses.replace(self, nodes=_nodes.by_layer(self.program, self.passes, depth),
                                    group="layer")
 
+    @property
+    def finite(self) -> bool:
+        """Whether f's value and every input gradient are finite (no NaN, no infinity)."""
+        return not _nonfinite(self.value) and not _nonfinite_inputs(self)
+
     def __str__(self) -> str:
         verdict = "equal" if self.agrees else "DIFFER FROM"
-        return (f"{self.table()}\n\nf = {_table.summary(self.value)}; the input gradients "
+        text = (f"{self.table()}\n\nf = {_table.summary(self.value)}; the input gradients "
                 f"{verdict} jax.grad(f) (largest difference {self.reference_error:.2g}).")
+        return text if self.finite else f"{text}\n{_nonfinite_warning(self)}"
 
 
 def explain(f: Callable, *args: Any, group: str = "gate", depth: int | None = None) -> Explanation:
@@ -209,6 +217,45 @@ def _compare_with_jax_grad(f: Callable, args: tuple, input_grads: tuple) -> tupl
         scale = max(1.0, float(np.max(np.abs(b[np.isfinite(b)]), initial=0.0)))
         agrees &= bool(np.all(difference <= rtol * np.abs(b) + rtol * scale))
     return error, agrees
+
+
+def _nonfinite(x: Any) -> bool:
+    """Whether a value (an array, a tuple of them, or None) holds a NaN or an infinity."""
+    if isinstance(x, tuple):
+        return any(map(_nonfinite, x))
+    if x is None or _table.is_key(x) or not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+        return False
+    return not bool(np.all(np.isfinite(np.asarray(x))))
+
+
+def _nonfinite_inputs(e: Explanation) -> list[str]:
+    """The inputs whose gradient holds a NaN or an infinity."""
+    return [n for n in e.program.inputs if _nonfinite(e.grads.get(n))]
+
+
+def _described(node: Node) -> str:
+    return f"{node.name} ({node.op} of {', '.join(node.inputs)})" if node.inputs else node.name
+
+
+def _nonfinite_warning(e: Explanation) -> str:
+    """The report's warning line: what is not finite, and where it first appears."""
+    parts = []
+    if _nonfinite(e.value):
+        first = next((n for n in e.nodes if _nonfinite(n.value)), None)
+        where = "" if first is None else (f"; the forward pass first gives a non-finite value "
+                                          f"at node {_described(first)}")
+        parts.append(f"f = {_table.summary(e.value)} is not finite{where}")
+    bad = _nonfinite_inputs(e)
+    if bad:
+        first = next((n for n in reversed(e.nodes) if _nonfinite(n.downstream)), None)
+        where = "" if first is None else (f"; the backward pass first gives a non-finite "
+                                          f"gradient at node {_described(first)}")
+        noun = "gradient of" if len(bad) == 1 else "gradients of"
+        verb = "is" if len(bad) == 1 else "are"
+        parts.append(f"the {noun} {', '.join(bad)} {verb} not finite{where}")
+    return (f"warning: {'; '.join(parts)}. f or its derivative is undefined or overflows at "
+            f"this point (a log or sqrt of a negative number, a division by zero...): choose "
+            f"another point, or guard the expression there.")
 
 
 def _local(step: Step, inputs: list, outputs: list) -> tuple | None:

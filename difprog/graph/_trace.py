@@ -5,13 +5,15 @@ functions are inlined, custom_jvp / custom_vjp calls (jax.nn.relu) are one step 
 function (keeping their rules), difprog gates become steps that run the gate's own rules, and the
 elementwise jax.numpy primitives that have a gate (`+`, `*`, `jnp.exp`...) become that gate, so
 `(x + y) * z` is explained with the same hand-written rules as
-`gates.multiply(gates.add(x, y), z)`. Any other primitive is a step whose backward is JAX's own
+`gates.multiply(gates.add(x, y), z)`; so does `x @ w` (a dot_general exactly as jnp.matmul makes
+it becomes the matmul gate). Any other primitive is a step whose backward is JAX's own
 rule for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import re
 from collections.abc import Callable, Sequence
@@ -224,7 +226,34 @@ def _primitive_as_gate(eqn: Any) -> GateCall | None:
                 else GateCall(gates.power, {"p": params["y"]}))
     if name == "reduce_sum":
         return GateCall(gates.sum, {"axis": tuple(params["axes"])})
+    if name == "dot_general" and _is_matmul(eqn):
+        return GateCall(gates.matmul, {})
     return None
+
+
+def _is_matmul(eqn: Any) -> bool:
+    """Whether a dot_general is exactly the one equation jnp.matmul makes for its operands."""
+    x, w = (v.aval for v in eqn.invars)
+    made = _matmul_equation((x.shape, x.dtype), (w.shape, w.dtype))
+    return made is not None and made == (dict(eqn.params), eqn.outvars[0].aval.shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _matmul_equation(x: tuple, w: tuple) -> tuple[dict, tuple] | None:
+    """The params and output shape of jnp.matmul's dot_general at these operands, when jnp.matmul
+    is that one equation on them (not after a squeeze or before a transpose); else None."""
+    try:
+        closed = jax.make_jaxpr(jnp.matmul)(jax.ShapeDtypeStruct(*x), jax.ShapeDtypeStruct(*w))
+    except (TypeError, ValueError):
+        return None
+    jaxpr, _ = open_jaxpr(closed)
+    if len(jaxpr.eqns) != 1:
+        return None
+    [eqn] = jaxpr.eqns
+    if (eqn.primitive.name != "dot_general" or list(eqn.invars) != list(jaxpr.invars)
+            or list(eqn.outvars) != list(jaxpr.outvars)):
+        return None
+    return dict(eqn.params), eqn.outvars[0].aval.shape
 
 
 def _argument_names(f: Callable, n: int) -> list[str]:

@@ -165,6 +165,7 @@ class Leaf(Layer):
     """
 
     expects: ClassVar[str] = "an array"
+    takes_floats: ClassVar[bool] = True  # False for a layer of integer inputs (token ids)
 
     def _fits(self, shape: tuple[int, ...]) -> bool:
         return True
@@ -202,6 +203,12 @@ class Leaf(Layer):
             raise ShapeError(f"{self._label(path)} expects {self.expects}, got an input of "
                              f"shape {tuple(x.shape)}; reshape the input, or change the layers "
                              f"before it")
+        if self.takes_floats and not jnp.issubdtype(x.dtype, jnp.floating):
+            raise DtypeError(
+                f"{self._label(path)} takes floating inputs, got a {x.dtype} input of shape "
+                f"{tuple(x.shape)}; convert them to the params' dtype first, scaled to the range "
+                f"the model was trained on: 8-bit images as x.astype(jnp.float32) / 255 (the "
+                f"digits of difprog.data are float32 in [0, 1])")
 
     def _check_params(self, params: Params, x_shape: tuple[int, ...], path: str) -> None:
         expected = self._param_shapes(tuple(x_shape))
