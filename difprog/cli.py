@@ -454,7 +454,7 @@ def _write_visualizations(model, params, dataset, out: pathlib.Path, *, classes=
                   in enumerate(zip(labels, targets))]
     out.mkdir(parents=True, exist_ok=True)
     grid = viz.save_grid(result.images, out / f"{stem}.png", labels=labels,
-                         title=f"{result.objective[:90]}, {steps} steps, seed {seed}")
+                         title=f"{result.objective}, {steps} steps, seed {seed}")
     npz = write_npz(out / "visualizations.npz", images=result.images,
                     targets=np.asarray(targets), history=result.history)
     examples = dataset.x_test[:10]

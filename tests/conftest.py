@@ -42,3 +42,12 @@ def assert_trees_close(a, b, rtol=1e-10, atol=1e-12):
     assert jax.tree.structure(a) == jax.tree.structure(b)
     for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(np.asarray(p), np.asarray(q), rtol=rtol, atol=atol)
+
+
+def digits_subset(name, train, test):
+    """The first `train` and `test` digits: a run on them compiles and trains in about a second."""
+    from difprog import data
+
+    full = data.digits()
+    return data.Dataset(name, full.x_train[:train], full.y_train[:train], full.x_test[:test],
+                        full.y_test[:test], 10)

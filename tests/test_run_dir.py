@@ -13,8 +13,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import digits_subset
 
-from difprog import _files, checkpoint, data, layers, rundir
+from difprog import _files, checkpoint, layers, rundir
 from difprog.errors import (
     CheckpointError,
     ConfigMismatchError,
@@ -28,9 +29,7 @@ from difprog.train import TrainConfig, fit
 @pytest.fixture(scope="module")
 def tiny():
     """200 digits for training and 50 for testing: a run takes well under a second."""
-    full = data.digits()
-    return data.Dataset("digits-tiny", full.x_train[:200], full.y_train[:200],
-                        full.x_test[:50], full.y_test[:50], 10)
+    return digits_subset("digits-tiny", 200, 50)
 
 
 def _model(hidden=16):

@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import digits_subset
 
 import difprog
-from difprog import checkpoint, data, layers
+from difprog import checkpoint, layers
 from difprog.train import (
     TrainConfig,
     fit,
@@ -29,9 +30,7 @@ from difprog.train import (
 @pytest.fixture(scope="module")
 def small():
     """A fifth of the digits, so a whole run compiles and trains in about a second."""
-    full = data.digits()
-    return data.Dataset("digits-small", full.x_train[:300], full.y_train[:300],
-                        full.x_test[:100], full.y_test[:100], 10)
+    return digits_subset("digits-small", 300, 100)
 
 
 def _model():

@@ -11,6 +11,7 @@ import numpy as np
 from difprog.errors import ArgumentError
 
 _COLUMNS = ("node", "op", "inputs", "value", "upstream", "local", "downstream")
+_NORM = " |"  # opens a tensor's L2 norm, as in f32[4,8] |5.2|
 
 
 def summary(x: Any, digits: int = 4) -> str:
@@ -30,7 +31,7 @@ def summary(x: Any, digits: int = 4) -> str:
     if a.size <= 4:
         return _nested(a, digits)
     norm = float(np.linalg.norm(a.astype(np.float64).ravel()))
-    return f"{shape} |{_number(norm, 3)}|"
+    return f"{shape}{_NORM}{_number(norm, 3)}|"
 
 
 def _short_dtype(dtype: np.dtype) -> str:
@@ -46,7 +47,10 @@ def is_key(x: Any) -> bool:
 
 
 def table(nodes: Sequence, width: int = 26) -> str:
-    """One row per node; a node's downstream gradients are listed per input, `name: gradient`."""
+    """One row per node; a node's downstream gradients are listed per input, `name: gradient`.
+
+    A tensor is summarised as dtype[shape] |L2 norm|; a line under the table says so.
+    """
     if width < 8:
         raise ArgumentError(f"table: width must be at least 8 characters, got {width}")
     rows = [_COLUMNS]
@@ -60,6 +64,9 @@ def table(nodes: Sequence, width: int = 26) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(_NORM in cell for row in rows[1:] for cell in row):
+        lines += ["", "dtype[shape] |n|: a tensor and its L2 norm n, the square root of its sum "
+                      "of squares"]
     return "\n".join(lines)
 
 

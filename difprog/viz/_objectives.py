@@ -4,12 +4,18 @@ An objective maps the activations of a batch (`{'input': images, 'output': logit
 layer output, ...}`) to one score per image. Objectives combine with +, - and * (by numbers or by
 other objectives); regularisers are objectives on the input image, so
 `class_logit(range(10)) - 0.05 * total_variation()` reads as it optimises.
+
+An objective keeps its regularisers apart from the rest (its *feature* part) through sums,
+differences and products by numbers, so that `visualize` can scale them to the feature part's
+gradient: a weight of 0.05 then means the same for a class logit as for a channel of an early
+layer whose gradients are tens of times smaller (see `visualize`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
@@ -20,18 +26,34 @@ from difprog.errors import ArgumentError, ShapeError
 
 INPUT, OUTPUT = "input", "output"
 Activations = Mapping[str, jax.Array]
+Score = Callable[[Activations], jax.Array]
+Penalty = Callable[[jax.Array], jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-    """A score per image, `score(activations) -> (batch,)`, and the layer paths it reads."""
+    """A score per image, `score(activations) -> (batch,)`, and the layer paths it reads.
 
-    score: Callable[[Activations], jax.Array]
+    `penalty(images) -> (batch,)`, when not None, is the regularisers' part of the score (a
+    function of the input images alone) and `feature(activations)` the rest, so that
+    `score = feature + penalty`. Objectives built from `l1`, `l2`, `total_variation` and `blur`
+    by +, - and * by numbers have them; an objective without a penalty is all feature.
+    """
+
+    score: Score
     paths: frozenset[str]
     name: str
+    penalty: Penalty | None = None
+    feature: Score | None = None
 
     def __call__(self, activations: Activations) -> jax.Array:
         return self.score(activations)
+
+    def parts(self) -> tuple[Score, Penalty | None]:
+        """(feature, penalty): the score without its regularisers, and the regularisers."""
+        if self.penalty is None:
+            return self.score, None
+        return self.feature or _zeros, self.penalty
 
     def __add__(self, other: Objective | float) -> Objective:
         return _combine(self, other, operator.add, "+")
@@ -43,25 +65,69 @@ class Objective:
         return _combine(self, other, operator.sub, "-")
 
     def __rsub__(self, other: float) -> Objective:
-        return _combine(-self, other, operator.add, "+")
+        difference = _combine(-self, other, operator.add, "+")
+        return dataclasses.replace(difference, name=f"{other:g} - {_operand(self.name)}")
 
     def __mul__(self, other: Objective | float) -> Objective:
         return _combine(self, other, operator.mul, "*")
 
-    __rmul__ = __mul__
+    def __rmul__(self, other: float) -> Objective:
+        product = _combine(self, other, operator.mul, "*")
+        return dataclasses.replace(product, name=f"{other:g} * {_operand(self.name)}")
 
     def __neg__(self) -> Objective:
-        return Objective(lambda a: -self.score(a), self.paths, f"-({self.name})")
+        feature, penalty = self.parts()
+        return _split(lambda a: -feature(a), None if penalty is None else lambda x: -penalty(x),
+                      self.paths, f"-{_operand(self.name)}")
+
+
+def _split(feature: Score, penalty: Penalty | None, paths: frozenset[str], name: str
+           ) -> Objective:
+    """The objective feature + penalty, keeping the two parts."""
+    if penalty is None:
+        return Objective(feature, paths, name)
+    return Objective(lambda a: feature(a) + penalty(a[INPUT]), paths, name, penalty, feature)
+
+
+def _operand(name: str) -> str:
+    """The name, parenthesised if it is a sum or difference (so that it can be multiplied)."""
+    depth = 0
+    for i, char in enumerate(name):
+        depth += (char in "([{") - (char in ")]}")
+        if depth == 0 and name[i:i + 3] in (" + ", " - "):
+            return f"({name})"
+    return name
+
+
+def _zeros(acts: Activations) -> jax.Array:
+    """The feature part of an objective made of regularisers only."""
+    return jnp.zeros(acts[INPUT].shape[:1], acts[INPUT].dtype)
+
+
+def _regularizer(penalty: Penalty, name: str) -> Objective:
+    return Objective(lambda a: penalty(a[INPUT]), frozenset(), name, penalty, _zeros)
 
 
 def _combine(a: Objective, b: Objective | float, op: Callable, symbol: str) -> Objective:
+    fa, pa = a.parts()
     if isinstance(b, Objective):
-        return Objective(lambda acts: op(a.score(acts), b.score(acts)), a.paths | b.paths,
-                         f"({a.name} {symbol} {b.name})")
+        if op is operator.mul:  # a product mixes the parts: all of it is feature
+            return Objective(lambda acts: a.score(acts) * b.score(acts), a.paths | b.paths,
+                             f"{_operand(a.name)} * {_operand(b.name)}")
+        name = f"{a.name} {symbol} {_operand(b.name) if op is operator.sub else b.name}"
+        fb, pb = b.parts()
+        penalty = None if pa is None and pb is None else (
+            lambda x: op(pa(x) if pa else 0.0, pb(x) if pb else 0.0))
+        return _split(lambda acts: op(fa(acts), fb(acts)), penalty, a.paths | b.paths, name)
     if isinstance(b, bool) or not isinstance(b, (int, float)):
         raise ArgumentError(f"objectives combine with objectives or numbers, got "
                             f"{type(b).__name__}")
-    return Objective(lambda acts: op(a.score(acts), b), a.paths, f"({a.name} {symbol} {b:g})")
+    name = f"{_operand(a.name) if op is operator.mul else a.name} {symbol} {b:g}"
+    if op is operator.mul:
+        penalty = None if pa is None else (lambda x: pa(x) * b)
+    else:  # a number added to the score moves the feature part
+        penalty = pa
+    return _split(lambda acts: op(fa(acts), b), penalty, a.paths, name)
 
 
 def _layer(acts: Activations, path: str, channel: int | None = None) -> jax.Array:
@@ -142,46 +208,63 @@ def per_image(*objectives: Objective) -> Objective:
     """A batch of different objectives: image i is scored by objectives[i]."""
     if not objectives:
         raise ArgumentError("per_image needs at least one objective")
+    parts = [o.parts() for o in objectives]
 
-    def score(acts):
-        scores = [o.score(acts)[i] for i, o in enumerate(objectives)]
-        return jnp.stack(scores)
+    def feature(acts):
+        return jnp.stack([f(acts)[i] for i, (f, _) in enumerate(parts)])
 
-    return Objective(score, frozenset().union(*(o.paths for o in objectives)),
-                     f"per_image({', '.join(o.name for o in objectives)})")
+    def penalty(x):
+        return jnp.stack([p(x)[i] if p else jnp.zeros((), x.dtype)
+                          for i, (_, p) in enumerate(parts)])
+
+    return _split(feature, penalty if any(p for _, p in parts) else None,
+                  frozenset().union(*(o.paths for o in objectives)),
+                  f"per_image({_common_name([o.name for o in objectives])})")
+
+
+def _common_name(names: list[str]) -> str:
+    """Names that differ in one number only, as one: `channel('conv2d_1', 0..7)`; or all of
+    them, joined by commas."""
+    pieces = [re.split(r"(-?\d+)", name) for name in names]
+    differ = [i for i in range(len(pieces[0]))
+              if len({p[i] if i < len(p) else None for p in pieces}) > 1]
+    if len(names) < 3 or len({len(p) for p in pieces}) > 1 or len(differ) != 1 \
+            or differ[0] % 2 == 0:  # odd pieces are the numbers
+        return ", ".join(names)
+    numbers = [int(p[differ[0]]) for p in pieces]
+    consecutive = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    middle = f"{numbers[0]}..{numbers[-1]}" if consecutive else f"[{', '.join(map(str, numbers))}]"
+    first = pieces[0]
+    return "".join(first[:differ[0]]) + middle + "".join(first[differ[0] + 1:])
 
 
 def l1() -> Objective:
-    """The L1 norm of the image (subtract it to keep images sparse)."""
-    return Objective(lambda acts: _total(jnp.abs(acts[INPUT])), frozenset(), "l1")
+    """The L1 norm of the image (subtract it to keep images sparse); a regulariser."""
+    return _regularizer(lambda x: _total(jnp.abs(x)), "l1")
 
 
 def l2() -> Objective:
-    """The squared L2 norm of the image."""
-    return Objective(lambda acts: _total(jnp.square(acts[INPUT])), frozenset(), "l2")
+    """The squared L2 norm of the image; a regulariser."""
+    return _regularizer(lambda x: _total(jnp.square(x)), "l2")
 
 
 def total_variation() -> Objective:
-    """Total variation: the summed absolute differences of neighbouring pixels."""
-
-    def score(acts):
-        x = acts[INPUT]
-        return (_total(jnp.abs(x[:, 1:] - x[:, :-1])) + _total(jnp.abs(x[:, :, 1:] - x[:, :, :-1])))
-
-    return Objective(score, frozenset(), "total_variation")
+    """Total variation: the summed absolute differences of neighbouring pixels; a regulariser."""
+    return _regularizer(lambda x: _total(jnp.abs(x[:, 1:] - x[:, :-1]))
+                        + _total(jnp.abs(x[:, :, 1:] - x[:, :, :-1])), "total_variation")
 
 
 def blur() -> Objective:
-    """How far the image is from its 3x3 box blur (subtract it to smooth the image)."""
+    """How far the image is from its 3x3 box blur (subtract it to smooth the image); a
+    regulariser."""
 
-    def score(acts):
-        x = acts[INPUT]
+    def penalty(x):
         padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
         h, w = x.shape[1:3]
         blurred = sum(padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9
         return _total(jnp.square(x - blurred))
 
-    return Objective(score, frozenset(), "blur")
+    return _regularizer(penalty, "blur")
 
 
 def _spatial_mean(a: jax.Array) -> jax.Array:

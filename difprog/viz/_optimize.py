@@ -36,13 +36,22 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
               optimizer: optax.GradientTransformation | None = None,
               learning_rate: float = 0.05, seed: int = 0,
               value_range: tuple[float, float] = (0.0, 1.0), progress: bool = True,
-              chunk: int = 128) -> Visualization:
+              chunk: int = 128, scale_regularizers: bool = True) -> Visualization:
     """Optimises a batch of input images to maximise `objective` of `model`.
 
     Every step: parameters -> image (sigmoid into `value_range`) -> random transforms -> the
     model, capturing the layers the objective reads -> the objective's score per image; optax
     (Adam by default) ascends its gradient, which flows back through every gate's backward rule.
     The loop is jit-compiled as a lax.scan over chunks of steps.
+
+    Regularisers are scaled to the objective (`scale_regularizers`, the default): at every step
+    and for every image, the gradient of the regularisers (`l1`, `l2`, `total_variation`,
+    `blur`, with their weights) is multiplied by the root mean square over pixels of the
+    gradient of the rest of the objective. A regulariser's weight is thus its pull on a pixel
+    relative to the objective's typical pull: `- 0.05 * l1()` pulls each pixel towards 0 with
+    5% of the objective's RMS gradient, whether the objective is a class logit or the mean of a
+    channel of the first layer, whose gradients are tens of times smaller. Without scaling,
+    weights that suit a class logit (0.05) flatten a channel's images to a uniform black.
 
     Args:
         model: the model; params: its params.
@@ -54,6 +63,9 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
         seed: seeds the initial parameters and every transform, so a seed reproduces a run.
         value_range: the model's valid input range.
         progress: show a progress bar on stderr.
+        scale_regularizers: scale the regularisers' gradient to the objective's (above);
+            False adds the objective's gradient as written. An objective made of regularisers
+            alone, or an image whose objective has a zero gradient, is never scaled.
 
     Returns:
         The images (N, H, W, C) and the history (steps, N) of each image's score.
@@ -71,17 +83,25 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
     image_of = _image_function(param, shape, value_range)
     paths = tuple(sorted(objective.paths - {INPUT, OUTPUT}))
 
-    def scores(z, key):
-        image = image_of(z)
+    feature, penalty = objective.parts() if scale_regularizers else (objective.score, None)
+
+    def feature_scores(image, key):
         seen = transform(key, image) if transform else image
         y, captured = model.apply(params, seen, capture=paths) if paths else (
             model.apply(params, seen), {})
-        return objective({INPUT: image, OUTPUT: y, **captured})
+        return feature({INPUT: image, OUTPUT: y, **captured})
 
     def step(carry, key):
         z, state = carry
-        values, pullback = jax.vjp(lambda z: scores(z, key), z)
-        (grads,) = pullback(-jnp.ones_like(values))
+        image, image_pullback = jax.vjp(image_of, z)
+        values, pullback = jax.vjp(lambda x: feature_scores(x, key), image)
+        (grads,) = pullback(jnp.ones_like(values))
+        if penalty is not None:
+            penalties, penalty_pullback = jax.vjp(penalty, image)
+            (penalty_grads,) = penalty_pullback(jnp.ones_like(penalties))
+            grads = grads + _rms(grads) * penalty_grads
+            values = values + penalties
+        (grads,) = image_pullback(-grads)
         updates, state = optimizer.update(grads, state, z)
         return (optax.apply_updates(z, updates), state), values
 
@@ -100,6 +120,12 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
     bar.close()
     images = np.asarray(jax.jit(image_of)(z))
     return Visualization(images, np.concatenate(history), objective.name)
+
+
+def _rms(grads: jax.Array) -> jax.Array:
+    """Each image's root mean square gradient, shaped to broadcast; 1 where it is zero."""
+    rms = jnp.sqrt(jnp.mean(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1))
+    return jnp.where(rms > 0, rms, 1.0).reshape((-1,) + (1,) * (grads.ndim - 1))
 
 
 def _image_function(param: Parameterization, shape: tuple, value_range: tuple[float, float]

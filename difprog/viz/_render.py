@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,25 +18,52 @@ from difprog._files import atomic
 def save_grid(images: np.ndarray, path: str | os.PathLike, labels: Sequence[str] | None = None,
               value_range: tuple[float, float] = (0.0, 1.0), columns: int | None = None,
               title: str | None = None) -> pathlib.Path:
-    """Writes images (N, H, W, C) as a labelled grid; each pixel becomes a visible block."""
+    """Writes images (N, H, W, C) as a labelled grid; each pixel becomes a visible block.
+
+    The figure is sized to the grid (1.3 inches a cell, at least 4 inches wide) and a long title
+    is wrapped at word boundaries to the figure's width, so nothing runs off the picture.
+    """
+    return _save(_grid_figure(images, labels, value_range, columns, title), path)
+
+
+def _grid_figure(images: np.ndarray, labels: Sequence[str] | None,
+                 value_range: tuple[float, float], columns: int | None, title: str | None):
+    """The figure of `save_grid`, laid out; its `_suptitle` is the wrapped title."""
     plt = _pyplot()
     images = np.asarray(images)
     n = len(images)
     columns = columns or min(n, 10)
     rows = -(-n // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.5 * rows + 0.4),
-                                squeeze=False)
+    label_lines = max((str(label).count("\n") + 1 for label in labels or []), default=0)
+    width = max(_CELL * columns, _MIN_WIDTH)
+    title_lines = _wrap(title, width, _TITLE_SIZE) if title else []
+    height = rows * (_CELL + label_lines * _LABEL_SIZE * 1.4 / 72) + 0.2 + \
+        len(title_lines) * _TITLE_SIZE * 1.45 / 72
+    figure, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False,
+                                layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i < n:
             ax.imshow(_displayable(images[i]), cmap="gray", vmin=value_range[0],
                       vmax=value_range[1], interpolation="nearest")
             if labels is not None:
-                ax.set_title(str(labels[i]), fontsize=9)
-    if title:
-        figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    return _save(figure, path)
+                ax.set_title(str(labels[i]), fontsize=_LABEL_SIZE)
+    if title_lines:
+        figure.suptitle("\n".join(title_lines), fontsize=_TITLE_SIZE)
+    return figure
+
+
+_CELL, _MIN_WIDTH, _TITLE_SIZE, _LABEL_SIZE = 1.3, 4.0, 10, 9
+
+
+def _wrap(text: str, width_inches: float, fontsize: float) -> list[str]:
+    """The text's lines wrapped at spaces to fit `width_inches` (0.6 em a character: DejaVu
+    Sans's widest average); a word longer than a line is broken."""
+    characters = max(10, int((width_inches - 0.2) * 72 / (0.6 * fontsize)))
+    lines = []
+    for paragraph in text.splitlines() or [""]:
+        lines += textwrap.wrap(paragraph, characters, break_on_hyphens=False) or [""]
+    return lines
 
 
 def save_saliency(images: np.ndarray, maps: np.ndarray, path: str | os.PathLike,
