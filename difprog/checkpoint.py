@@ -25,8 +25,8 @@ import numpy as np
 import safetensors.numpy
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
-from difprog._files import atomic, write_bytes
 from difprog.errors import ArgumentError, CheckpointError
+from difprog.files import atomic, write_bytes
 
 FORMAT = 1
 _HEADER_KEY = "difprog"

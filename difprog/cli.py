@@ -361,7 +361,7 @@ def _bench_modes(args: argparse.Namespace) -> int:
     import json
 
     from difprog import modes, rundir
-    from difprog._files import atomic, write_bytes
+    from difprog.files import atomic, write_bytes
 
     sizes = tuple(args.sizes) if args.sizes else modes.SIZES
     with rundir.own(args.out) as out:
@@ -432,7 +432,7 @@ def _write_visualizations(model, params, dataset, out: pathlib.Path, *, classes=
     import numpy as np
 
     from difprog import viz
-    from difprog._files import write_npz
+    from difprog.files import write_npz
 
     if layer is None:
         targets = list(range(dataset.num_classes)) if classes is None else list(classes)

@@ -31,7 +31,6 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from difprog import checkpoint, gates, provenance, rundir
-from difprog._files import kill_point, write_json
 from difprog.data import Dataset, batches, num_batches, validate
 from difprog.errors import (
     ArgumentError,
@@ -40,6 +39,7 @@ from difprog.errors import (
     NonFiniteLossError,
     WriteError,
 )
+from difprog.files import kill_point, write_json
 from difprog.layers import Layer
 
 OPTIMIZERS = ("sgd", "momentum", "adam")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import difprog
-from difprog import _files, checkpoint
+from difprog import checkpoint, files
 from difprog.cli import main
 
 
@@ -137,7 +137,7 @@ def test_a_full_disk_is_one_line_naming_the_file(capsys, trained, tmp_path, monk
     def full(handle, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(_files, "_write_all", full)
+    monkeypatch.setattr(files, "_write_all", full)
     err = _fails_in_one_line(capsys, ["train", "--model", "linear", "--epochs", "1", "--out",
                                       str(tmp_path), "--no-progress"], 1)
     assert f"could not write {str(tmp_path / 'checkpoint_0001.safetensors')!r}" in err

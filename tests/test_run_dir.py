@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import digits_subset
 
-from difprog import _files, checkpoint, layers, rundir
+from difprog import checkpoint, files, layers, rundir
 from difprog.errors import (
     CheckpointError,
     ConfigMismatchError,
@@ -82,7 +82,7 @@ def test_a_second_run_on_a_held_directory_is_refused_naming_the_holder(tiny, tmp
 def test_the_lock_names_this_process_and_is_exclusive_within_it(tiny, tmp_path):
     with rundir.own(tmp_path) as run:
         info = json.loads((tmp_path / ".lock").read_text())
-        assert info["pid"] == os.getpid() and info["host"] == _files.host()
+        assert info["pid"] == os.getpid() and info["host"] == files.host()
         with pytest.raises(RunDirectoryError, match=rf"process {os.getpid()} .*\(this process\)"):
             fit(_NoCompute(), tiny, CONFIG, out=tmp_path, progress=False)
         result = fit(_model(), tiny, CONFIG, out=run, progress=False)  # the owner passes it on
@@ -91,7 +91,7 @@ def test_the_lock_names_this_process_and_is_exclusive_within_it(tiny, tmp_path):
 
 
 def test_only_temporaries_of_writers_that_are_gone_are_removed(tmp_path):
-    here, dead = _files.host(), _dead_pid()
+    here, dead = files.host(), _dead_pid()
     names = {
         f".checkpoint_0002.safetensors.tmp-{here}-{dead}": False,  # a killed run here: removed
         f".metrics.json.tmp-{dead}": False,  # an older difprog's name (pid only): removed
@@ -108,10 +108,10 @@ def test_only_temporaries_of_writers_that_are_gone_are_removed(tmp_path):
 
 
 def test_a_failed_write_names_its_temporary_after_host_and_pid(tmp_path):
-    temporary = _files.temporary_path(tmp_path / "metrics.json")
-    assert temporary.name == f".metrics.json.tmp-{_files.host()}-{os.getpid()}"
-    assert _files.temporary_owner(temporary) == (_files.host(), os.getpid())
-    assert _files.temporary_owner(tmp_path / "metrics.json") is None
+    temporary = files.temporary_path(tmp_path / "metrics.json")
+    assert temporary.name == f".metrics.json.tmp-{files.host()}-{os.getpid()}"
+    assert files.temporary_owner(temporary) == (files.host(), os.getpid())
+    assert files.temporary_owner(tmp_path / "metrics.json") is None
 
 
 # ---- the output directory is checked before any compute ------------------------------------
@@ -258,7 +258,7 @@ def test_checkpoints_are_ordered_and_pruned_by_epoch_number(tiny, tmp_path, monk
 
 def _disk_fills_at(monkeypatch, call):
     """Makes the `call`-th low-level write (and every later one) fail with ENOSPC."""
-    real, calls = _files._write_all, []
+    real, calls = files._write_all, []
 
     def write(handle, data):
         calls.append(len(data))
@@ -266,7 +266,7 @@ def _disk_fills_at(monkeypatch, call):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(handle, data)
 
-    monkeypatch.setattr(_files, "_write_all", write)
+    monkeypatch.setattr(files, "_write_all", write)
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tiny, tmp_path,

@@ -179,7 +179,7 @@ KILL_ARGS = ["train", "--model", "linear", "--epochs", "5", "--batch-size", "256
              "--no-progress"]
 # Each killed run starts where the one before left off (6 steps an epoch, 2 atomic writes per
 # epoch and one more for metrics.json when a resume finds it behind its checkpoint): the kill
-# point (DIFPROG_TEST_KILL_AT, see difprog._files.kill_point) and the checkpoints left after it.
+# point (DIFPROG_TEST_KILL_AT, see difprog.files.kill_point) and the checkpoints left after it.
 KILLS = [
     ("created:1", []),  # epoch 1's temporary checkpoint just created, empty
     ("half-written:1", []),  # half of epoch 1's checkpoint in its temporary

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difprog._files import atomic
 from difprog.errors import ArgumentError
+from difprog.files import atomic
 from difprog.graph import _flat_code, _nodes, _render, _table
 from difprog.graph._nodes import Node
 from difprog.graph._trace import Constant, Program, Step, is_float, trace

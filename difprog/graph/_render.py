@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from difprog._files import atomic
 from difprog.errors import ArgumentError
+from difprog.files import atomic
 from difprog.graph._table import is_key, summary
 
 MAX_WIDTH = 1600  # pixels: a laptop screen at 100% zoom

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from difprog._files import atomic
+from difprog.files import atomic
 
 
 def save_grid(images: np.ndarray, path: str | os.PathLike, labels: Sequence[str] | None = None,
