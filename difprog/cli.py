@@ -469,10 +469,14 @@ def _explain(args: argparse.Namespace) -> int:
     from difprog.expression import expression_function, parse_point
     from difprog.graph import explain
 
+    try:  # an expression or point the grammar refuses is a usage error
+        point = parse_point(args.at)
+        f = expression_function(args.expression, list(point))
+    except DifprogError as error:
+        print(f"difprog explain: {error}", file=sys.stderr)
+        return 2
     try:
         with jax.enable_x64(True):
-            point = parse_point(args.at)
-            f = expression_function(args.expression, list(point))
             explanation = explain(f, *point.values())
             print(explanation)
             written = explanation.save(args.out) if args.out else []

@@ -294,7 +294,7 @@ def _explain_cli(capsys, *args):
 def test_the_command_line_runs_no_payload(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     status, err = _explain_cli(capsys, PAYLOAD, "--at", "x=1")
-    assert status != 0 and len(err) == 1 and "attribute access" in err[0]
+    assert status == 2 and len(err) == 1 and "attribute access" in err[0]
     assert list(tmp_path.iterdir()) == []
 
 
