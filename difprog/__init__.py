@@ -11,14 +11,17 @@ from difprog.check import CheckReport, check_gate
 from difprog.errors import (
     ArgumentError,
     CheckpointError,
+    ConfigMismatchError,
     DifprogError,
     DtypeError,
     LabelError,
     NonFiniteLossError,
     RuleError,
+    RunDirectoryError,
     ShapeError,
+    WriteError,
 )
-from difprog.gate import Gate, gate
+from difprog.gate import Gate, elementwise, gate, linear
 from difprog.graph import Explanation, Node, explain
 from difprog.modes import ModesReport, compare_modes, hessian, hvp
 
@@ -28,6 +31,7 @@ __all__ = [
     "ArgumentError",
     "CheckReport",
     "CheckpointError",
+    "ConfigMismatchError",
     "DifprogError",
     "DtypeError",
     "Explanation",
@@ -37,17 +41,21 @@ __all__ = [
     "Node",
     "NonFiniteLossError",
     "RuleError",
+    "RunDirectoryError",
     "ShapeError",
+    "WriteError",
     "check_gate",
     "checkpoint",
     "compare_modes",
     "data",
+    "elementwise",
     "explain",
     "gate",
     "gates",
     "hessian",
     "hvp",
     "layers",
+    "linear",
     "models",
     "train",
     "viz",
