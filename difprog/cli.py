@@ -216,6 +216,8 @@ def _add_bench(commands) -> None:
                        help="values of n and m (default: 1 4 16 64 256 1024)")
     modes.add_argument("--width", type=_positive, default=64, help="hidden width of the MLP")
     modes.add_argument("--repeats", type=_positive, default=7, help="timed runs per point")
+    modes.add_argument("--no-progress", action="store_true",
+                       help="hide the line printed on stderr before each point compiles")
 
 
 def _add_visualize(commands) -> None:
@@ -245,7 +247,9 @@ def _add_visualize(commands) -> None:
                            help="no total-variation and L1 penalties")
     visualize.add_argument("--no-transforms", action="store_true",
                            help="no random jitter, padded crops and zooms")
-    visualize.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    visualize.add_argument("--no-progress", action="store_true",
+                           help="hide the progress bar and the compile lines (when stderr is "
+                                "not a terminal, the bar is a line every 5 s at most)")
 
 
 def _add_explain(commands) -> None:
@@ -298,7 +302,9 @@ def _training_arguments(parser: _Parser, command: str) -> None:
     parser.add_argument("--allow-changes", action="store_true",
                         help="resume from --out even if its checkpoint was trained with other "
                              "settings; metrics.json records which epochs ran with which")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide the progress bar and the compile lines (when stderr is "
+                             "not a terminal, the bar is a line every 5 s at most)")
 
 
 def _start_devices(args: argparse.Namespace) -> None:
@@ -369,7 +375,8 @@ def _bench_modes(args: argparse.Namespace) -> int:
         show = lambda r: print(f"{r['n']:>5} {r['m']:>5} {r['forward_seconds'] * 1e3:>10.3f} "
                                f"{r['reverse_seconds'] * 1e3:>10.3f} {r['ratio']:>8.2f}  "
                                f"{r['cheaper']}", flush=True)
-        rows = modes.sweep(sizes, args.width, args.repeats, on_row=show)
+        rows = modes.sweep(sizes, args.width, args.repeats, on_row=show,
+                           progress=not args.no_progress)
         header = (f"Full Jacobian of a tanh MLP (width {args.width}) built from gates, f: R^n "
                   f"-> R^m; median of at least {args.repeats} runs (50 ms or more per mode) on "
                   f"{jax.devices()[0].device_kind}, jax {jax.__version__}.\n\n")

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difprog.errors import ArgumentError
+from difprog.progress import note
 
 
 class ModeCost(NamedTuple):
@@ -232,8 +233,11 @@ SIZES = (1, 4, 16, 64, 256, 1024)
 
 
 def sweep(sizes: tuple[int, ...] = SIZES, width: int = 64, repeats: int = 7,
-          on_row: Callable[[dict], Any] | None = None) -> list[dict]:
+          on_row: Callable[[dict], Any] | None = None, progress: bool = False) -> list[dict]:
     """compare_modes on f: R^n -> R^m (a tanh MLP of `width` built from gates) for every (n, m).
+
+    `on_row` is called with each point's dict as soon as it is measured; `progress` prints a
+    line on stderr before each point compiles its two Jacobians.
 
     Returns one dict per point: n, m, forward and reverse seconds, flops and temp bytes, the
     ratio time(jacfwd) / time(jacrev), the cheaper mode, and the mode theory predicts.
@@ -248,6 +252,8 @@ def sweep(sizes: tuple[int, ...] = SIZES, width: int = 64, repeats: int = 7,
             params = model.init(jax.random.key(0), jnp.zeros(n))
             x = jax.random.normal(jax.random.key(1), (n,))
             f = functools.partial(model.apply, params)
+            note(f"point {len(rows) + 1}/{len(sizes) ** 2}: compiling and timing jacfwd and "
+                 f"jacrev at n={n}, m={m}...", progress)
             report = compare_modes(f, x, repeats=repeats)
             row = {"n": n, "m": m, "forward_seconds": report.forward.seconds,
                    "reverse_seconds": report.reverse.seconds,

@@ -41,6 +41,7 @@ from difprog.errors import (
 )
 from difprog.files import kill_point, write_json
 from difprog.layers import Layer
+from difprog.progress import Progress, compiling
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "step", "cosine", "linear", "rsqrt")
@@ -371,6 +372,8 @@ def _train_epoch(run: _Run, state: _State, epoch: int) -> _State:
     """Runs epoch `epoch` (counting from 0), evaluates, reports and saves; the new state."""
     began = time.perf_counter()
     params, opt_state, loss, accuracy = _run_steps(run, state, epoch)
+    if epoch == (state.resumed_from or 0):
+        compiling("the evaluation step", run.progress)
     test_loss, test_accuracy = evaluate(run.eval_step, params, run.data.x_test,
                                         run.data.y_test, run.placement)
     kill_point("evaluated")
@@ -393,12 +396,15 @@ def _run_steps(run: _Run, state: _State, epoch: int) -> tuple[Any, Any, float, f
     """The training steps of one epoch: (params, opt_state, mean loss, accuracy)."""
     _, shuffle_key, dropout_key = run.keys
     params, opt_state, loss_sum, correct, seen = state.params, state.opt_state, 0.0, 0, 0
-    bar = _progress(run.progress, run.steps_per_epoch, f"epoch {epoch + 1}/{run.config.epochs}")
+    bar = Progress(run.steps_per_epoch, f"epoch {epoch + 1}/{run.config.epochs}",
+                   enabled=run.progress, unit="steps")
     with bar:
         for i, (xb, yb) in enumerate(batches(jax.random.fold_in(shuffle_key, epoch),
                                              run.data.x_train, run.data.y_train,
                                              run.config.batch_size)):
             step = epoch * run.steps_per_epoch + i
+            if i == 0 and epoch == (state.resumed_from or 0):
+                compiling("the train step", run.progress)
             params, opt_state, loss, right = run.train_step(
                 params, opt_state, run.placement.batch(xb), run.placement.batch(yb),
                 jax.random.fold_in(dropout_key, step))
@@ -408,8 +414,8 @@ def _run_steps(run: _Run, state: _State, epoch: int) -> tuple[Any, Any, float, f
                 raise _nonfinite_loss(run, loss, step, epoch, i)
             loss_sum, correct, seen = (loss_sum + loss * len(yb), correct + int(right),
                                        seen + len(yb))
-            bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}")
+            bar.update(1)
     return params, opt_state, loss_sum / seen, correct / seen
 
 
@@ -492,10 +498,3 @@ def _sync_metrics(out: pathlib.Path, found: pathlib.Path, meta: Mapping[str, Any
     if written.get("epochs") != meta["epoch"] or written.get("checkpoint") != found.name:
         write_json(out / "metrics.json", _metrics(meta, found.name, devices, None))
 
-
-def _progress(enabled: bool, total: int, description: str):
-    """A tqdm progress bar on stderr (a disabled one when `enabled` is false)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, disable=None if enabled else True, leave=False,
-                file=sys.stderr, dynamic_ncols=True, mininterval=0.25)

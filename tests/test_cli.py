@@ -157,3 +157,60 @@ def test_version_and_defaults_in_help(capsys):
     assert main(["visualize", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 512)" in text and "(default: fourier)" in text
+
+
+def _progress_lines(capsys, monkeypatch, argv):
+    """Runs `difprog argv` with stderr captured (not a terminal) and a progress line per update;
+    returns stderr's lines, after checking it holds no carriage return (no tqdm bar)."""
+    from difprog import progress
+
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.endswith("\n"), err
+    return err.splitlines()
+
+
+def test_train_in_a_log_prints_the_compile_and_progress_lines(capsys, monkeypatch, tmp_path):
+    lines = _progress_lines(capsys, monkeypatch, ["train", "--model", "linear", "--epochs", "1",
+                                                  "--out", str(tmp_path)])
+    compile_at = lines.index("compiling the train step...")
+    steps = [i for i, line in enumerate(lines) if line.startswith("epoch 1/1: ")]
+    summary = next(i for i, line in enumerate(lines) if line.startswith("epoch   1/1  loss"))
+    assert len(steps) == 45 and compile_at < steps[0] < steps[-1] < summary, lines
+    assert lines[steps[0]].startswith("epoch 1/1: 1/45 steps, loss ") and ", acc " in lines[steps[0]]
+    assert lines[steps[-1]].startswith("epoch 1/1: 45/45 steps")
+    assert lines.index("compiling the evaluation step...") < summary
+
+
+def test_no_progress_silences_the_compile_and_progress_lines(capsys, tmp_path):
+    assert main(["train", "--model", "linear", "--epochs", "1", "--out", str(tmp_path),
+                 "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_visualize_in_a_log_prints_the_compile_and_progress_lines(capsys, monkeypatch, trained,
+                                                                 tmp_path):
+    lines = _progress_lines(capsys, monkeypatch, ["visualize", "--checkpoint", str(trained),
+                                                  "--steps", "8", "--classes", "0", "1",
+                                                  "--out", str(tmp_path)])
+    assert lines[0] == "compiling the visualisation loop (8 steps a call)...", lines
+    assert lines[1].startswith("visualizing ") and ": 8/8 steps, score " in lines[1], lines
+
+
+def test_bench_modes_in_a_log_prints_a_line_before_each_point(capsys, monkeypatch, tmp_path):
+    lines = _progress_lines(capsys, monkeypatch, ["bench", "modes", "--sizes", "1", "2",
+                                                  "--repeats", "1", "--out", str(tmp_path)])
+    assert lines == [f"point {i}/4: compiling and timing jacfwd and jacrev at n={n}, m={m}..."
+                     for i, (n, m) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)], 1)]
+
+
+def test_a_piped_train_prints_the_compile_line_before_the_first_epoch(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "difprog.cli", "train", "--model", "linear",
+                           "--epochs", "1", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, check=True)
+    assert "\r" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "compiling the train step...", lines
+    assert lines[-1].startswith("epoch   1/1  loss "), lines
+    assert "test accuracy" in done.stdout

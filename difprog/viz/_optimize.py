@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -13,6 +12,7 @@ import optax
 
 from difprog.errors import ArgumentError
 from difprog.layers import Layer
+from difprog.progress import Progress, compiling
 from difprog.viz._images import (
     Parameterization,
     Transform,
@@ -111,13 +111,16 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
     state = optimizer.init(z)
     keys = jax.random.split(step_key, steps)
     history = []
-    bar = _progress(progress, steps, objective.name)
-    for start in range(0, steps, chunk):
-        (z, state), values = run(z, state, keys[start:start + chunk])
-        history.append(np.asarray(values))
-        bar.update(len(history[-1]))
-        bar.set_postfix(score=f"{float(np.mean(history[-1][-1])):.3f}")
-    bar.close()
+    bar = Progress(steps, f"visualizing {objective.name}", enabled=progress, unit="steps")
+    with bar:
+        for start in range(0, steps, chunk):
+            size = len(keys[start:start + chunk])
+            if start == 0 or size < chunk:  # a scan of a new length compiles
+                compiling(f"the visualisation loop ({size} steps a call)", progress)
+            (z, state), values = run(z, state, keys[start:start + chunk])
+            history.append(np.asarray(values))
+            bar.set_postfix(score=f"{float(np.mean(history[-1][-1])):.3f}")
+            bar.update(len(history[-1]))
     images = np.asarray(jax.jit(image_of)(z))
     return Visualization(images, np.concatenate(history), objective.name)
 
@@ -136,9 +139,3 @@ def _image_function(param: Parameterization, shape: tuple, value_range: tuple[fl
                             f"{value_range}")
     return lambda z: low + (high - low) * param.to_image(z, shape)
 
-
-def _progress(enabled: bool, total: int, description: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description[:40], disable=None if enabled else True,
-                leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.25)
