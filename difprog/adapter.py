@@ -240,7 +240,7 @@ class _GatePrimitive(_HiPrimitive):
         return arguments(self.gate, jax.tree.map(jnp.asarray, tuple(arrays)), self.static_items)
 
     def expand(self, *arrays):
-        return self.gate.forward(**arguments(self.gate, arrays, self.static_items))
+        return self.gate.forward(**self._arguments(arrays))
 
     def vjp_fwd(self, nonzeros, *arrays):
         out = self(*arrays)
@@ -270,8 +270,8 @@ class _GatePrimitive(_HiPrimitive):
     def _tangent(self, out, primals, tangents):
         gate = self.gate
         by_name = dict(zip(gate.array_names, tangents))
-        input_tangents = [jax.tree.map(hijax.instantiate_zeros, by_name[name],
-                                       is_leaf=lambda t: isinstance(t, hijax.Zero))
+        input_tangents = [jax.tree.map(lambda t: jnp.asarray(hijax.instantiate_zeros(t)),
+                                       by_name[name], is_leaf=lambda t: isinstance(t, hijax.Zero))
                           for name in gate.input_names]
         dout = gate.tangent(*input_tangents, out=out, **self._arguments(primals))
         return fit(dout, self.out_aval, f"the tangent rule of gate {gate.name!r}", "the output")

@@ -150,7 +150,8 @@ def _number(positive: bool) -> Callable[[str], float]:
 
 
 _seed = _integer(0, _SEED_LIMIT - 1)
-_positive = _integer(1)
+_positive = _integer(1, 2**31 - 1)  # counts and sizes: XLA indexes with 32-bit ints
+_devices = _integer(1, 1024)  # more than a host has; XLA's CPU client aborts on absurd counts
 
 
 def _out_dir(text: str) -> pathlib.Path:
@@ -292,7 +293,7 @@ def _training_arguments(parser: _Parser, command: str) -> None:
                         default=defaults.weight_decay, help="L2 penalty on the weights")
     parser.add_argument("--seed", type=_seed, default=defaults.seed,
                         help=f"seed of the params, shuffles and dropout (0 to {_SEED_LIMIT - 1})")
-    parser.add_argument("--devices", type=_positive, default=None,
+    parser.add_argument("--devices", type=_devices, default=None,
                         help="devices to shard each batch over (default: all local devices; "
                              "on a CPU, N > 1 makes N CPU devices)")
     parser.add_argument("--distributed", action="store_true",

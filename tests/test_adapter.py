@@ -62,3 +62,24 @@ def test_python_numbers_stay_weak_and_arrays_keep_their_dtype():
     x = jnp.ones(2, jnp.bfloat16)
     assert gates.add(x, 1.0).dtype == jnp.bfloat16
     assert gates.add(np.ones(2, np.float32), 1.0).dtype == jnp.float32
+
+
+def test_python_scalars_under_grad_and_jvp_are_arrays_to_the_rules():
+    """Eager jax.grad and jax.jvp hand over Python floats: forward and rules see arrays."""
+    assert float(jax.grad(gates.reciprocal)(0.0)) == -np.inf
+    assert float(jax.grad(gates.divide)(1.0, 0.0)) == np.inf
+    value, tangent = jax.jvp(gates.square, (3.0,), (1.0,))
+    assert isinstance(value, jax.Array) and float(tangent) == 6.0
+    assert isinstance(jax.jvp(gates.add, (1.0, 2.0), (1.0, 1.0))[0], jax.Array)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: gates.conv2d(jnp.ones((1, 4, 4, 1)), jnp.ones((1, 1, 1, 1)),
+                         padding=((2**62, 0), (0, 0))),
+    lambda: gates.max_pool2d(jnp.ones((1, 4, 4, 1)), stride=2**70),
+    lambda: gates.reshape(jnp.ones(0), (2**62, 2**62, 0)),
+], ids=["conv2d padding", "max_pool2d stride", "reshape shape"])
+def test_sizes_xla_cannot_index_are_refused_before_they_reach_it(call):
+    """Unchecked, these abort the process (JAX 0.10.2) or raise a raw runtime error."""
+    with pytest.raises(difprog.ArgumentError, match="largest size XLA can index"):
+        call()

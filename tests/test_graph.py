@@ -614,3 +614,10 @@ def test_non_finite_values_and_gradients_are_flagged_in_the_report(capsys):
 
     assert main(["explain", "log(x)", "--at", "x=-1"]) == 0  # the warning is the signal
     assert "\nwarning: f = nan is not finite" in capsys.readouterr().out
+
+
+def test_nan_gradients_on_both_sides_agree():
+    """sqrt at -1: difprog's gradient and jax.grad's are both NaN, which is agreement."""
+    with jax.enable_x64(True):
+        e = difprog.explain(lambda x: gates.sqrt(x), -1.0)
+    assert e.agrees and not e.finite and "equal jax.grad" in str(e)

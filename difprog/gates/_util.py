@@ -43,9 +43,23 @@ def expand_reduced(g: jax.Array, axes: tuple[int, ...], shape: tuple[int, ...]) 
     return jnp.broadcast_to(jnp.expand_dims(g, axes), shape)
 
 
+MAX_EXTENT = 2**31 - 1  # XLA indexes with 32-bit sizes: larger strides, pads or shapes crash it
+
+
 def is_int(value: Any) -> bool:
     """Whether `value` is a Python int (a bool is not one here)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_extent(gate_name: str, name: str, value: Any) -> None:
+    """ArgumentError when an int in `value` (an int or nested tuples) exceeds MAX_EXTENT."""
+    entries = value if isinstance(value, tuple) else (value,)
+    for entry in entries:
+        if isinstance(entry, tuple):
+            check_extent(gate_name, name, entry)
+        elif is_int(entry) and abs(entry) > MAX_EXTENT:
+            raise ArgumentError(f"gate {gate_name!r}: argument {name!r} holds {entry}, more "
+                                f"than the largest size XLA can index ({MAX_EXTENT})")
 
 
 def _got(value: Any) -> str:
@@ -95,8 +109,9 @@ def pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     """An int or a pair of ints as a pair; ArgumentError (a ValueError) unless they are positive."""
     pair_ = (value, value) if is_int(value) else tuple(value) if isinstance(value, (tuple, list)) \
         else ()
-    if len(pair_) != 2 or not all(is_int(v) and v > 0 for v in pair_):
-        raise ArgumentError(f"{name} must be a positive int or a pair of them, {_got(value)}")
+    if len(pair_) != 2 or not all(is_int(v) and 0 < v <= MAX_EXTENT for v in pair_):
+        raise ArgumentError(f"{name} must be a positive int (at most {MAX_EXTENT}) or a pair of "
+                            f"them, {_got(value)}")
     return pair_
 
 
@@ -113,6 +128,7 @@ def check_pair(gate_name: str, name: str, value: Any) -> tuple[int, int]:
     if len(value_pair) != 2 or min(value_pair) <= 0:
         raise ArgumentError(f"gate {gate_name!r}: argument {name!r} must be a positive int or a "
                             f"pair of them, got {value!r}")
+    check_extent(gate_name, name, value_pair)
     return value_pair
 
 
@@ -136,4 +152,5 @@ def check_padding(gate_name: str, padding: Any) -> str | tuple[tuple[int, int], 
     if len(padding) != 2 or not all(len(p) == 2 and min(p) >= 0 for p in padding):
         raise ArgumentError(f"gate {gate_name!r}: argument 'padding' must be {expected}, "
                             f"got {padding!r}")
+    check_extent(gate_name, "padding", padding)
     return padding

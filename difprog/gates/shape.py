@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from difprog.errors import DtypeError, ShapeError
 from difprog.gate import linear
-from difprog.gates._util import check_axis, is_int
+from difprog.gates._util import check_axis, check_extent, is_int
 
 
 def _reshape(x, shape):
@@ -24,6 +24,7 @@ def _check_reshape(x, shape):
         raise DtypeError(f"gate 'reshape': argument 'shape' must be an int or a tuple of ints, "
                          f"got {shape!r} ({type(shape).__name__})")
     shape = (shape,) if is_int(shape) else shape
+    check_extent("reshape", "shape", shape)
     known = math.prod(n for n in shape if n != -1)
     fits = known == x.size if -1 not in shape else known > 0 and x.size % known == 0
     if shape.count(-1) > 1 or any(n < -1 for n in shape) or not fits:
