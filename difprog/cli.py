@@ -398,6 +398,9 @@ def _checkpoint_file(path: pathlib.Path) -> pathlib.Path:
     from difprog import checkpoint
     from difprog.errors import CheckpointError
 
+    if not path.exists():
+        raise CheckpointError(f"no file or directory {str(path)!r}; point --checkpoint to a run's "
+                              f"directory (such as difprog-demo) or one of its checkpoint files")
     if not path.is_dir():
         return path
     found = checkpoint.latest(path)
