@@ -50,9 +50,9 @@ def test_each_mode_runs_its_own_rule_and_never_the_forward(transform, uses, wrap
 
 
 def test_checkpoint_differentiates_through_the_tangent_rule():
-    """Known limit (JAX 0.10.2): under jax.checkpoint, reverse mode transposes the gate's tangent
-    rule instead of calling its backward rule. The result is still the hand-written derivative,
-    never JAX's autodiff of the forward."""
+    """Known limit (JAX 0.10.2 and 0.12.0.1): under jax.checkpoint, reverse mode transposes the
+    tangent rule instead of calling the backward rule. The result is still the hand-written
+    derivative, never JAX's autodiff of the forward."""
     cube, calls = _opaque_cube()
     assert float(jax.grad(jax.checkpoint(cube))(2.0)) == 12.0
     assert calls["tangent"] >= 1
