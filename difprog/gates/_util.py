@@ -24,6 +24,7 @@ __all__ = [
     "check_real",
     "expand_reduced",
     "is_int",
+    "keep_nan",
     "normalize_axis",
     "pair",
     "unbroadcast",
@@ -154,3 +155,8 @@ def check_padding(gate_name: str, padding: Any) -> str | tuple[tuple[int, int], 
                             f"got {padding!r}")
     check_extent(gate_name, "padding", padding)
     return padding
+
+
+def keep_nan(x, slope):
+    """`slope`, but NaN where x is NaN: a kink's derivative must not turn NaN into a number."""
+    return jnp.where(jnp.isnan(x), x, slope)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax.scipy.special import erf
 
 from difprog.gate import elementwise
-from difprog.gates.arithmetic import _check_real_constant, keep_nan
+from difprog.gates._util import check_real, keep_nan
 
 
 def _relu(x):
@@ -31,7 +31,7 @@ def _leaky_relu_derivative(out, x, negative_slope):
     return keep_nan(x, jnp.where(x >= 0, 1, negative_slope).astype(x.dtype))
 
 def _check_leaky_relu(x, negative_slope):
-    _check_real_constant("leaky_relu", "negative_slope", negative_slope)
+    check_real("leaky_relu", "negative_slope", negative_slope)
 
 leaky_relu = elementwise(_leaky_relu, _leaky_relu_derivative, check=_check_leaky_relu)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from difprog.errors import DtypeError
 from difprog.gate import elementwise, linear, unbroadcast
+from difprog.gates._util import check_real, keep_nan
 
 
 def _add(x, y):
@@ -84,7 +84,7 @@ def _power_derivative(out, x, p):
     return jnp.zeros_like(x) if p == 0 else p * jnp.power(x, p - 1)
 
 def _check_power(x, p):
-    _check_real_constant("power", "p", p)
+    check_real("power", "p", p)
 
 power = elementwise(_power, _power_derivative, static=("p",), check=_check_power)
 
@@ -143,14 +143,3 @@ def _winner_share(x, y):
     """1 where x wins, 0 where y wins, 1/2 on a tie, NaN where either is NaN."""
     share = jnp.where(x > y, 1.0, jnp.where(x == y, 0.5, 0.0)).astype(jnp.result_type(x, y))
     return jnp.where(jnp.isnan(x) | jnp.isnan(y), jnp.nan, share)
-
-
-def keep_nan(x, slope):
-    """`slope`, but NaN where x is NaN: a kink's derivative must not turn NaN into a number."""
-    return jnp.where(jnp.isnan(x), x, slope)
-
-
-def _check_real_constant(gate_name, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DtypeError(f"gate {gate_name!r}: argument {name!r} must be a real constant "
-                         f"(an int or a float), got {value!r} of type {type(value).__name__}")
