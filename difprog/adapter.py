@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import hijax
 
-from difprog.errors import DtypeError, RuleError, ShapeError
+from difprog.errors import ArgumentError, DtypeError, RuleError, ShapeError
 
 if TYPE_CHECKING:
     from difprog.gate import Gate
@@ -84,6 +84,8 @@ def arguments(gate: Gate, arrays: Iterable, static_items: tuple) -> dict:
 
 
 def _as_array(gate: Gate, name: str, value: Any) -> Any:
+    if value is None and name in gate.optional_names:
+        return None  # an optional array left out: an empty pytree to JAX
     differentiable = name not in gate.nondiff
     if differentiable and gate.pytree_inputs:
         return jax.tree.map(lambda leaf: _as_leaf(gate, name, leaf, differentiable), value)
@@ -98,7 +100,7 @@ def _as_leaf(gate: Gate, name: str, value: Any, differentiable: bool) -> jax.Arr
     if isinstance(value, jax.Array):
         array = value
     elif isinstance(value, (int, float)):  # Python numbers stay weakly typed, as in jax.numpy
-        array = _number(gate, name, float(value) if differentiable else value)
+        array = _number(gate, name, value, differentiable)
     else:
         array = _host_array(gate, name, value)
     if differentiable and not jnp.issubdtype(array.dtype, jnp.floating):
@@ -110,12 +112,14 @@ def _as_leaf(gate: Gate, name: str, value: Any, differentiable: bool) -> jax.Arr
     return array
 
 
-def _number(gate: Gate, name: str, value: float) -> jax.Array:
+def _number(gate: Gate, name: str, value: float, differentiable: bool) -> jax.Array:
+    """A Python number as a weakly typed array: a float where a derivative is taken."""
     try:
-        return jnp.asarray(value)
+        return jnp.asarray(float(value) if differentiable else value)
     except OverflowError:
+        kind = "a float" if differentiable else "JAX's integer type"
         raise DtypeError(f"gate {gate.name!r}: argument {name!r} is {value}, which does not fit "
-                         f"JAX's integer type; it would wrap around") from None
+                         f"{kind}; it would overflow") from None
 
 
 def _host_array(gate: Gate, name: str, value: Any) -> jax.Array:
@@ -243,6 +247,7 @@ class _GatePrimitive(_HiPrimitive):
         return self.gate.forward(**self._arguments(arrays))
 
     def vjp_fwd(self, nonzeros, *arrays):
+        self._refuse_nondiff_derivative(nonzeros)
         out = self(*arrays)
         return out, (out, arrays)
 
@@ -260,6 +265,7 @@ class _GatePrimitive(_HiPrimitive):
         return out, self._tangent(out, primals, tangents)
 
     def lin(self, nonzeros, *arrays):
+        self._refuse_nondiff_derivative(nonzeros)
         out = self(*arrays)
         return out, (out, arrays)
 
@@ -267,9 +273,22 @@ class _GatePrimitive(_HiPrimitive):
         out, arrays = residuals
         return self._tangent(out, arrays, tangents)
 
+    def _refuse_nondiff_derivative(self, nonzeros: Iterable) -> None:
+        """ArgumentError when a `nondiff` input is being differentiated: its derivative would
+        be a silent zero, not the true one."""
+        gate = self.gate
+        for name, nonzero, aval in zip(gate.array_names, nonzeros, self.in_avals):
+            if name in gate.nondiff and any(jax.tree.leaves(nonzero)) and any(
+                    jnp.issubdtype(a.dtype, jnp.inexact) for a in jax.tree.leaves(aval)):
+                raise ArgumentError(
+                    f"gate {gate.name!r} has no derivative with respect to its input {name!r}, "
+                    f"but a derivative is asked of it; if it is a constant, pass "
+                    f"jax.lax.stop_gradient({name})")
+
     def _tangent(self, out, primals, tangents):
         gate = self.gate
         by_name = dict(zip(gate.array_names, tangents))
+        self._refuse_nondiff_derivative([_nonzero(t) for t in tangents])
         input_tangents = [jax.tree.map(lambda t: jnp.asarray(hijax.instantiate_zeros(t)),
                                        by_name[name], is_leaf=lambda t: isinstance(t, hijax.Zero))
                           for name in gate.input_names]
@@ -280,7 +299,13 @@ class _GatePrimitive(_HiPrimitive):
         if all(d is None for d in jax.tree.leaves(dims, is_leaf=lambda d: d is None)):
             return self(*args), None
         batched = _batched(self.gate, _hashable_tree(dims))
-        return batched(*args, **dict(self.static_items)), 0
+        return batched(**dict(zip(self.gate.array_names, args)), **dict(self.static_items)), 0
+
+
+def _nonzero(tangent: Any) -> bool:
+    """Whether a tangent (a pytree that may hold symbolic zeros) has a nonzero leaf."""
+    is_zero = lambda t: isinstance(t, hijax.Zero)
+    return not all(map(is_zero, jax.tree.leaves(tangent, is_leaf=is_zero)))
 
 
 def _private_fast_path() -> Any:
@@ -356,12 +381,14 @@ class GateCall:
 
     def __init__(self, gate: Gate, static: dict, in_tree: Any = None):
         self.gate, self.static = gate, dict(static)
-        self.in_tree = in_tree or jax.tree.structure(tuple(gate.array_names))
+        # An array input given in `static` is a constant of the equation (x ** 3's exponent).
+        self.flat_names = tuple(n for n in gate.array_names if n not in self.static)
+        self.in_tree = in_tree or jax.tree.structure(self.flat_names)
 
     def arguments(self, flat: Iterable) -> dict:
         """The gate's arguments by name, from the equation's flat inputs."""
         arrays = jax.tree.unflatten(self.in_tree, [jnp.asarray(x) for x in flat])
-        return arguments(self.gate, arrays, tuple(self.static.items()))
+        return {**dict(zip(self.flat_names, arrays)), **self.static}
 
     def __call__(self, *flat) -> jax.Array:
         """The gate applied: under autodiff its hand-written rules run."""
@@ -376,7 +403,7 @@ class GateCall:
         gate, kwargs = self.gate, self.arguments(flat)
         by_name = cotangents_by_name(gate, gate.backward(g, out, **kwargs))
         result = []
-        for name in gate.array_names:
+        for name in self.flat_names:
             avals = jax.tree.map(jax.typeof, kwargs[name])
             if name in by_name:
                 result += jax.tree.leaves(fit(by_name[name], avals, f"the backward rule of gate "

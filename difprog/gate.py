@@ -15,7 +15,8 @@ place. Both survive jax.jit, jax.vmap and nesting (jax.hessian, grad of grad).
 
 Which arguments are which comes from the forward's signature: parameters without a default are
 differentiable array inputs, parameters with a default (axis, eps, stride...) are static
-constants, and `nondiff` names array inputs that get no derivative (integer labels, say).
+constants, and `nondiff` names array inputs that get no derivative (integer labels, say); a
+`nondiff` parameter with the default None is an optional array (a mask), None when left out.
 
 Three builders make gates, so that each derivative is written once, by hand:
 
@@ -62,7 +63,9 @@ class Gate:
         backward: the hand-written VJP rule, `backward(g, out, *args) -> tuple of cotangents`.
         tangent: the hand-written JVP rule, `tangent(*input_tangents, out, *args) -> tangent`.
         name: the gate's name, used in error messages and reports.
-        nondiff: array parameters that get no derivative (such as integer labels).
+        nondiff: array parameters that get no derivative (such as integer labels); one with
+            the default None is optional (a mask, class weights) and reaches the rules as None
+            when left out.
         static: parameters without a default that are constants rather than arrays.
         pytree_inputs: whether differentiable inputs may be pytrees of arrays.
         check: optional `check(x, y, *, k)` run on the bound arguments; raises difprog errors.
@@ -83,10 +86,13 @@ class Gate:
         setattr_("nondiff", tuple(self.nondiff))
         setattr_("static", tuple(self.static))
         setattr_("__doc__", self.forward.__doc__)
-        unknown = set(self.nondiff) - set(self.array_names)
+        parameters = self.signature.parameters
+        unknown = [n for n in self.nondiff if n not in parameters or n in self.static
+                   or parameters[n].default not in (parameters[n].empty, None)]
         if unknown:
-            raise ArgumentError(f"gate {self.name!r}: nondiff names {sorted(unknown)} are not "
-                                f"array parameters of its forward {self.signature}")
+            raise ArgumentError(f"gate {self.name!r}: nondiff names {sorted(unknown)}, which "
+                                f"are not array parameters of its forward {self.signature} "
+                                f"(an optional one has the default None)")
 
     @functools.cached_property
     def signature(self) -> inspect.Signature:
@@ -95,9 +101,16 @@ class Gate:
 
     @functools.cached_property
     def static_names(self) -> tuple[str, ...]:
-        """Constant parameters: those with a default, and those named in `static`."""
+        """Constant parameters: those with a default (unless named in `nondiff`), and those
+        named in `static`."""
         return tuple(p.name for p in self.signature.parameters.values()
-                     if p.default is not p.empty or p.name in self.static)
+                     if (p.default is not p.empty and p.name not in self.nondiff)
+                     or p.name in self.static)
+
+    @functools.cached_property
+    def optional_names(self) -> tuple[str, ...]:
+        """Array parameters that may be left out: `nondiff` ones with the default None."""
+        return tuple(n for n in self.nondiff if self.signature.parameters[n].default is None)
 
     @functools.cached_property
     def array_names(self) -> tuple[str, ...]:
@@ -141,7 +154,8 @@ def gate(
         tangent: `tangent(dx, dy, out, x, y, *, k) -> dout`: the output tangent given one
             tangent per differentiable input.
         name: defaults to the forward's name.
-        nondiff: array parameters that get no derivative (such as integer labels).
+        nondiff: array parameters that get no derivative (such as integer labels); one with
+            the default None is optional and reaches forward and rules as None when left out.
         static: parameters without a default that are constants rather than arrays.
         pytree_inputs: whether differentiable inputs may be pytrees of arrays.
         check: optional `check(x, y, *, k)` that raises difprog errors for bad arguments.

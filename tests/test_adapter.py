@@ -33,10 +33,11 @@ def test_private_jax_names_only_before_jax_0_12():
 
 
 def test_explain_finds_the_gate_in_a_traced_program():
-    jaxpr = jax.make_jaxpr(lambda x: gates.sum(gates.power(x, 3), axis=0))(jnp.ones((2, 3)))
+    f = lambda x: gates.sum(gates.leaky_relu(x, negative_slope=0.2), axis=0)
+    jaxpr = jax.make_jaxpr(f)(jnp.ones((2, 3)))
     calls = [adapter.gate_call(e.primitive, e.params) for e in jaxpr.jaxpr.eqns]
-    assert [c.gate.name for c in calls] == ["power", "sum"]
-    assert calls[0].static == {"p": 3} and calls[1].static == {"axis": 0}
+    assert [c.gate.name for c in calls] == ["leaky_relu", "sum"]
+    assert calls[0].static == {"negative_slope": 0.2} and calls[1].static == {"axis": 0}
 
 
 def test_scan_counts_on_this_jax():

@@ -113,6 +113,50 @@ def test_nondiff_labels_and_pytree_inputs():
     assert float(gates.l2_penalty(params)) == 9.0
 
 
+def _masked_scale():
+    """x k where mask (an optional nondiff array) holds, else 0; without a mask, x k."""
+    def forward(x, mask=None, *, k=1.0):
+        return x * k if mask is None else jnp.where(mask, x * k, 0.0)
+    return difprog.gate(forward, backward=lambda g, out, x, mask=None, *, k=1.0: (
+        forward(g, mask, k=k),), tangent=lambda dx, out, x, mask=None, *, k=1.0: forward(
+        dx, mask, k=k), nondiff=("mask",), name="masked_scale")
+
+
+def test_optional_nondiff_array_input():
+    masked = _masked_scale()
+    assert (masked.array_names, masked.optional_names, masked.input_names,
+            masked.static_names) == (("x", "mask"), ("mask",), ("x",), ("k",))
+    x = jnp.arange(4.0)
+    for mask, expected in [(None, [2.0] * 4), (x > 1, [0, 0, 2.0, 2.0])]:
+        grad = jax.grad(lambda x, mask=mask: jnp.sum(masked(x, mask, k=2.0)))
+        np.testing.assert_array_equal(grad(x), expected)
+        np.testing.assert_array_equal(jax.jit(grad)(x), expected)
+        tangent = jax.jvp(lambda x, mask=mask: masked(x, mask, k=2.0), (x,), (jnp.ones(4),))[1]
+        np.testing.assert_array_equal(tangent, expected)
+        assert difprog.check_gate(masked, x, mask).ok
+    masks = jnp.stack([x > 1, x < 1])
+    per_row = jax.vmap(lambda m: jax.grad(lambda x: jnp.sum(masked(x, m)))(x))(masks)
+    np.testing.assert_array_equal(per_row, masks.astype(jnp.float32))
+
+
+def test_optional_array_needs_default_none():
+    with pytest.raises(difprog.ArgumentError, match="nondiff names.*default None"):
+        difprog.gate(lambda x, mask=0.5: x, backward=lambda g, out, x, mask: (g,),
+                     tangent=lambda dx, out, x, mask: dx, nondiff=("mask",))
+
+
+@pytest.mark.parametrize("mode", ["grad", "jvp", "jit-grad"])
+def test_differentiating_a_nondiff_float_input_is_an_error_not_a_zero(mode):
+    """The gate gives labels no derivative; asking for one must not give a silent zero."""
+    masked, x = _masked_scale(), jnp.arange(3.0)
+    f = lambda m: jnp.sum(masked(x, m))
+    run = {"grad": jax.grad(f), "jit-grad": jax.jit(jax.grad(f)),
+           "jvp": lambda m: jax.jvp(f, (m,), (m,))}[mode]
+    with pytest.raises(difprog.ArgumentError, match="'masked_scale'.*'mask'.*stop_gradient"):
+        run(x)
+    assert float(jax.grad(lambda m: jnp.sum(masked(x, jax.lax.stop_gradient(m))))(x)[0]) == 0
+
+
 class TestBadRules:
     def test_wrong_number_of_cotangents(self):
         bad = gates.multiply.with_rules(backward=lambda g, out, x, y: (g * y,))
@@ -176,8 +220,8 @@ class TestBadInput:
             gates.sigmoid(1.0, 2.0)
 
     def test_constant_arguments_must_be_constants(self):
-        with pytest.raises(difprog.DtypeError, match="'power'.*'p'.*constant"):
-            jax.jit(gates.power)(2.0, 3.0)
+        with pytest.raises(difprog.DtypeError, match="'leaky_relu'.*'negative_slope'.*constant"):
+            jax.jit(gates.leaky_relu)(2.0, 0.1)
         with pytest.raises(difprog.DtypeError, match="'sum'.*'axis'.*hashable"):
             gates.sum(jnp.ones(3), axis={0: 1})
 
