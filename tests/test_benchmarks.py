@@ -19,6 +19,15 @@ def test_gates_vs_native_smoke():
     assert "OK at 1e-5" in result.stdout
 
 
+def test_attention_smoke():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "attention.py"), "--seqs", "16", "40",
+         "--batch", "1", "--heads", "2", "--head-dim", "8", "--rounds", "2"],
+        capture_output=True, text=True, timeout=300, check=True)
+    assert "| 40 |" in result.stdout and "difprog / plain time" in result.stdout
+    assert "gradients agree" in result.stdout
+
+
 def test_grad_cost_and_remat_smoke():
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "grad_cost_and_remat.py"), "--hidden", "16",

@@ -449,11 +449,16 @@ def test_unsupported_raise():
                                (1,), (0, 1, 2), (0, 1, 2), (0, 1, 2), 2, 2)
 
 
-def _scatter_add_impl(invals, p):
-    dn = p["dimension_numbers"]
-    return L.scatter_add(*invals, dn.update_window_dims, dn.inserted_window_dims,
+def _scatter_impl(add):
+    def impl(invals, p):
+        dn = p["dimension_numbers"]
+        return L.scatter(*invals, dn.update_window_dims, dn.inserted_window_dims,
                          dn.scatter_dims_to_operand_dims, dn.operand_batching_dims,
-                         dn.scatter_indices_batching_dims, _MODES[p["mode"].name])
+                         dn.scatter_indices_batching_dims, _MODES[p["mode"].name], add=add)
+    return impl
+
+
+_scatter_add_impl = _scatter_impl(add=True)
 
 
 def test_scatter_add_from_the_gradients_of_gathers():
@@ -467,3 +472,13 @@ def test_scatter_add_from_the_gradients_of_gathers():
                    _scatter_add_impl)
         clip = lambda x, i: jnp.sum(x.at[i].get(mode="clip") ** 2)
         check_eqns(jax.grad(clip), (x, np.array([0, 5, -2])), "scatter-add", _scatter_add_impl)
+
+
+def test_scatter_that_sets_entries():
+    with jax.enable_x64(True):
+        x = RNG.normal(size=(3, 5))
+        labels = np.array([4, 0, 2])
+        put = lambda x, i: jnp.put_along_axis(x, i[:, None], -x[:, :1], axis=-1, inplace=False)
+        check_eqns(put, (x, labels), "scatter", _scatter_impl(add=False))
+        check_eqns(lambda x, i: x.at[i].set(7.0), (x, np.array([2, 0, 9])), "scatter",
+                   _scatter_impl(add=False))

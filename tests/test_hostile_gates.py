@@ -94,7 +94,7 @@ def _all_finite(tree):
 # value: a linear gate's gradient stays finite at a NaN input, as in JAX.
 AFFINE = {("add", "x"), ("add", "y"), ("subtract", "x"), ("subtract", "y"), ("negative", "x"),
           ("sum", "x"), ("mean", "x"), ("reshape", "x"), ("concatenate", "xs"),
-          ("avg_pool2d", "x"), ("layer_norm", "offset")}
+          ("avg_pool2d", "x"), ("layer_norm", "offset"), ("embedding", "table")}
 
 
 def _poison(value):
@@ -158,13 +158,19 @@ _SOFTMAX = [((_z(5, 0),), {}), ((_z(0, 3),), {}), ((_z(5, 0),), {"axis": 0}),
             ((_z(2, 0, 3),), {"axis": (1, 2)})]
 _POOL = [((_z(0, 4, 4, 2),), {}), ((_z(1, 4, 4, 0),), {}),
          ((_z(1, 0, 4, 2),), {"padding": "SAME"}),
-         ((_z(1, 0, 4, 2),), {"padding": ((1, 1), (0, 0))})]
+         ((_z(1, 0, 4, 2),), {"padding": ((1, 1), (0, 0))}),
+         ((_z(0, 5, 5, 2),), {"window": 3, "stride": 2, "padding": 1, "dilation": 2,
+                              "ceil_mode": True}),
+         ((_z(1, 0, 4, 2),), {"padding": (1, 0), "ceil_mode": True})]
 
 ZERO_SIZE = {
     **{name: _UNARY for name in ["negative", "square", "sqrt", "exp", "log", "reciprocal", "abs",
-                                 "relu", "sigmoid", "tanh", "softplus", "gelu"]},
+                                 "relu", "sigmoid", "tanh"]},
     **{name: _BINARY for name in ["add", "subtract", "multiply", "divide", "maximum", "minimum"]},
-    "power": [((_z(2, 0), 3), {}), ((_z(0), 0.5), {})],
+    "power": [((_z(2, 0), 3.0), {}), ((_z(0), 0.5), {}), ((_z(0, 3), _z(3)), {}),
+              ((_z(2, 1), _z(0)), {})],
+    "softplus": [*_UNARY, ((_z(0, 3),), {"beta": -2.0, "threshold": 1.0})],
+    "gelu": [*_UNARY, ((_z(3, 0),), {"approximate": True})],
     "leaky_relu": [((_z(0, 3),), {"negative_slope": 0.2})],
     "matmul": [((_z(0, 3), _z(3, 2)), {}), ((_z(2, 0), _z(0, 3)), {}), ((_z(0), _z(0)), {}),
                ((_z(2, 3), _z(3, 0)), {}), ((_z(2, 0, 3), _z(2, 3, 4)), {})],
@@ -174,17 +180,41 @@ ZERO_SIZE = {
     "conv2d": [((_z(0, 5, 5, 2), _z(3, 3, 2, 4)), {}), ((_z(1, 5, 5, 0), _z(3, 3, 0, 4)), {}),
                ((_z(1, 5, 5, 2), _z(3, 3, 2, 0)), {}), ((_z(1, 0, 5, 2), _z(3, 3, 2, 4)), {}),
                ((_z(0, 6, 6, 2), _z(3, 3, 2, 4)), {"stride": 2, "padding": "VALID"}),
-               ((_z(1, 0, 2, 2), _z(2, 2, 2, 3)), {"padding": ((1, 1), (0, 0))})],
-    "max_pool2d": _POOL, "avg_pool2d": _POOL,
+               ((_z(1, 0, 2, 2), _z(2, 2, 2, 3)), {"padding": ((1, 1), (0, 0))}),
+               ((_z(0, 5, 5, 4), _z(3, 3, 2, 4)), {"groups": 2, "dilation": 2, "padding": 1}),
+               ((_z(1, 5, 5, 0), _z(3, 3, 0, 4)), {"groups": 2}),
+               ((_z(1, 5, 5, 4), _z(3, 3, 1, 0)), {"groups": 4, "padding": (1, 2)})],
+    "max_pool2d": _POOL,
+    "avg_pool2d": [*_POOL, ((_z(0, 5, 5, 2),), {"padding": 1, "ceil_mode": True,
+                                                "count_include_pad": False})],
     "layer_norm": [((_z(0, 4), _z(4), _z(4)), {}), ((_z(3, 0), _z(0), _z(0)), {})],
+    "rms_norm": [((_z(0, 4), _z(4)), {}), ((_z(3, 0), _z(0)), {"eps": 1e-3})],
+    "embedding": [((_z(0, 3), _labels(0)), {}), ((_z(4, 0), _labels(2, 3)), {}),
+                  ((_z(4, 3), _labels(0, 2)), {})],
     "reshape": [((_z(0, 3), (3, 0)), {}), ((_z(0, 3), (-1, 3)), {}), ((_z(0, 3), 0), {})],
     "concatenate": [(([_z(0, 2), _z(3, 2)],), {"axis": 0}), (([_z(2, 0), _z(2, 0)],), {}),
                     (([_z(0, 2), _z(3)],), {"axis": None})],
-    "mse_loss": [((_z(0), _z(0)), {}), ((_z(0, 3), _z(3)), {})],
-    "softmax_cross_entropy": [((_z(0, 5), _labels(0)), {}), ((_z(2, 0, 3), _labels(2, 0)), {})],
+    "mse_loss": [((_z(0), _z(0)), {}), ((_z(0, 3), _z(3)), {}),
+                 ((_z(0, 3), _z(3)), {"reduction": "sum"}),
+                 ((_z(2, 0), _z(1)), {"reduction": "none"})],
+    "softmax_cross_entropy": [((_z(0, 5), _labels(0)), {}), ((_z(2, 0, 3), _labels(2, 0)), {}),
+                              ((_z(0, 5), _z(0, 5)), {"label_smoothing": 0.1}),
+                              ((_z(0, 5), _labels(0), _z(5)),
+                               {"ignore_index": 1, "reduction": "sum"}),
+                              ((_z(2, 0, 3), _labels(2, 0), _z(3)), {"reduction": "none"})],
     "multiclass_hinge_loss": [((_z(0, 5), _labels(0)), {}),
-                              ((_z(2, 0, 3), _labels(2, 0)), {"margin": 0.5})],
+                              ((_z(2, 0, 3), _labels(2, 0)), {"margin": 0.5}),
+                              ((_z(0, 5), _labels(0)),
+                               {"weights": _z(5), "p": 2, "reduction": "none"})],
     "l2_penalty": [(({"w": _z(0, 3), "b": _z(2)},), {}), ((_z(0),), {})],
+    "attention": [((_z(0, 3, 2, 4), _z(0, 5, 2, 4), _z(0, 5, 2, 4)), {}),
+                  ((_z(2, 0, 2, 4), _z(2, 3, 2, 4), _z(2, 3, 2, 4)), {"causal": True}),
+                  ((_z(1, 3, 2, 4), _z(1, 0, 2, 4), _z(1, 0, 2, 4)), {}),
+                  ((_z(1, 3, 2, 0), _z(1, 4, 2, 0), _z(1, 4, 2, 3)), {"causal": True}),
+                  ((_z(1, 3, 2, 4), _z(1, 4, 1, 4), _z(1, 4, 1, 0)), {}),
+                  ((_z(1, 3, 0, 4), _z(1, 4, 0, 4), _z(1, 4, 0, 4)), {}),
+                  ((_z(1, 0, 2, 4), _z(1, 4, 2, 4), _z(1, 4, 2, 4),
+                    jnp.ones((1, 1, 0, 4), bool)), {"scale": 0.5})],
 }
 
 
@@ -229,8 +259,11 @@ def test_zero_size_inputs_give_what_jax_numpy_gives(name, mode):
 
 _BAD_AXIS = ["a", 1.5, 5, -7, (0, 0), (0, "a"), 1j, True, ((0,),)]
 _BAD_STRIDE = [0, -1, "x", 1.5, (1,), (1, 2, 3), (0, 1), (1, 1.0), True]
-_BAD_PADDING = ["bogus", 5, ((1, 1),), ((1, 1, 1), (1, 1)), (("a", "b"), (1, 1)),
-                ((-1, 0), (0, 0)), None, "SAME "]
+_BAD_PADDING = ["bogus", ((1, 1),), ((1, 1, 1), (1, 1)), (("a", "b"), (1, 1)),
+                ((-1, 0), (0, 0)), None, "SAME ", -1, 1.5, True, (1, -1), (1, 2, 3),
+                ((1, 1), 2), (), (1.0, 1)]
+_BAD_POOL_PADDING = [*_BAD_PADDING, 5, (0, 2)]  # 5, (0, 2): windows of padding only
+_BAD_FLAG = [1, 0, "yes", None, 1.0]
 _BAD_WINDOW = ["x", 0, (2,), 1.5, True, None, (2, -2)]
 
 BAD_STATIC = {
@@ -239,13 +272,29 @@ BAD_STATIC = {
     "concatenate": {"axis": ["a", 1.5, 5, (0,), True]},
     "reshape": {"shape": [("a",), "a", 1.5, (2.0, 12.0), (-2, -12), (True, 24), None,
                           (-1, -1, 24)]},
-    "conv2d": {"stride": [*_BAD_STRIDE, None], "padding": _BAD_PADDING},
-    "max_pool2d": {"window": _BAD_WINDOW, "stride": _BAD_STRIDE, "padding": _BAD_PADDING},
-    "avg_pool2d": {"window": _BAD_WINDOW, "stride": _BAD_STRIDE, "padding": _BAD_PADDING},
+    "conv2d": {"stride": [*_BAD_STRIDE, None], "padding": _BAD_PADDING,
+               "dilation": [*_BAD_STRIDE, None], "groups": [0, -1, 1.5, "a", True, None, (1,),
+                                                            2, 3]},
+    "max_pool2d": {"window": _BAD_WINDOW, "stride": _BAD_STRIDE, "padding": _BAD_POOL_PADDING,
+                   "dilation": _BAD_STRIDE, "ceil_mode": _BAD_FLAG},
+    "avg_pool2d": {"window": _BAD_WINDOW, "stride": _BAD_STRIDE, "padding": _BAD_POOL_PADDING,
+                   "dilation": _BAD_STRIDE, "ceil_mode": _BAD_FLAG,
+                   "count_include_pad": _BAD_FLAG},
     "layer_norm": {"eps": [-1, "a", 1j, math.nan, math.inf, True, None]},
-    "multiclass_hinge_loss": {"margin": ["a", 1j, math.nan, None, True]},
-    "power": {"p": [1j, "a", None, (1, 2)]},
+    "multiclass_hinge_loss": {"margin": ["a", 1j, math.nan, None, True],
+                              "p": [0, 3, -1, 1.0, "2", None, True],
+                              "reduction": ["avg", "MEAN", None, 1, ("mean",), True]},
+    "softmax_cross_entropy": {"label_smoothing": [-0.1, 1.5, "a", 1j, math.nan, math.inf, True,
+                                                  None],
+                              "ignore_index": [1.5, "a", True, 2**40, (1,)],
+                              "reduction": ["avg", "MEAN", None, 1, ("mean",), True]},
+    "mse_loss": {"reduction": ["avg", "", None, 0, ("sum",), True]},
+    "gelu": {"approximate": [1, 0, 1.0, "tanh", "none", None]},
+    "softplus": {"beta": [0, 0.0, -0.0, "a", 1j, math.nan, math.inf, True, None],
+                 "threshold": ["a", 1j, math.nan, -math.inf, True, None]},
+    "rms_norm": {"eps": [-1, "a", 1j, math.nan, math.inf, True, None]},
     "leaky_relu": {"negative_slope": ["x", 1j, None]},
+    "attention": {"causal": _BAD_FLAG, "scale": ["a", 1j, math.nan, math.inf, True, (1.0,)]},
 }
 
 
@@ -405,7 +454,7 @@ def test_odd_arguments_are_difprog_errors(mode):
         (ArgumentError, "'avg_pool2d'.*'stride'", lambda: gates.avg_pool2d(image, stride=0)),
         (ArgumentError, "'max_pool2d'.*'padding'",
          lambda: gates.max_pool2d(image, padding="bogus")),
-        (DtypeError, "'power'.*'p'.*1j", lambda: gates.power(x, 1j)),
+        (DtypeError, "'power'.*'p'.*complex", lambda: gates.power(x, 1j)),
         (ArgumentError, "'layer_norm'.*'eps'.*-1",
          lambda: gates.layer_norm(x, jnp.ones(3), jnp.ones(3), eps=-1)),
         (ShapeError, r"'conv2d'.*w\[0, 0, 3, 4\]",

@@ -26,7 +26,9 @@ from difprog.gates.arithmetic import (
     square,
     subtract,
 )
+from difprog.gates.attention import attention
 from difprog.gates.conv import avg_pool2d, conv2d, max_pool2d
+from difprog.gates.embedding import embedding
 from difprog.gates.linalg import matmul
 from difprog.gates.losses import (
     l2_penalty,
@@ -34,7 +36,7 @@ from difprog.gates.losses import (
     multiclass_hinge_loss,
     softmax_cross_entropy,
 )
-from difprog.gates.normalization import layer_norm
+from difprog.gates.normalization import layer_norm, rms_norm
 from difprog.gates.reductions import log_softmax, logsumexp, max, mean, softmax, sum
 from difprog.gates.shape import concatenate, reshape
 
@@ -46,9 +48,10 @@ ALL = {
         relu, leaky_relu, sigmoid, tanh, softplus, gelu,
         matmul, sum, mean, max, logsumexp, softmax, log_softmax,
         conv2d, max_pool2d, avg_pool2d,
-        layer_norm,
+        layer_norm, rms_norm, embedding,
         reshape, concatenate,
         mse_loss, softmax_cross_entropy, multiclass_hinge_loss, l2_penalty,
+        attention,
     )
 }
 

@@ -50,6 +50,11 @@ def _binary(sample: Callable) -> Callable:
     return lambda rng: [((sample(rng, *a), sample(rng, *b)), {}) for a, b in shapes]
 
 
+def _beyond(rng, kink, *shape):
+    """Values at least 0.2 from `kink` on either side (softplus's threshold jumps there)."""
+    return kink + _away_from_zero(rng, *shape)
+
+
 def _apart(rng, *shape):
     """Values on a grid of 0.5 plus jitter under 0.05: two draws tie or differ by >= 0.4."""
     return rng.integers(-4, 5, shape) * 0.5 + rng.uniform(0, 0.05, shape)
@@ -75,6 +80,50 @@ def _hinge_scores(rng, *shape):
     return rng.integers(-5, 6, shape) * 0.3 + 0.05
 
 
+def _probabilities(rng, *shape):
+    """Probability targets: positive rows that sum to 1 along the last (class) axis."""
+    weights = rng.uniform(0.1, 1.0, shape)
+    return weights / weights.sum(-1, keepdims=True)
+
+
+def _cross_entropy(rng):
+    """Integer labels first (as ever), then each option: probability targets, class weights,
+    label smoothing, ignored labels (-100, and a valid class), every reduction."""
+    ignoring = _labels(rng, 3, 5, classes=6)
+    ignoring[0, 1] = ignoring[2, 3] = -100
+    return [*_losses_with_labels(_normal)(rng),
+            ((_normal(rng, 3, 5), _probabilities(rng, 3, 5)), {"label_smoothing": 0.1}),
+            ((_normal(rng, 2, 2, 4), _probabilities(rng, 2, 2, 4), _positive(rng, 4)),
+             {"reduction": "none", "label_smoothing": 0.2}),
+            ((_normal(rng, 3, 5, 6), ignoring, _positive(rng, 6)),
+             {"label_smoothing": 0.2, "ignore_index": -100, "reduction": "sum"}),
+            ((_normal(rng, 2, 3, 4), _labels(rng, 2, 3, classes=4), _positive(rng, 4)),
+             {"ignore_index": 1, "label_smoothing": 0.1}),
+            ((_normal(rng, 5), np.int32(2)), {"reduction": "none", "label_smoothing": 1.0})]
+
+
+def _hinge(rng):
+    """Integer labels first (as ever), then class weights, p = 2, a margin, every reduction."""
+    return [*_losses_with_labels(_hinge_scores)(rng),
+            ((_hinge_scores(rng, 4, 5), _labels(rng, 4, classes=5), 0.5, _positive(rng, 5)),
+             {"p": 2, "reduction": "sum"}),
+            ((_hinge_scores(rng, 2, 3, 4), _labels(rng, 2, 3, classes=4)),
+             {"weights": _positive(rng, 4), "reduction": "none"}),
+            ((_hinge_scores(rng, 3, 6), _labels(rng, 3, classes=6)), {"p": 2})]
+
+
+def _attention(rng):
+    """Self-attention first (both rules matter), then cross lengths, causal, a boolean mask
+    (broadcast over heads, then over batch and heads), grouped-query heads and a scale."""
+    qkv = lambda q, k, v: (_normal(rng, *q), _normal(rng, *k), _normal(rng, *v))
+    return [(qkv((2, 5, 2, 3), (2, 5, 2, 3), (2, 5, 2, 3)), {}),
+            (qkv((1, 6, 2, 4), (1, 4, 2, 4), (1, 4, 2, 3)), {"causal": True}),
+            ((*qkv((2, 4, 4, 3), (2, 5, 2, 3), (2, 5, 2, 3)), rng.random((2, 1, 4, 5)) > 0.3),
+             {}),
+            ((*qkv((1, 5, 2, 3), (1, 5, 2, 3), (1, 5, 2, 3)), rng.random((5, 5)) > 0.3),
+             {"causal": True, "scale": 0.5})]
+
+
 _POINTS: dict[str, Callable] = {
     "add": _binary(_normal),
     "subtract": _binary(_normal),
@@ -84,8 +133,11 @@ _POINTS: dict[str, Callable] = {
     "negative": _unary(_normal),
     "square": _unary(_normal),
     "sqrt": _unary(_positive),
-    "power": lambda rng: [((_positive(rng, 3, 4), 3), {}), ((_positive(rng, 5), 0.5), {}),
-                          ((_positive(rng, 2, 3), -1.5), {}), ((_normal(rng, 4), 2), {})],
+    "power": lambda rng: [((_positive(rng, 3, 4), 3.0), {}), ((_positive(rng, 5), 0.5), {}),
+                          ((_positive(rng, 2, 3), -1.5), {}),
+                          ((_positive(rng, 3, 4), _normal(rng, 4)), {}),
+                          ((_positive(rng, 2, 1, 4), _normal(rng, 3, 1)), {}),
+                          ((_positive(rng, 5), _normal(rng, 2, 5)), {})],
     "exp": _unary(_normal),
     "log": _unary(_positive),
     "reciprocal": _unary(_away_from_zero),
@@ -99,8 +151,12 @@ _POINTS: dict[str, Callable] = {
                                ((_away_from_zero(rng, 6),), {"negative_slope": 0.2})],
     "sigmoid": _unary(_normal),
     "tanh": _unary(_normal),
-    "softplus": _unary(_normal),
-    "gelu": _unary(_normal),
+    "softplus": lambda rng: [*_unary(_normal)(rng),
+                             ((_normal(rng, 3, 4),), {"beta": 2.0, "threshold": 30.0}),
+                             ((_beyond(rng, 0.5, 6),), {"beta": 2.0, "threshold": 1.0}),
+                             ((_beyond(rng, 1.0, 2, 3),), {"beta": -1.5, "threshold": -1.5})],
+    "gelu": lambda rng: [*_unary(_normal)(rng), ((_normal(rng, 3, 4),), {"approximate": True}),
+                         ((3 * _normal(rng, 6),), {"approximate": True})],
     "matmul": lambda rng: [((_normal(rng, *a), _normal(rng, *b)), {}) for a, b in
                            [((4, 3), (3, 2)), ((3,), (3, 2)), ((4, 3), (3,)),
                             ((2, 4, 3), (3, 5)), ((2, 4, 3), (2, 3, 5))]],
@@ -114,31 +170,62 @@ _POINTS: dict[str, Callable] = {
         ((_normal(rng, 2, 5, 5, 3), _normal(rng, 3, 3, 3, 4)), {}),
         ((_normal(rng, 1, 6, 7, 2), _normal(rng, 3, 2, 2, 3)), {"stride": 2, "padding": "VALID"}),
         ((_normal(rng, 1, 5, 6, 2), _normal(rng, 2, 3, 2, 2)), {"stride": (2, 1)}),
+        ((_normal(rng, 1, 7, 6, 2), _normal(rng, 2, 3, 2, 3)), {"dilation": 2, "padding": 1}),
+        ((_normal(rng, 2, 6, 5, 4), _normal(rng, 3, 3, 2, 6)),
+         {"groups": 2, "padding": (1, 0), "stride": 2}),
+        ((_normal(rng, 1, 5, 6, 3), _normal(rng, 3, 3, 1, 6)),
+         {"groups": 3, "dilation": (1, 2), "padding": "same"}),
+        ((_normal(rng, 1, 6, 5, 2), _normal(rng, 3, 2, 2, 2)),
+         {"padding": ((0, 2), (1, 0)), "dilation": (2, 1), "stride": (1, 2)}),
     ],
     "max_pool2d": lambda rng: [
         ((_distinct(rng, 2, 4, 4, 3),), {}),
         ((_distinct(rng, 1, 5, 5, 2),), {"window": 3, "stride": 2, "padding": "SAME"}),
         ((_distinct(rng, 1, 5, 6, 2),), {"window": (2, 3), "stride": 1}),
+        ((_distinct(rng, 1, 8, 7, 2),),
+         {"window": 3, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True}),
+        ((_distinct(rng, 2, 5, 6, 1),),
+         {"window": (2, 3), "stride": 2, "padding": (1, 0), "ceil_mode": True}),
+        ((_distinct(rng, 1, 5, 5, 2),), {"padding": ((1, 0), (0, 1)), "stride": (1, 2)}),
     ],
     "avg_pool2d": lambda rng: [
         ((_normal(rng, 2, 4, 4, 3),), {}),
         ((_normal(rng, 1, 5, 5, 2),), {"window": 3, "stride": 2, "padding": "SAME"}),
         ((_normal(rng, 1, 5, 6, 2),), {"window": (2, 3), "stride": 1}),
+        ((_normal(rng, 1, 6, 7, 2),),
+         {"window": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False}),
+        ((_normal(rng, 2, 7, 8, 1),),
+         {"window": (2, 3), "dilation": 2, "padding": (1, 1), "ceil_mode": True}),
+        ((_normal(rng, 1, 4, 5, 2),),
+         {"padding": ((1, 0), (0, 1)), "stride": 1, "count_include_pad": False}),
     ],
     "layer_norm": lambda rng: [
         ((_normal(rng, 5), _normal(rng, 5), _normal(rng, 5)), {}),
         ((_normal(rng, 3, 4), _normal(rng, 4), _normal(rng, 4)), {"eps": 1e-3}),
+    ],
+    "rms_norm": lambda rng: [
+        ((_normal(rng, 3, 4), _normal(rng, 4)), {}),
+        ((_normal(rng, 5), _normal(rng, 5)), {"eps": 1e-3}),
+        ((_normal(rng, 2, 3, 4), _normal(rng, 4)), {"eps": 0}),
+    ],
+    "embedding": lambda rng: [
+        ((_normal(rng, 5, 3), np.array([[0, 2, 2], [4, 0, 1]], np.int32)), {}),
+        ((_normal(rng, 4, 2), np.int32(3)), {}),
+        ((_normal(rng, 6, 4), _labels(rng, 2, 3, 2, classes=6)), {}),
     ],
     "reshape": lambda rng: [((_normal(rng, 2, 3, 4), (6, 4)), {}), ((_normal(rng, 2, 3, 2), (2, -1)), {}),
                             ((_normal(rng, 5), (5, 1)), {})],
     "concatenate": lambda rng: [(([_normal(rng, 2, 3), _normal(rng, 2, 4)],), {}),
                                 (((_normal(rng, 1, 3), _normal(rng, 2, 3), _normal(rng, 3, 3)),),
                                  {"axis": 0})],
-    "mse_loss": lambda rng: [((_normal(rng, *a), _normal(rng, *b)), {})
-                             for a, b in [((5,), (5,)), ((3, 4), (3, 4)), ((3, 4), (4,))]],
-    "softmax_cross_entropy": _losses_with_labels(_normal),
-    "multiclass_hinge_loss": _losses_with_labels(_hinge_scores),
+    "mse_loss": lambda rng: [((_normal(rng, *a), _normal(rng, *b)), kwargs) for a, b, kwargs in
+                             [((5,), (5,), {}), ((3, 4), (3, 4), {}), ((3, 4), (4,), {}),
+                              ((3, 4), (4,), {"reduction": "sum"}),
+                              ((2, 1, 3), (4, 1), {"reduction": "none"})]],
+    "softmax_cross_entropy": _cross_entropy,
+    "multiclass_hinge_loss": _hinge,
     "l2_penalty": lambda rng: [((_normal(rng, 3, 2),), {}),
                                (({"dense_0": {"w": _normal(rng, 3, 2), "b": _normal(rng, 2)},
                                   "scale": _normal(rng)},), {})],
+    "attention": _attention,
 }

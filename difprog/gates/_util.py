@@ -19,12 +19,15 @@ from difprog.gate import unbroadcast
 
 __all__ = [
     "check_axis",
+    "check_count",
+    "check_flag",
     "check_padding",
     "check_pair",
     "check_real",
     "expand_reduced",
     "is_int",
     "keep_nan",
+    "layer_padding",
     "normalize_axis",
     "pair",
     "unbroadcast",
@@ -134,27 +137,69 @@ def check_pair(gate_name: str, name: str, value: Any) -> tuple[int, int]:
 
 
 PADDING_NAMES = ("SAME", "VALID", "SAME_LOWER")
+_PADDING_FORMS = ("'SAME', 'VALID' or 'SAME_LOWER' (any case), a non-negative int p (p on every "
+                  "side), a pair (ph, pw) (ph above and below, pw left and right) or two "
+                  "(low, high) pairs, one per spatial axis")
 
 
-def check_padding(gate_name: str, padding: Any) -> str | tuple[tuple[int, int], ...]:
-    """A window's padding: 'SAME', 'VALID' or 'SAME_LOWER' (any case, as in jax.lax), or two
-    (low, high) pairs of non-negative ints, one per spatial axis; a difprog error otherwise."""
-    expected = ("'SAME', 'VALID', 'SAME_LOWER' or two (low, high) pairs of non-negative ints, "
-                "one per spatial axis")
+def check_padding(gate_name: str, padding: Any, *, what: str | None = None
+                  ) -> str | tuple[tuple[int, int], tuple[int, int]]:
+    """A window's padding in the forms PyTorch and JAX users write, as 'SAME', 'VALID',
+    'SAME_LOWER' or ((top, bottom), (left, right)): a name in any case, an int p (p on all four
+    sides), a pair (ph, pw) (torch's: (ph, ph) and (pw, pw)) or two (low, high) pairs. A difprog
+    error otherwise: DtypeError for the wrong types, ArgumentError for negative pads or the
+    wrong lengths. `what` names the argument in the message (default the gate's 'padding')."""
+    what = what or f"gate {gate_name!r}: argument 'padding'"
     if isinstance(padding, str):
         if padding.upper() not in PADDING_NAMES:
-            raise ArgumentError(f"gate {gate_name!r}: argument 'padding' must be {expected}, "
-                                f"got {padding!r}")
+            raise ArgumentError(f"{what} must be {_PADDING_FORMS}, got {padding!r}")
         return padding.upper()
-    if not isinstance(padding, tuple) or not all(isinstance(p, tuple) for p in padding) or \
-            not all(is_int(n) for p in padding for n in p):
-        raise DtypeError(f"gate {gate_name!r}: argument 'padding' must be {expected}, "
-                         f"{_got(padding)}")
-    if len(padding) != 2 or not all(len(p) == 2 and min(p) >= 0 for p in padding):
-        raise ArgumentError(f"gate {gate_name!r}: argument 'padding' must be {expected}, "
-                            f"got {padding!r}")
-    check_extent(gate_name, "padding", padding)
-    return padding
+    entries = padding if isinstance(padding, (tuple, list)) else (padding,)
+    if not all(is_int(p) or isinstance(p, (tuple, list)) and all(is_int(n) for n in p)
+               for p in entries):
+        raise DtypeError(f"{what} must be {_PADDING_FORMS}, {_got(padding)}")
+    if is_int(padding):
+        pads = ((padding, padding), (padding, padding))
+    elif len(entries) == 2 and all(is_int(p) for p in entries):
+        pads = tuple((p, p) for p in entries)
+    elif all(isinstance(p, (tuple, list)) and len(p) == 2 for p in entries):
+        pads = tuple(tuple(p) for p in entries)
+    else:
+        pads = ()
+    if len(pads) != 2 or min(n for p in pads for n in p) < 0:
+        raise ArgumentError(f"{what} must be {_PADDING_FORMS}, got {padding!r}")
+    check_extent(gate_name, "padding", pads)
+    return pads
+
+
+def layer_padding(layer: str, padding: Any) -> str | tuple:
+    """A layer's padding as it will pass it to its gate: a name in capitals, or the pads as the
+    user wrote them with lists made tuples; a difprog error naming the layer if it is not one of
+    check_padding's forms."""
+    check_padding(layer, padding, what=f"{layer}: padding")
+    if isinstance(padding, str):
+        return padding.upper()
+    return tuple(tuple(p) if isinstance(p, list) else p for p in padding) \
+        if isinstance(padding, (tuple, list)) else padding
+
+
+def check_flag(gate_name: str, name: str, value: Any) -> bool:
+    """`value` if it is True or False; a DtypeError naming the gate and argument otherwise."""
+    if not isinstance(value, bool):
+        raise DtypeError(f"gate {gate_name!r}: argument {name!r} must be True or False, "
+                         f"{_got(value)}")
+    return value
+
+
+def check_count(gate_name: str, name: str, value: Any) -> int:
+    """`value` if it is a positive int (not a bool): DtypeError or ArgumentError otherwise."""
+    if not is_int(value):
+        raise DtypeError(f"gate {gate_name!r}: argument {name!r} must be a positive int, "
+                         f"{_got(value)}")
+    if not 0 < value <= MAX_EXTENT:
+        raise ArgumentError(f"gate {gate_name!r}: argument {name!r} must be a positive int "
+                            f"(at most {MAX_EXTENT}), got {value!r}")
+    return value
 
 
 def keep_nan(x, slope):

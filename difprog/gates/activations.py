@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf
 
+from difprog.errors import ArgumentError, DtypeError
 from difprog.gate import elementwise
 from difprog.gates._util import check_real, keep_nan
 
@@ -51,19 +52,54 @@ def _tanh(x):
 tanh = elementwise(_tanh, lambda out, x: 1 - out * out)
 
 
-def _softplus(x):
-    """softplus(x) = log(1 + exp(x)), computed as logaddexp(x, 0); d softplus = sigmoid(x)."""
-    return jnp.logaddexp(x, 0.0)
+def _softplus(x, beta=1.0, threshold=20.0):
+    """softplus(x) = log(1 + exp(beta x)) / beta, and x where beta x > threshold (torch's
+    semantics; beta may be negative); d = sigmoid(beta x), and 1 above the threshold."""
+    bx = beta * x
+    return jnp.where(bx > threshold, x, jnp.logaddexp(bx, 0.0) / beta)
 
-softplus = elementwise(_softplus, lambda out, x: _sigmoid(x))
+def _softplus_derivative(out, x, beta, threshold):
+    bx = beta * x
+    return jnp.where(bx > threshold, 1, _sigmoid(bx))
+
+def _check_softplus(x, beta, threshold):
+    if check_real("softplus", "beta", beta) == 0:
+        raise ArgumentError("gate 'softplus': argument 'beta' must be a finite nonzero number "
+                            f"(softplus divides by it), got {beta!r}")
+    check_real("softplus", "threshold", threshold)
+
+softplus = elementwise(_softplus, _softplus_derivative, check=_check_softplus)
 
 
-def _gelu(x):
-    """gelu(x) = x Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2; d gelu = Phi(x) + x phi(x)."""
-    return x * _normal_cdf(x)
+_GELU_C, _GELU_A = math.sqrt(2 / math.pi), 0.044715  # the tanh form's constants
+
+
+def _gelu(x, approximate=False):
+    """gelu(x) = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2, exact by default (as torch; note
+    jax.nn.gelu defaults to approximate=True); d = Phi(x) + x phi(x). With approximate=True the
+    tanh form x (1 + tanh u) / 2 = x sigmoid(2 u), u = sqrt(2 / pi) (x + 0.044715 x^3), as
+    jax.nn.gelu(approximate=True) and torch's approximate='tanh';
+    d = s + x s (1 - s) 2 du/dx with s = sigmoid(2 u)."""
+    return x * (_tanh_cdf(x) if approximate else _normal_cdf(x))
+
+def _gelu_derivative(out, x, approximate):
+    if not approximate:
+        return _normal_cdf(x) + x * jnp.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    s = _tanh_cdf(x)
+    return s + x * s * (1 - s) * (2 * _GELU_C) * (1 + 3 * _GELU_A * x * x)
+
 
 def _normal_cdf(x):
     return (1 + erf(x / math.sqrt(2))) / 2
 
-gelu = elementwise(
-    _gelu, lambda out, x: _normal_cdf(x) + x * jnp.exp(-x * x / 2) / math.sqrt(2 * math.pi))
+def _tanh_cdf(x):
+    """(1 + tanh u) / 2 = sigmoid(2 u): the same number, without tanh's cancellation near -1."""
+    return _sigmoid(2 * _GELU_C * (x + _GELU_A * x ** 3))
+
+def _check_gelu(x, approximate):
+    if not isinstance(approximate, bool):
+        raise DtypeError(f"gate 'gelu': argument 'approximate' must be True (the tanh form, "
+                         f"torch's approximate='tanh') or False (exact), got {approximate!r} "
+                         f"({type(approximate).__name__})")
+
+gelu = elementwise(_gelu, _gelu_derivative, check=_check_gelu)

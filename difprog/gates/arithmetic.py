@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from difprog.gate import elementwise, linear, unbroadcast
-from difprog.gates._util import check_real, keep_nan
+from difprog.gate import elementwise, gate, linear, unbroadcast
+from difprog.gates._util import keep_nan
 
 
 def _add(x, y):
@@ -77,16 +77,31 @@ sqrt = elementwise(_sqrt, lambda out, x: 1 / (2 * out))
 
 
 def _power(x, p):
-    """power(x, p) = x^p for a constant real p; d = p x^(p - 1)."""
+    """power(x, p) = x^p, p a number or an array (broadcast against x); d/dx = p x^(p - 1)
+    (0 where p = 0), d/dp = x^p log(x) (0 at x = 0, NaN for x < 0: JAX's conventions)."""
     return jnp.power(x, p)
 
-def _power_derivative(out, x, p):
-    return jnp.zeros_like(x) if p == 0 else p * jnp.power(x, p - 1)
+def _power_partials(out, x, p):
+    dx = jnp.where(p == 0, 0, p * jnp.power(x, p - 1))
+    dp = out * jnp.log(jnp.where(x == 0, 1, x))
+    return dx, dp
 
-def _check_power(x, p):
-    check_real("power", "p", p)
+def _power_backward(g, out, x, p):
+    dx, dp = _power_partials(out, x, p)
+    return unbroadcast(g * dx, x.shape), unbroadcast(g * dp, jnp.shape(p))
 
-power = elementwise(_power, _power_derivative, static=("p",), check=_check_power)
+def _power_tangent(dx, dp, out, x, p):
+    sx, sp = _power_partials(out, x, p)
+    return jnp.broadcast_to(_times(dx, sx) + _times(dp, sp), out.shape)
+
+def _times(tangent, slope):
+    """tangent * slope, but 0 where the tangent is 0: an input held constant adds nothing, even
+    where its slope is NaN (d/dp at x < 0) or infinite (d/dx at x = 0, p < 1), as in JAX."""
+    return jnp.where(tangent == 0, 0, tangent * slope)
+
+# Not `elementwise`: its tangent, sum of dx * d/dx, would turn power(x, 3.0)'s unused
+# 0 * d/dp = 0 * NaN at x < 0 into a NaN tangent.
+power = gate(_power, backward=_power_backward, tangent=_power_tangent)
 
 
 def _exp(x):

@@ -2,57 +2,79 @@
 
 The backward of a strided window is a scatter: a strided slice's transpose is lax.pad with
 interior padding, and a convolution's transposes are convolutions again.
+
+Padding takes every form torch and JAX users write: 'SAME', 'VALID', 'SAME_LOWER' (any case),
+an int, a pair (ph, pw) as in torch, or two (low, high) pairs. The pools follow
+torch.nn.functional.max_pool2d and avg_pool2d: `dilation` spaces a window's points, `ceil_mode`
+adds a last window that starts inside the input or its left padding, and avg_pool2d divides by
+the window's points inside the padded input (count_include_pad=True) or inside the input alone,
+never counting the ceil_mode overhang. Where torch refuses padding of more than half the window,
+the pools refuse only padding that leaves a window with no input point in it (max_pool2d would
+give -inf there, avg_pool2d 0 / 0).
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from difprog.errors import ShapeError
+from difprog.errors import ArgumentError, ShapeError
 from difprog.gate import gate, linear
-from difprog.gates._util import check_padding, check_pair, pair
+from difprog.gates._util import check_count, check_flag, check_padding, check_pair, pair
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _PATCH_BYTES = 4 << 20
 
 
-def _conv2d(x, w, stride=1, padding="SAME"):
-    """conv2d(x, w)[n,p,q,o] = sum x[n, p s + i, q s + j, c] w[i,j,c,o]; dx = conv^T(g, w), dw = conv(x, g)."""
-    return lax.conv_general_dilated(x, w, pair(stride, "stride"), padding,
-                                    dimension_numbers=_NHWC)
+def _conv2d(x, w, stride=1, padding="SAME", dilation=1, groups=1):
+    """conv2d[n,p,q,o] = sum x[n, p s + i d, q s + j d, c] w[i,j,c',o], c in o's group c'."""
+    return lax.conv_general_dilated(x, w, pair(stride, "stride"), check_padding("conv2d", padding),
+                                    rhs_dilation=pair(dilation, "dilation"),
+                                    dimension_numbers=_NHWC, feature_group_count=groups)
 
-def _conv2d_backward(g, out, x, w, stride, padding):
+def _conv2d_backward(g, out, x, w, stride, padding, dilation, groups):
     if 0 in (x.size, w.size, g.size):  # nothing flows: the cotangents are empty, or zeros
         return jnp.zeros_like(x), jnp.zeros_like(w)
-    strides, kernel = pair(stride, "stride"), w.shape[:2]
-    pads = _pads(x.shape[1:3], kernel, strides, padding)
+    strides, dilation = pair(stride, "stride"), pair(dilation, "dilation")
+    span = _span(w.shape[:2], dilation)
+    pads = _pads("conv2d", x.shape[1:3], span, strides, padding)
     dilated_out = [(o - 1) * s + 1 for o, s in zip(g.shape[1:3], strides)]
     # dx: the gradient, dilated by the stride, convolved with the kernel flipped and transposed.
     dx_pads = [(k - lo - 1, n + k - 1 - d - (k - lo - 1))
-               for n, k, (lo, _), d in zip(x.shape[1:3], kernel, pads, dilated_out)]
-    w_flipped = jnp.swapaxes(w[::-1, ::-1], 2, 3)
-    dx = lax.conv_general_dilated(g, w_flipped, (1, 1), dx_pads, lhs_dilation=strides,
-                                  dimension_numbers=_NHWC)
-    # dw: the input correlated with the stride-dilated gradient, batch and channels swapped.
+               for n, k, (lo, _), d in zip(x.shape[1:3], span, pads, dilated_out)]
+    dx = lax.conv_general_dilated(g, _transposed_kernel(w, groups), (1, 1), dx_pads,
+                                  lhs_dilation=strides, rhs_dilation=dilation,
+                                  dimension_numbers=_NHWC, feature_group_count=groups)
+    # dw: the input correlated with the stride-dilated gradient, batch and channels swapped; the
+    # kernel's dilation is the stride of this correlation, its groups split x's channels.
     dw_pads = [(lo, d - n + k - lo - 1)
-               for n, k, (lo, _), d in zip(x.shape[1:3], kernel, pads, dilated_out)]
+               for n, k, (lo, _), d in zip(x.shape[1:3], span, pads, dilated_out)]
 
     def dw_by_convolution(x, g):
-        dw = lax.conv_general_dilated(x, g, (1, 1), dw_pads, rhs_dilation=strides,
-                                      dimension_numbers=("CHWN", "IHWO", "NHWC"))
+        dw = lax.conv_general_dilated(x, g, dilation, dw_pads, rhs_dilation=strides,
+                                      dimension_numbers=("CHWN", "IHWO", "NHWC"),
+                                      batch_group_count=groups)
         return jnp.transpose(dw, (1, 2, 0, 3))
 
     def dw_by_patches(x, g):
-        return _weight_grad_by_patches(x, g, kernel, strides, pads)
+        return _weight_grad_by_patches(x, g, w.shape[:2], strides, dilation, pads, groups)
 
     return dx, lax.platform_dependent(x, g, cpu=dw_by_patches, default=dw_by_convolution)
 
-def _weight_grad_by_patches(x, g, kernel, strides, pads):
-    """dw = patches(x)^T g, one matmul per slice of the batch (XLA:CPU's own weight-gradient
-    convolution runs 2.6x slower; slices of about _PATCH_BYTES of patches stay in cache)."""
+def _transposed_kernel(w, groups):
+    """The kernel of dx: flipped in space, in and out channels swapped within each group."""
+    kh, kw, c, o = w.shape
+    flipped = w[::-1, ::-1].reshape(kh, kw, c, groups, o // groups)
+    return jnp.transpose(flipped, (0, 1, 4, 3, 2)).reshape(kh, kw, o // groups, c * groups)
+
+def _weight_grad_by_patches(x, g, kernel, strides, dilation, pads, groups):
+    """dw = patches(x)^T g, one matmul per slice of the batch and per group (XLA:CPU's own
+    weight-gradient convolution runs 2.6x slower, 30x to 100x with groups; slices of about
+    _PATCH_BYTES of patches stay in cache)."""
     n, c, k = x.shape[0], x.shape[3], kernel[0] * kernel[1]
     per_example = g.shape[1] * g.shape[2] * k * c * x.dtype.itemsize
     size = max(d for d in range(1, n + 1)
@@ -63,106 +85,186 @@ def _weight_grad_by_patches(x, g, kernel, strides, pads):
         padded = lax.pad(xs, jnp.zeros((), xs.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads),
                                                         (0, 0, 0)])
         (out_h, out_w), (sh, sw) = gs.shape[1:3], strides
-        patches = jnp.concatenate([
+        patches = jnp.stack([
             padded[:, i:i + (out_h - 1) * sh + 1:sh, j:j + (out_w - 1) * sw + 1:sw, :]
-            for i, j in _offsets(kernel)], axis=-1)
-        return patches.reshape(-1, k * c).T @ gs.reshape(-1, g.shape[3])
+            for i, j in _offsets(kernel, dilation)], axis=-2)
+        if groups == 1:
+            return patches.reshape(-1, k * c).T @ gs.reshape(-1, g.shape[3])
+        per_group = jnp.einsum("mkgc,mgo->kcgo", patches.reshape(-1, k, groups, c // groups),
+                               gs.reshape(-1, groups, g.shape[3] // groups))
+        return per_group.reshape(k * c // groups, g.shape[3])
 
     slices = (x.reshape(n // size, size, *x.shape[1:]), g.reshape(n // size, size, *g.shape[1:]))
-    return lax.map(one_slice, slices).sum(0).reshape(*kernel, c, g.shape[3])
+    return lax.map(one_slice, slices).sum(0).reshape(*kernel, c // groups, g.shape[3])
 
-def _conv2d_tangent(dx, dw, out, x, w, stride, padding):
-    return _conv2d(dx, w, stride, padding) + _conv2d(x, dw, stride, padding)
+def _conv2d_tangent(dx, dw, out, x, w, stride, padding, dilation, groups):
+    return (_conv2d(dx, w, stride, padding, dilation, groups)
+            + _conv2d(x, dw, stride, padding, dilation, groups))
 
-def _check_conv2d(x, w, stride, padding):
+def _check_conv2d(x, w, stride, padding, dilation, groups):
     if x.ndim != 4 or w.ndim != 4:
         raise ShapeError(f"gate 'conv2d' needs x of rank 4 (N, H, W, C) and w of rank 4 "
-                         f"(KH, KW, C_in, C_out), got x{list(x.shape)} and w{list(w.shape)}")
-    if x.shape[3] != w.shape[2]:
+                         f"(KH, KW, C_in / groups, C_out), got x{list(x.shape)} and "
+                         f"w{list(w.shape)}")
+    groups = check_count("conv2d", "groups", groups)
+    if x.shape[3] != w.shape[2] * groups:
+        per_group = "" if groups == 1 else (f" with argument 'groups' = {groups} "
+                                            f"({w.shape[2]} channels per group)")
         raise ShapeError(f"gate 'conv2d': x{list(x.shape)} has {x.shape[3]} channels but the "
-                         f"kernel w{list(w.shape)} expects {w.shape[2]}")
+                         f"kernel w{list(w.shape)}{per_group} expects {w.shape[2] * groups}; "
+                         f"w.shape[2] must be x's channels / groups")
+    if w.shape[3] % groups:
+        raise ShapeError(f"gate 'conv2d': argument 'groups' = {groups} must divide the "
+                         f"{w.shape[3]} output channels of the kernel w{list(w.shape)}")
     if 0 in w.shape[:2]:
         raise ShapeError(f"gate 'conv2d': the kernel w{list(w.shape)} has an empty window; its "
                          f"height and width (KH, KW) must be at least 1")
-    _check_fit("conv2d", x, w.shape[:2], check_pair("conv2d", "stride", stride),
-               check_padding("conv2d", padding))
+    strides = check_pair("conv2d", "stride", stride)
+    dilation = check_pair("conv2d", "dilation", dilation)
+    _check_fit("conv2d", x, w.shape[:2], dilation, strides, check_padding("conv2d", padding))
 
 conv2d = gate(_conv2d, backward=_conv2d_backward, tangent=_conv2d_tangent, check=_check_conv2d)
 
 
-def _max_pool2d(x, window=2, stride=None, padding="VALID"):
-    """max_pool2d: the max of each window; the gradient goes to the (first) winner of each window."""
-    kernel, strides, pads = _geometry(x, window, stride, padding)
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, *kernel, 1), (1, *strides, 1), pads)
+def _max_pool2d(x, window=2, stride=None, padding="VALID", dilation=1, ceil_mode=False):
+    """max_pool2d: the max of each window (pads are -inf); the gradient goes to its first winner."""
+    win = _window("max_pool2d", x.shape, window, stride, padding, dilation, ceil_mode)
+    if win.dilation != (1, 1):  # JAX cannot differentiate a dilated reduce_window max
+        return jnp.max(_windows(x, win, -jnp.inf), axis=0)
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, *win.kernel, 1), (1, *win.strides, 1),
+                             win.pads)
 
-def _max_pool2d_backward(g, out, x, window, stride, padding):
+def _max_pool2d_backward(g, out, x, window, stride, padding, dilation, ceil_mode):
     if x.size == 0 or out.size == 0:
         return (jnp.zeros_like(x),)
-    kernel, strides, pads = _geometry(x, window, stride, padding)
-    winner = jnp.argmax(_windows(x, kernel, strides, pads, -jnp.inf), axis=0)
+    win = _window("max_pool2d", x.shape, window, stride, padding, dilation, ceil_mode)
+    winner = jnp.argmax(_windows(x, win, -jnp.inf), axis=0)
     g = jnp.where(jnp.isnan(out), jnp.nan, g)  # a NaN wins its window: its gradient is NaN
-    return (sum(_scatter(jnp.where(winner == i, g, 0), offset, x.shape, strides, pads)
-                for i, offset in enumerate(_offsets(kernel))),)
+    return (sum(_scatter(jnp.where(winner == i, g, 0), offset, x.shape, win)
+                for i, offset in enumerate(_offsets(win.kernel, win.dilation))),)
 
-def _max_pool2d_tangent(dx, out, x, window, stride, padding):
+def _max_pool2d_tangent(dx, out, x, window, stride, padding, dilation, ceil_mode):
     if x.size == 0 or out.size == 0:
         return jnp.zeros_like(out)
-    kernel, strides, pads = _geometry(x, window, stride, padding)
-    winner = jnp.argmax(_windows(x, kernel, strides, pads, -jnp.inf), axis=0)
-    tangents = _windows(dx, kernel, strides, pads, 0)
+    win = _window("max_pool2d", x.shape, window, stride, padding, dilation, ceil_mode)
+    winner = jnp.argmax(_windows(x, win, -jnp.inf), axis=0)
+    tangents = _windows(dx, win, 0)
     return jnp.where(jnp.isnan(out), jnp.nan, jnp.take_along_axis(tangents, winner[None], 0)[0])
 
 max_pool2d = gate(_max_pool2d, backward=_max_pool2d_backward, tangent=_max_pool2d_tangent,
                   check=lambda x, **kw: _check_pool("max_pool2d", x, **kw))
 
 
-def _avg_pool2d(x, window=2, stride=None, padding="VALID"):
-    """avg_pool2d: the mean of each window (padding counts as zeros); d = 1 / window size each."""
-    kernel, strides, pads = _geometry(x, window, stride, padding)
-    total = lax.reduce_window(x, 0.0, lax.add, (1, *kernel, 1), (1, *strides, 1), pads)
-    return total / (kernel[0] * kernel[1])
+def _avg_pool2d(x, window=2, stride=None, padding="VALID", dilation=1, ceil_mode=False,
+                count_include_pad=True):
+    """avg_pool2d: each window's sum / its count of points in the padded input (or x); d = 1/count."""
+    win = _window("avg_pool2d", x.shape, window, stride, padding, dilation, ceil_mode)
+    total = lax.reduce_window(x, 0.0, lax.add, (1, *win.kernel, 1), (1, *win.strides, 1),
+                              win.pads, window_dilation=(1, *win.dilation, 1))
+    return total / _divisor(win, x, count_include_pad)
 
-def _avg_pool2d_backward(g, out, x, window, stride, padding):
+def _avg_pool2d_backward(g, out, x, window, stride, padding, dilation, ceil_mode,
+                         count_include_pad):
     if x.size == 0 or out.size == 0:
         return (jnp.zeros_like(x),)
-    kernel, strides, pads = _geometry(x, window, stride, padding)
-    share = g / (kernel[0] * kernel[1])
-    return (sum(_scatter(share, offset, x.shape, strides, pads) for offset in _offsets(kernel)),)
+    win = _window("avg_pool2d", x.shape, window, stride, padding, dilation, ceil_mode)
+    share = g / _divisor(win, x, count_include_pad)
+    # Each input point gets the shares of the windows over it: spread the shares out by the
+    # stride, then sum them over the (symmetric) window, as JAX transposes a window sum.
+    spread = lax.pad(share, jnp.zeros((), share.dtype), [
+        (0, 0, 0),
+        *((k - 1 - lo, n - (o - 1) * s - 1 + lo, s - 1) for n, k, s, o, (lo, _) in
+          zip(x.shape[1:3], _span(win.kernel, win.dilation), win.strides, win.out, win.given)),
+        (0, 0, 0)])
+    return (lax.reduce_window(spread, 0.0, lax.add, (1, *win.kernel, 1), (1, 1, 1, 1), "VALID",
+                              window_dilation=(1, *win.dilation, 1)),)
 
 avg_pool2d = linear(_avg_pool2d, _avg_pool2d_backward,
                     check=lambda x, **kw: _check_pool("avg_pool2d", x, **kw))
 
 
-def _geometry(x, window, stride, padding):
-    """The window's (kernel, strides, pads of all four axes); stride None means stride = window."""
-    kernel = pair(window, "window")
-    strides = pair(window if stride is None else stride, "stride")
-    return kernel, strides, [(0, 0), *_pads(x.shape[1:3], kernel, strides, padding), (0, 0)]
+class _Window(NamedTuple):
+    """A pool's geometry: window, strides and dilation as pairs, the pads of all four axes
+    (ceil_mode's overhang included in the high ones), the (low, high) pads it was given and
+    the output's height and width."""
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: list
+    given: list
+    out: tuple[int, int]
 
-def _pads(spatial, kernel, strides, padding):
+
+def _window(name, shape, window, stride, padding, dilation, ceil_mode):
+    """The geometry of a pool over inputs of `shape`; stride None means stride = window."""
+    kernel = pair(window, "window")
+    strides = kernel if stride is None else pair(stride, "stride")
+    dilation = pair(dilation, "dilation")
+    span = _span(kernel, dilation)
+    given = _pads(name, shape[1:3], span, strides, padding)
+    high = [hi + max(0, (_out_size(n, k, s, p, ceil_mode) - 1) * s + k - n - p[0] - p[1])
+            for n, k, s, p, (_, hi) in zip(shape[1:3], span, strides, given, given)]
+    pads = [(0, 0), *((lo, hi) for (lo, _), hi in zip(given, high)), (0, 0)]
+    out = tuple((n + lo + hi - k) // s + 1
+                for n, k, s, (lo, _), hi in zip(shape[1:3], span, strides, given, high))
+    return _Window(kernel, strides, dilation, pads, given, out)
+
+def _out_size(n, span, stride, pads, ceil_mode):
+    """torch's pooling output size: floor or ceil of (n + pads - span) / stride, plus one; with
+    ceil_mode the last window must start inside the input or the low padding."""
+    room = n + pads[0] + pads[1] - span
+    out = (-(-room // stride) if ceil_mode else room // stride) + 1
+    return out - 1 if ceil_mode and (out - 1) * stride >= n + pads[0] else out
+
+def _span(kernel, dilation):
+    """A dilated window's extent: (k - 1) d + 1 on each axis."""
+    return tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+
+def _pads(name, spatial, span, strides, padding):
+    """The (low, high) pads of the two spatial axes, for any form of `padding`."""
+    padding = check_padding(name, padding)
     if isinstance(padding, str):
-        return lax.padtype_to_pads(spatial, kernel, strides, padding)
+        return [tuple(p) for p in lax.padtype_to_pads(spatial, span, strides, padding)]
     return [tuple(p) for p in padding]
 
-def _offsets(kernel):
-    return list(itertools.product(range(kernel[0]), range(kernel[1])))
+def _offsets(kernel, dilation=(1, 1)):
+    """Where each point of a window lies from the window's corner."""
+    return [(i * dilation[0], j * dilation[1])
+            for i, j in itertools.product(range(kernel[0]), range(kernel[1]))]
 
-def _windows(x, kernel, strides, pads, fill):
-    """Stacks the strided slices padded_x[:, i::sh, j::sw, :], one per window offset (i, j)."""
-    padded = lax.pad(x, jnp.asarray(fill, x.dtype), [(lo, hi, 0) for lo, hi in pads])
-    out_h = (padded.shape[1] - kernel[0]) // strides[0] + 1
-    out_w = (padded.shape[2] - kernel[1]) // strides[1] + 1
+def _counts(n, k, s, d, given, out, include_pad):
+    """For each of `out` windows along one axis, how many of its k points the mean counts."""
+    lo, hi = given
+    start, stop = (0, n + lo + hi) if include_pad else (lo, lo + n)
+    points = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d
+    return ((points >= start) & (points < stop)).sum(1)
+
+def _divisor(win, x, count_include_pad):
+    """What avg_pool2d divides each window's sum by: a number when all windows count the same
+    number of points (the window's size without padding), else an (out_h, out_w, 1) array."""
+    counts = [_counts(n, k, s, d, p, out, count_include_pad)
+              for n, k, s, d, p, out in zip(x.shape[1:3], win.kernel, win.strides, win.dilation,
+                                            win.given, win.out)]
+    divisor = np.outer(*counts)[..., None]
+    if divisor.size == 0 or (divisor == divisor.flat[0]).all():
+        return float(divisor.flat[0]) if divisor.size else float(np.prod(win.kernel))
+    return jnp.asarray(divisor, x.dtype)
+
+def _windows(x, win, fill):
+    """Stacks the strided slices padded_x[:, i::sh, j::sw, :], one per window point (i, j)."""
+    padded = lax.pad(x, jnp.asarray(fill, x.dtype), [(lo, hi, 0) for lo, hi in win.pads])
+    out_h, out_w = win.out
     return jnp.stack([
         lax.slice(padded, (0, i, j, 0),
-                  (x.shape[0], i + (out_h - 1) * strides[0] + 1,
-                   j + (out_w - 1) * strides[1] + 1, x.shape[3]),
-                  (1, strides[0], strides[1], 1))
-        for i, j in _offsets(kernel)])
+                  (x.shape[0], i + (out_h - 1) * win.strides[0] + 1,
+                   j + (out_w - 1) * win.strides[1] + 1, x.shape[3]),
+                  (1, win.strides[0], win.strides[1], 1))
+        for i, j in _offsets(win.kernel, win.dilation)])
 
-def _scatter(values, offset, x_shape, strides, pads):
+def _scatter(values, offset, x_shape, win):
     """The transpose of one window slice: lax.pad with interior padding puts values back in place."""
-    (_, _), (top, bottom), (left, right), _ = pads
-    (i, j), (sh, sw) = offset, strides
+    (_, _), (top, bottom), (left, right), _ = win.pads
+    (i, j), (sh, sw) = offset, win.strides
     out_h, out_w = values.shape[1:3]
     padded_h, padded_w = x_shape[1] + top + bottom, x_shape[2] + left + right
     placed = lax.pad(values, jnp.zeros((), values.dtype),
@@ -170,22 +272,36 @@ def _scatter(values, offset, x_shape, strides, pads):
                       (j, padded_w - j - (out_w - 1) * sw - 1, sw - 1), (0, 0, 0)])
     return placed[:, top:top + x_shape[1], left:left + x_shape[2], :]
 
-def _check_fit(name, x, kernel, strides, padding):
+def _check_fit(name, x, kernel, dilation, strides, padding, ceil_mode=False):
     """Refuses a window larger than the input padded by VALID or explicit pads (XLA would
     return an empty array); 'SAME' padding always fits."""
     if padding in ("SAME", "SAME_LOWER"):
         return
-    pads = _pads(x.shape[1:3], kernel, strides, padding)
-    padded = [n + lo + hi for n, (lo, hi) in zip(x.shape[1:3], pads)]
-    if any(n < k for n, k in zip(padded, kernel)):
-        raise ShapeError(f"gate {name!r}: the {tuple(kernel)} window does not fit the input "
-                         f"x{list(x.shape)} with padding {padding!r} (padded height and width "
-                         f"{tuple(padded)}); use a smaller window, more padding or "
+    span = _span(kernel, dilation)
+    pads = _pads(name, x.shape[1:3], span, strides, padding)
+    if any(_out_size(n, k, s, p, ceil_mode) < 1
+           for n, k, s, p in zip(x.shape[1:3], span, strides, pads)):
+        spread = "" if span == tuple(kernel) else f" (dilated to span {span})"
+        padded = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[1:3], pads))
+        raise ShapeError(f"gate {name!r}: the {tuple(kernel)} window{spread} does not fit the "
+                         f"input x{list(x.shape)} with padding {padding!r} (padded height and "
+                         f"width {padded}); use a smaller window, more padding or "
                          f"padding='SAME'")
 
-def _check_pool(name, x, window, stride, padding):
+def _check_pool(name, x, window, stride, padding, dilation, ceil_mode, count_include_pad=True):
     if x.ndim != 4:
         raise ShapeError(f"gate {name!r} needs x of rank 4 (N, H, W, C), got x{list(x.shape)}")
     kernel = check_pair(name, "window", window)
     strides = kernel if stride is None else check_pair(name, "stride", stride)
-    _check_fit(name, x, kernel, strides, check_padding(name, padding))
+    dilation = check_pair(name, "dilation", dilation)
+    check_flag(name, "ceil_mode", ceil_mode)
+    check_flag(name, "count_include_pad", count_include_pad)
+    _check_fit(name, x, kernel, dilation, strides, check_padding(name, padding), ceil_mode)
+    win = _window(name, x.shape, kernel, strides, padding, dilation, ceil_mode)
+    for n, k, s, d, p, out in zip(x.shape[1:3], kernel, strides, dilation, win.given, win.out):
+        if n and out > 0 and not _counts(n, k, s, d, p, out, False).all():
+            raise ArgumentError(f"gate {name!r}: argument 'padding' is {padding!r}, which leaves "
+                                f"some {tuple(kernel)} windows of x{list(x.shape)} (stride "
+                                f"{strides}, dilation {dilation}) with no input point, where "
+                                f"max_pool2d gives -inf and avg_pool2d 0 / 0; pad at most half "
+                                f"the window's span on each side (torch's limit)")

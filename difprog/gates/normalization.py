@@ -1,4 +1,4 @@
-"""Layer normalisation over the last axis."""
+"""Layer normalisation and RMS normalisation over the last axis."""
 
 from __future__ import annotations
 
@@ -35,14 +35,42 @@ def _normalize(x, eps):
     return centered / sigma, sigma
 
 def _check_layer_norm(x, scale, offset, eps):
-    check_real("layer_norm", "eps", eps, minimum=0)
+    _check_norm("layer_norm", x, eps, scale=scale, offset=offset)
+
+def _check_norm(name, x, eps, **parameters):
+    check_real(name, "eps", eps, minimum=0)
     if x.ndim == 0:
-        raise ShapeError("gate 'layer_norm' normalises over the last axis and needs x of rank "
+        raise ShapeError(f"gate {name!r} normalises over the last axis and needs x of rank "
                          ">= 1, got a scalar")
-    for name, p in (("scale", scale), ("offset", offset)):
+    for parameter, p in parameters.items():
         if p.shape != x.shape[-1:]:
-            raise ShapeError(f"gate 'layer_norm': {name} must have shape {list(x.shape[-1:])} "
+            raise ShapeError(f"gate {name!r}: {parameter} must have shape {list(x.shape[-1:])} "
                              f"(the last axis of x{list(x.shape)}), got {list(p.shape)}")
 
 layer_norm = gate(_layer_norm, backward=_layer_norm_backward, tangent=_layer_norm_tangent,
                   check=_check_layer_norm)
+
+
+def _rms_norm(x, scale, eps=1e-6):
+    """y = xhat scale, xhat = x / r, r = sqrt(mean(x^2) + eps) over the last axis;
+    dx = (gh - xhat mean(gh xhat)) / r with gh = g scale."""
+    xhat, _ = _rms_normalize(x, eps)
+    return xhat * scale
+
+def _rms_norm_backward(g, out, x, scale, eps):
+    xhat, r = _rms_normalize(x, eps)
+    gh = g * scale
+    dx = (gh - xhat * jnp.mean(gh * xhat, -1, keepdims=True)) / r
+    return dx, unbroadcast(g * xhat, scale.shape)
+
+def _rms_norm_tangent(dx, dscale, out, x, scale, eps):
+    xhat, r = _rms_normalize(x, eps)
+    dxhat = (dx - xhat * jnp.mean(xhat * dx, -1, keepdims=True)) / r
+    return dxhat * scale + xhat * dscale
+
+def _rms_normalize(x, eps):
+    r = jnp.sqrt(jnp.mean(x * x, -1, keepdims=True) + eps)
+    return x / r, r
+
+rms_norm = gate(_rms_norm, backward=_rms_norm_backward, tangent=_rms_norm_tangent,
+                check=lambda x, scale, eps: _check_norm("rms_norm", x, eps, scale=scale))

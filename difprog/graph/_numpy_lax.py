@@ -226,10 +226,10 @@ def cumulative(x, op, axis, reverse):
     return fn.accumulate(x, axis=axis, dtype=x.dtype)
 
 
-def scatter_add(operand, indices, updates, update_window_dims, inserted_window_dims,
-                scatter_dims_to_operand_dims, operand_batching_dims,
-                scatter_indices_batching_dims, mode):
-    """Mirror lax.scatter_add (index_vector_dim is the last dim; mode 'clip'/'fill'/...)."""
+def scatter(operand, indices, updates, update_window_dims, inserted_window_dims,
+            scatter_dims_to_operand_dims, operand_batching_dims,
+            scatter_indices_batching_dims, mode, add=True):
+    """Mirror lax.scatter_add (add) or lax.scatter (index_vector_dim last; mode 'clip'/'fill'/...)."""
     out = np.array(operand, copy=True)
     indices = np.asarray(indices).astype(np.int64)
     updates = np.asarray(updates)
@@ -254,5 +254,6 @@ def scatter_add(operand, indices, updates, update_window_dims, inserted_window_d
         for axis, i in zip(scatter_axes, b):
             where[axis] = i
         target = tuple(slice(s, s + z) for s, z in zip(start, sizes))
-        out[target] += updates[tuple(where)].reshape(sizes)
+        update = updates[tuple(where)].reshape(sizes)
+        out[target] = out[target] + update if add else update
     return out

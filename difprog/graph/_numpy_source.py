@@ -224,14 +224,17 @@ def _gather(w, ins, eqn):
         slice_sizes=p["slice_sizes"], mode=_mode(p), **fill)
 
 
-def _scatter_add(w, ins, eqn):
-    p, dn = eqn.params, eqn.params["dimension_numbers"]
-    return _helper_call(
-        w, "scatter_add", ins, update_window_dims=dn.update_window_dims,
-        inserted_window_dims=dn.inserted_window_dims,
-        scatter_dims_to_operand_dims=dn.scatter_dims_to_operand_dims,
-        operand_batching_dims=dn.operand_batching_dims,
-        scatter_indices_batching_dims=dn.scatter_indices_batching_dims, mode=_mode(p))
+def _scatter(add: bool):
+    def scatter(w, ins, eqn):
+        p, dn = eqn.params, eqn.params["dimension_numbers"]
+        return _helper_call(
+            w, "scatter", ins, update_window_dims=dn.update_window_dims,
+            inserted_window_dims=dn.inserted_window_dims,
+            scatter_dims_to_operand_dims=dn.scatter_dims_to_operand_dims,
+            operand_batching_dims=dn.operand_batching_dims,
+            scatter_indices_batching_dims=dn.scatter_indices_batching_dims, mode=_mode(p),
+            add=add)
+    return scatter
 
 
 def _mode(params: dict) -> str:
@@ -320,7 +323,7 @@ NUMPY: dict[str, Callable] = {
     "platform_index": lambda w, ins, eqn: Expr("0"),
     "empty2": lambda w, ins, eqn: Expr(
         f"np.zeros({_python(tuple(eqn.outvars[0].aval.shape))}, dtype={_out_dtype(eqn)})"),
-    "gather": _gather, "scatter-add": _scatter_add, "iota": _iota,
+    "gather": _gather, "scatter-add": _scatter(add=True), "scatter": _scatter(add=False), "iota": _iota,
     "cumsum": _cumulative("sum"), "cumprod": _cumulative("prod"), "cummax": _cumulative("max"),
     "cummin": _cumulative("min"),
 }

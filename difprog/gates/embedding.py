@@ -1,0 +1,54 @@
+"""Embedding lookup: rows of a table picked by integer ids, linear in the table.
+
+Out-of-range ids (below 0 or at least the number of rows) are a LabelError when the ids are
+known (eagerly); under jit, where they cannot be checked, they give NaN rows in the value and
+the tangent, and a NaN cotangent for the whole table: never a finite wrong number.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from difprog import adapter
+from difprog.errors import DtypeError, LabelError, ShapeError
+from difprog.gate import gate
+
+
+def _embedding(table, ids):
+    """out[..., :] = table[ids[...], :]; d/dtable scatter-adds g into the rows ids name
+    (repeated ids add up); ids have no derivative. Out-of-range ids give NaN rows."""
+    vocab = table.shape[0]
+    safe = jnp.where(_in_range(ids, vocab), ids, vocab)  # JAX would wrap negative ids
+    return jnp.take(table, safe, axis=0, mode="fill", fill_value=jnp.nan)
+
+def _embedding_backward(g, out, table, ids):
+    vocab = table.shape[0]
+    good = _in_range(ids, vocab)
+    dtable = jnp.zeros_like(table).at[jnp.where(good, ids, vocab)].add(g, mode="drop")
+    return (jnp.where(jnp.all(good), dtable, jnp.nan),)
+
+def _in_range(ids, vocab):
+    return (ids >= 0) & (ids < vocab)
+
+def _check_embedding(table, ids):
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise DtypeError(f"gate 'embedding': ids must be integer row indices, got dtype "
+                         f"{ids.dtype}; use ids.astype(jnp.int32)")
+    if table.ndim != 2:
+        raise ShapeError(f"gate 'embedding': table must have shape (vocab, features), got "
+                         f"table{list(table.shape)}")
+    if not adapter.is_tracer(ids):
+        values = np.asarray(ids)
+        bad = (values < 0) | (values >= table.shape[0])
+        if bad.any():
+            raise LabelError(f"gate 'embedding': ids must lie in [0, {table.shape[0]}) (the rows "
+                             f"of table{list(table.shape)}), got {values[bad][:5].tolist()}")
+
+def _embedding_tangent(dtable, out, table, ids):
+    return _embedding(dtable, ids)
+
+# Linear in the table, so the tangent is the forward applied to the tangent; written out
+# because `linear` takes no `nondiff` inputs.
+embedding = gate(_embedding, backward=_embedding_backward, tangent=_embedding_tangent,
+                 nondiff=("ids",), check=_check_embedding)
