@@ -38,6 +38,22 @@ def _layer_norm(x, scale, offset, eps=1e-5):
     return (x - mean) / jnp.sqrt(var + eps) * scale + offset
 
 
+def _rms_norm(x, scale, eps=1e-6):
+    return x / jnp.sqrt((x * x).mean(-1, keepdims=True) + eps) * scale
+
+
+def _attention_layer(p, x, heads, causal):
+    """Multi-head self-attention in plain jax.numpy: (batch, seq, features) -> same."""
+    b, t, f = x.shape
+    split = lambda h: h.reshape(b, t, heads, f // heads).transpose(0, 2, 1, 3)
+    q, k, v = (split(x @ p[f"w{n}"] + p[f"b{n}"]) for n in "qkv")
+    scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(f // heads)
+    if causal:
+        scores = jnp.where(jnp.tril(jnp.ones((t, t), bool)), scores, -jnp.inf)
+    mixed = (jax.nn.softmax(scores, -1) @ v).transpose(0, 2, 1, 3).reshape(b, t, f)
+    return mixed @ p["wo"] + p["bo"]
+
+
 def _dropout(x, rate):
     keep = jax.random.bernoulli(DROP_KEY, 1 - rate, x.shape)
     return jnp.where(keep, x / (1 - rate), 0.0)
@@ -67,6 +83,14 @@ LAYER_CASES = [
      {"key": DROP_KEY, "train": True}),
     ("layer_norm", layers.LayerNorm(), (3, 5),
      lambda p, x: _layer_norm(x, p["scale"], p["offset"]), {}),
+    ("gelu", layers.Gelu(), (3, 4), lambda p, x: jax.nn.gelu(x, approximate=False), {}),
+    ("gelu_tanh", layers.Gelu(approximate=True), (3, 4),
+     lambda p, x: jax.nn.gelu(x, approximate=True), {}),
+    ("rms_norm", layers.RMSNorm(), (3, 5), lambda p, x: _rms_norm(x, p["scale"]), {}),
+    ("multi_head_attention", layers.MultiHeadAttention(2), (2, 5, 4),
+     lambda p, x: _attention_layer(p, x, 2, causal=False), {}),
+    ("multi_head_attention_causal", layers.MultiHeadAttention(2, causal=True), (2, 6, 4),
+     lambda p, x: _attention_layer(p, x, 2, causal=True), {}),
 ]
 
 

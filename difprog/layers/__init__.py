@@ -23,19 +23,23 @@ from difprog.layers._combinators import (
 )
 from difprog.layers._layer import Layer
 from difprog.layers._memory import Remat, Repeat, remat, repeat
+from difprog.layers._position import PositionEmbedding
+from difprog.layers._sequence import Embedding, MultiHeadAttention
 from difprog.layers._stateless import (
     Activation,
     AvgPool2D,
     Dropout,
     Flatten,
+    Gelu,
     LeakyRelu,
     MaxPool2D,
     Relu,
     Sigmoid,
     Tanh,
+    activation,
 )
 from difprog.layers._summary import summary
-from difprog.layers._trainable import Conv2D, Dense, LayerNorm
+from difprog.layers._trainable import Conv2D, Dense, LayerNorm, RMSNorm
 
 __all__ = [
     "Activation",
@@ -43,12 +47,17 @@ __all__ = [
     "Conv2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
+    "Gelu",
     "Layer",
     "LayerNorm",
     "LeakyRelu",
     "MaxPool2D",
+    "MultiHeadAttention",
     "Parallel",
+    "PositionEmbedding",
+    "RMSNorm",
     "Relu",
     "Remat",
     "Repeat",
@@ -56,6 +65,7 @@ __all__ = [
     "Serial",
     "Sigmoid",
     "Tanh",
+    "activation",
     "parallel",
     "remat",
     "repeat",

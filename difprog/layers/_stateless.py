@@ -1,4 +1,5 @@
-"""Layers without params: pooling, Flatten, activations and Dropout."""
+"""Layers without params: pooling, Flatten, activations (one line each with `activation`)
+and Dropout."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from difprog import gates
 from difprog.errors import ArgumentError
 from difprog.gate import Gate
 from difprog.gates import pair
+from difprog.gates._util import layer_padding
 from difprog.layers._layer import Leaf
 
 
@@ -19,30 +21,51 @@ class _Pool2D(Leaf):
     pool: Gate
 
     def __init__(self, window: int | tuple[int, int] = 2, stride: int | tuple[int, int] | None
-                 = None, padding: str | tuple = "VALID", *, name: str | None = None):
+                 = None, padding: str | int | tuple = "VALID", *,
+                 dilation: int | tuple[int, int] = 1, ceil_mode: bool = False,
+                 name: str | None = None):
         super().__init__(name=name)
+        layer = type(self).__name__
         try:
             self.window = pair(window, "window")
             self.stride = self.window if stride is None else pair(stride, "stride")
+            self.dilation = pair(dilation, "dilation")
         except ValueError as error:
-            raise ArgumentError(f"{type(self).__name__}: {error}") from None
-        self.padding = padding if isinstance(padding, str) else tuple(map(tuple, padding))
+            raise ArgumentError(f"{layer}: {error}") from None
+        self.padding = layer_padding(layer, padding)
+        self.ceil_mode = _flag(layer, "ceil_mode", ceil_mode)
+
+    def _options(self):
+        return {"dilation": self.dilation, "ceil_mode": self.ceil_mode}
 
     def _settings(self):
         stride = [] if self.stride == self.window else [f"stride={self.stride}"]
         padding = [] if self.padding == "VALID" else [f"padding={self.padding!r}"]
+        defaults = {"dilation": (1, 1), "ceil_mode": False, "count_include_pad": True}
+        options = [f"{k}={v}" for k, v in self._options().items() if v != defaults[k]]
         return [str(self.window[0]) if self.window[0] == self.window[1] else str(self.window),
-                *stride, *padding, *super()._settings()]
+                *stride, *padding, *options, *super()._settings()]
 
     def _fits(self, shape):
         return len(shape) == 4
 
     def _forward(self, params, x, run):
-        return self.pool(x, window=self.window, stride=self.stride, padding=self.padding)
+        return self.pool(x, window=self.window, stride=self.stride, padding=self.padding,
+                         **self._options())
+
+
+def _flag(layer: str, name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ArgumentError(f"{layer}: {name} must be True or False, got {value!r}")
+    return value
 
 
 class MaxPool2D(_Pool2D):
-    """The max of each window of an NHWC input; stride None means stride = window.
+    """The max of each window of an NHWC input, as torch.nn.MaxPool2d; stride None means
+    stride = window. padding: 'VALID', 'SAME', an int, (ph, pw) or ((top, bottom), (left,
+    right)), padded with -inf; dilation spaces the window's points; ceil_mode adds a last
+    window that starts inside the input or the top/left padding. Padding that leaves a window
+    with no input point is refused (torch refuses padding over half the window).
 
     Example:
         >>> layers.MaxPool2D(2).apply({}, jnp.ones((1, 8, 8, 3))).shape
@@ -54,10 +77,25 @@ class MaxPool2D(_Pool2D):
 
 
 class AvgPool2D(_Pool2D):
-    """The mean of each window of an NHWC input; stride None means stride = window."""
+    """The mean of each window of an NHWC input, as torch.nn.AvgPool2d; stride None means
+    stride = window. padding, dilation and ceil_mode as in MaxPool2D (padding counts as zeros);
+    count_include_pad=True divides by the window's points inside the padded input (torch's
+    default), False by those inside the input; ceil_mode's overhang never counts.
+    """
 
     kind = "avg_pool2d"
     pool = gates.avg_pool2d
+
+    def __init__(self, window: int | tuple[int, int] = 2, stride: int | tuple[int, int] | None
+                 = None, padding: str | int | tuple = "VALID", *,
+                 dilation: int | tuple[int, int] = 1, ceil_mode: bool = False,
+                 count_include_pad: bool = True, name: str | None = None):
+        super().__init__(window, stride, padding, dilation=dilation, ceil_mode=ceil_mode,
+                         name=name)
+        self.count_include_pad = _flag("AvgPool2D", "count_include_pad", count_include_pad)
+
+    def _options(self):
+        return {**super()._options(), "count_include_pad": self.count_include_pad}
 
 
 class Flatten(Leaf):
@@ -93,13 +131,36 @@ class Activation(Leaf):
         return self.gate(x, **self.gate_settings)
 
 
-class Relu(Activation):
-    """relu(x) = max(x, 0), elementwise."""
+def activation(gate: Gate, *, relu_like: bool = False, doc: str | None = None
+               ) -> type[Activation]:
+    """A layer class applying the elementwise `gate`: a layer without params in one line.
 
-    kind, relu_like = "relu", True
+    Its keyword arguments are the gate's constants, `Gelu(approximate=True)`; `relu_like`
+    makes a Dense or Conv2D before it default to He initialisation.
 
-    def __init__(self, *, name: str | None = None):
-        super().__init__(gates.relu, name=name)
+    Example:
+        >>> Softplus = layers.activation(gates.softplus)
+        >>> Softplus(beta=2.0)
+        Softplus(beta=2.0)
+    """
+    def __init__(self, *, name: str | None = None, **settings):
+        unknown = sorted(set(settings) - set(gate.static_names))
+        if unknown:
+            raise ArgumentError(f"{type(self).__name__}: unknown settings {unknown}; the gate "
+                                f"{gate.name!r} takes {list(gate.static_names)}")
+        Activation.__init__(self, gate, name=name, **settings)
+
+    class_name = "".join(part.title() for part in gate.name.split("_"))
+    return type(class_name, (Activation,), {
+        "__init__": __init__, "__doc__": doc or f"{gate.name}, elementwise: {gate.__doc__}",
+        "__module__": __name__, "kind": gate.name, "relu_like": relu_like})
+
+
+Relu = activation(gates.relu, relu_like=True, doc="relu(x) = max(x, 0), elementwise.")
+Tanh = activation(gates.tanh, doc="tanh(x), elementwise.")
+Sigmoid = activation(gates.sigmoid, doc="sigmoid(x) = 1 / (1 + exp(-x)), elementwise.")
+Gelu = activation(gates.gelu, doc="gelu(x) = x Phi(x), elementwise; Gelu(approximate=True) for "
+                  "the tanh form.")
 
 
 class LeakyRelu(Activation):
@@ -109,24 +170,6 @@ class LeakyRelu(Activation):
 
     def __init__(self, negative_slope: float = 0.01, *, name: str | None = None):
         super().__init__(gates.leaky_relu, name=name, negative_slope=float(negative_slope))
-
-
-class Tanh(Activation):
-    """tanh(x), elementwise."""
-
-    kind = "tanh"
-
-    def __init__(self, *, name: str | None = None):
-        super().__init__(gates.tanh, name=name)
-
-
-class Sigmoid(Activation):
-    """sigmoid(x) = 1 / (1 + exp(-x)), elementwise."""
-
-    kind = "sigmoid"
-
-    def __init__(self, *, name: str | None = None):
-        super().__init__(gates.sigmoid, name=name)
 
 
 class Dropout(Leaf):
