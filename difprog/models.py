@@ -1,10 +1,15 @@
-"""Ready-made models for the command line: a small CNN and an MLP for 8x8 digit images."""
+"""Ready-made models: for the command line a small CNN and an MLP for 8x8 digit images; `gpt`, a
+decoder-only transformer language model (not yet a command-line model)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
+from jax.nn import initializers
+
 from difprog import layers
+from difprog import layers as _layers  # `gpt` has an argument named layers
 from difprog.errors import ArgumentError
 
 
@@ -28,6 +33,83 @@ def mlp(num_classes: int = 10) -> layers.Serial:
 def linear(num_classes: int = 10) -> layers.Serial:
     """A linear softmax classifier on the flattened pixels: the baseline to beat."""
     return layers.serial(layers.Flatten(), layers.Dense(num_classes))
+
+
+def gpt(vocab: int, layers: int = 4, heads: int = 4, features: int = 128, context: int = 128,
+        *, mlp_ratio: float = 4, norm: str = "layer", dropout: float = 0.0,
+        gelu_approximate: bool = False) -> _layers.Serial:
+    """A decoder-only transformer (GPT-2's layout) mapping token ids (..., seq) to next-token logits
+    (..., seq, vocab), every gradient through difprog gates.
+
+    Token embedding plus a learned position embedding; `layers` pre-norm blocks, each
+    `x + attention(norm(x))` (causal multi-head self-attention) then `x + mlp(norm(x))` (Dense
+    mlp_ratio * features, Gelu, Dense features); a final norm; an output projection Dense(vocab).
+    GPT-2's initialisation: weights normal(0.02), the output projections of the attention and
+    the MLP normal(0.02 / sqrt(2 layers)) so the residual stream's variance does not grow with
+    depth, biases zero.
+
+    The output projection is not tied to the token embedding: difprog layers own their params
+    and cannot share one between two layers.
+
+    Args:
+        vocab: the number of token ids (`difprog.data.text(...).vocab_size`).
+        layers: the number of transformer blocks.
+        heads: attention heads per block; it must divide features.
+        features: the width of the residual stream.
+        context: the longest sequence the model takes (the position table's rows).
+        mlp_ratio: the MLP's hidden width as a multiple of features.
+        norm: 'layer' (LayerNorm, as GPT-2) or 'rms' (RMSNorm, as LLaMA).
+        dropout: the rate of Dropout after the embeddings and on each block's branch output,
+            before the residual sum (0: none; it acts with `key=` and `train=True` only).
+        gelu_approximate: the tanh form of gelu (GPT-2's) instead of the exact one.
+
+    Params are keyed `embedding`, `position`, `block_<i>/attention/...`, `block_<i>/mlp/...`,
+    `norm`, `head`; `layers.summary(model, ids)` lists them.
+
+    Example:
+        >>> model = gpt(vocab=100, layers=2, heads=2, features=32, context=16)
+        >>> params = model.init(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))
+        >>> model.apply(params, jnp.zeros((4, 16), jnp.int32)).shape
+        (4, 16, 100)
+    """
+    for what, value in (("vocab", vocab), ("layers", layers), ("heads", heads),
+                        ("features", features), ("context", context)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ArgumentError(f"gpt: {what} must be a positive int, got {value!r}")
+    if features % heads:
+        raise ArgumentError(f"gpt: heads={heads} must divide features={features}")
+    if (isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float))
+            or not math.isfinite(mlp_ratio) or round(mlp_ratio * features) < 1):
+        raise ArgumentError(f"gpt: mlp_ratio must be a positive number (at least 1 / features), "
+                            f"got {mlp_ratio!r}")
+    if norm not in _NORMS:
+        raise ArgumentError(f"gpt: norm must be one of {sorted(_NORMS)}, got {norm!r}")
+    if not isinstance(gelu_approximate, bool):
+        raise ArgumentError(f"gpt: gelu_approximate must be True or False, got "
+                            f"{gelu_approximate!r}")
+    drop = [_layers.Dropout(dropout)] if dropout else []  # Dropout checks the rate
+    weights = initializers.normal(0.02)
+    hidden, out_weights = round(mlp_ratio * features), initializers.normal(0.02 / math.sqrt(2 * layers))
+
+    def block(i: int) -> _layers.Serial:
+        attention = _layers.residual(
+            _NORMS[norm](), _layers.MultiHeadAttention(heads, causal=True, w_init=weights,
+                                                       out_init=out_weights),
+            *drop, name="attention")
+        mlp = _layers.residual(
+            _NORMS[norm](), _layers.Dense(hidden, w_init=weights),
+            _layers.Gelu(approximate=gelu_approximate),
+            _layers.Dense(features, w_init=out_weights), *drop, name="mlp")
+        return _layers.serial(attention, mlp, name=f"block_{i}")
+
+    return _layers.serial(
+        _layers.Embedding(vocab, features, name="embedding"),
+        _layers.PositionEmbedding(context, name="position"), *drop,
+        *(block(i) for i in range(layers)),
+        _NORMS[norm](name="norm"), _layers.Dense(vocab, w_init=weights, name="head"))
+
+
+_NORMS = {"layer": _layers.LayerNorm, "rms": _layers.RMSNorm}
 
 
 MODELS: dict[str, Callable[[int], layers.Layer]] = {"cnn": cnn, "mlp": mlp, "linear": linear}
