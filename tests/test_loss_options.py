@@ -329,7 +329,7 @@ def test_nan_score_gives_nan_gradient_row_with_every_option(mode):
              ("multiclass_hinge_loss", LABELS.reshape(12), {"p": 2, "reduction": "none"})]
     for name, labels, static in cases:
         f = lambda s, y, w, name=name, static=static: jnp.sum(
-            gates.ALL[name](s, y, w, **static))
+            gates.ALL[name](s, y, weights=w, **static))
         grad = jax.grad(f)
         grad = np.asarray((jax.jit(grad) if mode == "jit" else grad)(s, labels,
                                                                       jnp.asarray(WEIGHTS)))
