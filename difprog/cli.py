@@ -47,6 +47,9 @@ def _run(args: argparse.Namespace) -> int:
     name = " ".join(filter(None, (args.command, getattr(args, "benchmark", None))))
     try:
         return args.handler(args)
+    except _UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"difprog {name}: interrupted", file=sys.stderr)
         return 130
@@ -100,7 +103,8 @@ def _parser() -> _Parser:
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of a failure instead of one line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_train, _add_visualize, _add_explain, _add_check, _add_bench):
+    for add in (_add_demo, _add_train, _add_sample, _add_visualize, _add_explain, _add_check,
+                _add_bench):
         add(commands)
     return parser
 
@@ -193,6 +197,26 @@ def _add_train(commands) -> None:
     _training_arguments(train, "train")
 
 
+def _add_sample(commands) -> None:
+    """difprog sample --checkpoint PATH --prompt TEXT [--length --temperature --top-k --seed]."""
+    sample = _command(
+        commands, "sample", _sample, help="generate text with a trained language model",
+        description="Loads a checkpoint written by difprog train --model gpt and prints the "
+                    "prompt followed by generated tokens, each drawn from the model's "
+                    "next-token distribution over the last --context tokens.")
+    sample.add_argument("--checkpoint", type=pathlib.Path, required=True, metavar="PATH",
+                        help="a checkpoint file, or a run directory (its newest checkpoint)")
+    sample.add_argument("--prompt", required=True, help="the text to continue, such as 'def '")
+    sample.add_argument("--length", type=_integer(1, 100_000), default=200,
+                        help="tokens to generate")
+    sample.add_argument("--temperature", type=_number(positive=False), default=0.8,
+                        help="divides the logits: lower is more conservative; 0 always takes "
+                             "the most likely token")
+    sample.add_argument("--top-k", type=_positive, default=None,
+                        help="draw only from the k most likely tokens (default: all)")
+    sample.add_argument("--seed", type=_seed, default=0, help="seed of the draws")
+
+
 def _add_demo(commands) -> None:
     """difprog demo: train's options, then visualisations and explanations of the model."""
     demo = _command(
@@ -271,27 +295,43 @@ def _add_explain(commands) -> None:
 
 
 def _training_arguments(parser: _Parser, command: str) -> None:
-    """The options of train and demo, with TrainConfig's defaults."""
+    """The options of train and demo, with TrainConfig's (and, for train, LMConfig's) defaults.
+
+    Options one kind of model has and the other lacks default to None, so that `_train` can
+    refuse them by name; `_resolved` fills in the defaults."""
+    from difprog.lm import LMConfig
     from difprog.models import MODELS
     from difprog.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
 
-    defaults = TrainConfig()
-    parser.add_argument("--model", choices=sorted(MODELS), default="cnn", help="the model")
-    parser.add_argument("--dataset", choices=["digits"], default="digits", help="the data set")
-    parser.add_argument("--epochs", type=_positive, default=defaults.epochs,
-                        help="passes over the training set")
-    parser.add_argument("--batch-size", type=_positive, default=defaults.batch_size,
-                        help="examples per step")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
-                        help="the optax optimiser")
-    parser.add_argument("--lr", type=_number(positive=True), default=defaults.learning_rate,
-                        help="peak learning rate")
-    parser.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
-                        help="learning-rate schedule")
-    parser.add_argument("--loss", choices=sorted(LOSSES), default=defaults.loss, help="the loss")
-    parser.add_argument("--weight-decay", type=_number(positive=False),
-                        default=defaults.weight_decay, help="L2 penalty on the weights")
-    parser.add_argument("--seed", type=_seed, default=defaults.seed,
+    image, text = TrainConfig(), LMConfig()
+    lm = command == "train"
+    parser.add_argument("--model", choices=sorted([*MODELS, *(["gpt"] if lm else [])]),
+                        default="cnn", help="the model" + (
+                            " (gpt: a transformer language model on --data; see the options "
+                            "below)" if lm else ""))
+    parser.add_argument("--dataset", choices=["digits"], default=None,
+                        help="the data set of the image models (default: digits)")
+    parser.add_argument("--epochs", type=_positive, default=None,
+                        help=f"passes over the training set (default: {image.epochs})")
+    parser.add_argument("--batch-size", type=_positive, default=None,
+                        help=f"examples per step (default: {image.batch_size}"
+                             + (f"; gpt: {text.batch_size} windows" if lm else "") + ")")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                        help=f"the optax optimiser (default: {image.optimizer}; gpt trains with "
+                             f"AdamW)")
+    parser.add_argument("--lr", type=_number(positive=True), default=None,
+                        help=f"peak learning rate (default: {image.learning_rate}"
+                             + (f"; gpt: {text.learning_rate}" if lm else "") + ")")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=None,
+                        help=f"learning-rate schedule (default: {image.schedule}; gpt: warm-up "
+                             f"then cosine)")
+    parser.add_argument("--loss", choices=sorted(LOSSES), default=None,
+                        help=f"the loss (default: {image.loss})")
+    parser.add_argument("--weight-decay", type=_number(positive=False), default=None,
+                        help=f"L2 penalty on the weights (default: {image.weight_decay}"
+                             + (f"; gpt: AdamW's decoupled decay, {text.weight_decay}" if lm
+                                else "") + ")")
+    parser.add_argument("--seed", type=_seed, default=image.seed,
                         help=f"seed of the params, shuffles and dropout (0 to {_SEED_LIMIT - 1})")
     parser.add_argument("--devices", type=_devices, default=None,
                         help="devices to shard each batch over (default: all local devices; "
@@ -306,6 +346,41 @@ def _training_arguments(parser: _Parser, command: str) -> None:
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bar and the compile lines (when stderr is "
                              "not a terminal, the bar is a line every 5 s at most)")
+    if lm:
+        _language_model_arguments(parser, text)
+
+
+_LM_OPTIONS = ("data", "level", "steps", "layers", "heads", "features", "context", "dropout",
+               "warmup", "clip", "eval_every")
+_IMAGE_OPTIONS = ("dataset", "epochs", "optimizer", "schedule", "loss")
+
+
+def _language_model_arguments(parser: _Parser, defaults) -> None:
+    """The options of `train --model gpt` (LMConfig's fields), in a group of their own."""
+    group = parser.add_argument_group("language model (--model gpt)")
+    group.add_argument("--data", default=None, metavar="SOURCE",
+                       help="a UTF-8 text file, a directory of them, or python-stdlib (the "
+                            "running Python's standard library) (default: python-stdlib)")
+    group.add_argument("--level", choices=["char", "byte"], default=None,
+                       help="tokens: characters or UTF-8 bytes (default: char)")
+    for name, kind, what in (
+            ("steps", _positive, "optimiser steps"), ("layers", _positive, "transformer blocks"),
+            ("heads", _positive, "attention heads"), ("features", _positive, "model width"),
+            ("context", _positive, "tokens per window"),
+            ("dropout", _fraction, "dropout rate in the blocks"),
+            ("warmup", _integer(0), "steps of linear learning-rate warm-up"),
+            ("clip", _number(positive=True), "largest global gradient norm"),
+            ("eval_every", _positive, "steps between validation losses and checkpoints")):
+        group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
+                           help=f"{what} (default: {getattr(defaults, name)})")
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    value = _number(positive=False)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return value
 
 
 def _start_devices(args: argparse.Namespace) -> None:
@@ -328,11 +403,15 @@ def _train(args: argparse.Namespace) -> int:
     from difprog import data, models, rundir
     from difprog.train import TrainConfig, fit
 
-    demo, neuron = args.command == "demo", None
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                         optimizer=args.optimizer, learning_rate=args.lr,
-                         schedule=args.schedule, loss=args.loss,
-                         weight_decay=args.weight_decay, seed=args.seed, devices=args.devices)
+    if args.model == "gpt":
+        return _train_lm(args)
+    _refuse_options(args, [name for name in _LM_OPTIONS if hasattr(args, name)], "gpt")
+    demo, neuron, defaults = args.command == "demo", None, TrainConfig()
+    args.dataset = args.dataset or "digits"
+    config = TrainConfig(**{field: _given(args, option, defaults, field) for option, field in (
+        ("epochs", "epochs"), ("batch_size", "batch_size"), ("optimizer", "optimizer"),
+        ("lr", "learning_rate"), ("schedule", "schedule"), ("loss", "loss"),
+        ("weight_decay", "weight_decay"))}, seed=args.seed, devices=args.devices)
     _start_devices(args)
     with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
         dataset = data.load(args.dataset)
@@ -350,6 +429,62 @@ def _train(args: argparse.Namespace) -> int:
     epochs = result.history[-1]["epoch"] if result.history else 0
     print(f"test accuracy {result.test_accuracy:.2%} ({right}/{len(dataset.y_test)}) on "
           f"{args.dataset} with the {args.model} model after {epochs} epochs")
+    return 0
+
+
+def _given(args: argparse.Namespace, option: str, defaults, field: str):
+    """The option's value, or the config's default when the command line left it out."""
+    value = getattr(args, option)
+    return getattr(defaults, field) if value is None else value
+
+
+def _refuse_options(args: argparse.Namespace, options, model: str) -> None:
+    """A usage error (exit status 2) naming each given option that applies only to `model`."""
+    given = [f"--{name.replace('_', '-')}" for name in options if getattr(args, name) is not None]
+    if given:
+        which = "the image models (cnn, mlp, linear)" if model == "image" else f"--model {model}"
+        raise _UsageError(f"difprog {args.command}: {', '.join(given)} "
+                          f"{'applies' if len(given) == 1 else 'apply'} only to {which}; "
+                          f"leave {'it' if len(given) == 1 else 'them'} out or choose that model")
+
+
+def _train_lm(args: argparse.Namespace) -> int:
+    """difprog train --model gpt: the language model on --data, then loss.png and a sample."""
+    from difprog import data, lm, rundir
+
+    _refuse_options(args, _IMAGE_OPTIONS, "image")
+    defaults = lm.LMConfig()
+    fields = {f: _given(args, f, defaults, f) for f in _LM_OPTIONS[2:]}
+    config = lm.LMConfig(**fields, batch_size=_given(args, "batch_size", defaults, "batch_size"),
+                         learning_rate=_given(args, "lr", defaults, "learning_rate"),
+                         weight_decay=_given(args, "weight_decay", defaults, "weight_decay"),
+                         seed=args.seed, devices=args.devices)
+    _start_devices(args)
+    with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
+        corpus = data.text(args.data or "python-stdlib", context=config.context,
+                           level=args.level or "char")
+        result = lm.fit_lm(corpus, config, out=out, progress=not args.no_progress,
+                           allow_changes=args.allow_changes)
+        if out.exclusive:
+            lm.plot_losses(result.history, result.train_curve, out.path / "loss.png",
+                           title=f"gpt on {corpus.name}")
+    last, unit = result.history[-1], "character" if corpus.level == "char" else "byte"
+    print(f"validation loss {last['val_loss']:.4f} nats per {unit} (next-{unit} accuracy "
+          f"{last['val_accuracy']:.2%}) after {last['step']} steps of gpt on {corpus.name}")
+    if out.exclusive:
+        prompt = "def " if corpus.name == "python-stdlib" else corpus.decode(corpus.validation[:8])
+        print(f"wrote loss.png, metrics.json and checkpoints into {args.out}/; a sample "
+              f"(difprog sample --checkpoint {args.out} --prompt {prompt!r} --seed "
+              f"{args.seed}):\n{lm.sample(args.out, prompt, length=160, seed=args.seed)}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    """difprog sample: text generated by a language-model checkpoint."""
+    from difprog import lm
+
+    print(lm.sample(args.checkpoint, args.prompt, length=args.length,
+                    temperature=args.temperature, top_k=args.top_k, seed=args.seed))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""What a training run's result came from: its settings, model and data, epoch by epoch.
+"""What a training run's result came from: its settings, model and data, epoch by epoch (or
+step by step, for a language model).
 
 A checkpoint written by `difprog.train.fit` records `segments`: a list of
 `{"epochs": [first, last], "config": {...}}`, one per stretch of epochs that ran with the same
@@ -17,10 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from difprog.data import Dataset
+from difprog.data import Dataset, Text
 
 
-def identity(settings: Mapping[str, Any], params: Any, data: Dataset,
+def identity(settings: Mapping[str, Any], params: Any, data: Dataset | Text,
              model_name: str | None = None) -> dict:
     """The settings that decide a run's result, with the model's layout and the data's digest."""
     return {**settings, "model": describe_model(params, model_name), "data": describe_data(data)}
@@ -41,15 +42,24 @@ def describe_model(params: Any, name: str | None = None) -> str:
     return f"{shown}{count:,} parameters in {len(pairs)} arrays (layout {digest})"
 
 
-def describe_data(data: Dataset) -> str:
-    """The data set as its name, sizes and a SHA-256 of its arrays."""
+def describe_data(data: Dataset | Text) -> str:
+    """The data set (or text corpus) as its name, sizes and a SHA-256 of its arrays."""
+    if isinstance(data, Text):
+        return (f"{data.name} ({data.level} level): {len(data.train)} train and "
+                f"{len(data.validation)} validation tokens, vocabulary {data.vocab_size} "
+                f"(sha256 {_digest(data.train, data.validation, np.asarray(data.vocab))})")
+    return (f"{data.name}: {len(data.x_train)} train and {len(data.x_test)} test examples "
+            f"(sha256 {_digest(data.x_train, data.y_train, data.x_test, data.y_test)})")
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    """The first 12 hex digits of a SHA-256 over the arrays' dtypes, shapes and bytes."""
     digest = hashlib.sha256()
-    for array in (data.x_train, data.y_train, data.x_test, data.y_test):
+    for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str} {array.shape}".encode())
         digest.update(array.reshape(-1).view(np.uint8))
-    return (f"{data.name}: {len(data.x_train)} train and {len(data.x_test)} test examples "
-            f"(sha256 {digest.hexdigest()[:12]})")
+    return digest.hexdigest()[:12]
 
 
 def differences(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -61,14 +71,17 @@ def differences(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str
             for key, value in now.items() if key in recorded and recorded[key] != value]
 
 
-def extend(segments: Sequence[Mapping], config: Mapping[str, Any], epoch: int) -> list[dict]:
-    """`segments` after `epoch` ran with `config`: the last one grows, or a new one starts."""
+def extend(segments: Sequence[Mapping], config: Mapping[str, Any], end: int, *,
+           unit: str = "epochs", start: int | None = None) -> list[dict]:
+    """`segments` after `unit` start..end (default: just `end`) ran with `config`: the last one
+    grows, or a new one starts. A language-model run counts steps (unit='steps')."""
     segments = [dict(segment) for segment in segments]
+    start = end if start is None else start
     if (segments and segments[-1]["config"] == dict(config)
-            and segments[-1]["epochs"][1] == epoch - 1):
-        segments[-1]["epochs"] = [segments[-1]["epochs"][0], epoch]
+            and segments[-1][unit][1] == start - 1):
+        segments[-1][unit] = [segments[-1][unit][0], end]
     else:
-        segments.append({"epochs": [epoch, epoch], "config": dict(config)})
+        segments.append({unit: [start, end], "config": dict(config)})
     return segments
 
 

@@ -422,10 +422,16 @@ def _run_steps(run: _Run, state: _State, epoch: int) -> tuple[Any, Any, float, f
 def _nonfinite_loss(run: _Run, loss: float, step: int, epoch: int, batch: int
                     ) -> NonFiniteLossError:
     """The error for a NaN or infinite loss, naming the step and the checkpoint kept."""
-    kept = checkpoint.latest(run.out) if run.out is not None else None
+    return nonfinite_loss_error(run.out, loss, f"step {step} (epoch {epoch + 1}, batch "
+                                               f"{batch + 1} of {run.steps_per_epoch})")
+
+
+def nonfinite_loss_error(out: pathlib.Path | None, loss: float, where: str
+                         ) -> NonFiniteLossError:
+    """The error for a NaN or infinite loss at `where`, naming the checkpoint kept in `out`."""
+    kept = checkpoint.latest(out) if out is not None else None
     return NonFiniteLossError(
-        f"the training loss became {loss} at step {step} (epoch {epoch + 1}, batch "
-        f"{batch + 1} of {run.steps_per_epoch}); training stopped. "
+        f"the training loss became {loss} at {where}; training stopped. "
         + (f"The last good checkpoint, {kept}, is kept. " if kept else
            "No checkpoint was written yet. ")
         + "Lower the learning rate or check the data for NaN or Inf values.")

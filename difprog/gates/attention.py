@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -110,7 +111,7 @@ def _attention(q, k, v, mask=None, *, causal=False, scale=None):
         _, l, acc = _over_keys(plan, i, step, _online_start(plan, vp.shape[-1]))
         return None, acc / _nonzero(l)[..., None]
 
-    return _unblock(plan, lax.scan(query_block, None, jnp.arange(plan.nq))[1],
+    return _unblock(plan, _scan(query_block, None, plan.nq)[1],
                     jnp.result_type(q, k, v), v)
 
 
@@ -145,14 +146,14 @@ def _attention_backward(g, out, q, k, v, mask, *, causal, scale):
         def visit(carry, i):
             if not plan.causal:
                 return step(carry, i)
-            return lax.cond(_visible(plan, i, j), step, skip, carry, i)
+            return _cond(_visible(plan, i, j), step, skip, carry, i)
 
         zeros = (jnp.zeros_like(kj), jnp.zeros_like(vj))
-        (dk, dv), dq_j = lax.scan(visit, zeros, jnp.arange(plan.nq))
+        (dk, dv), dq_j = _scan(visit, zeros, plan.nq)
         return dq + dq_j, (dk, dv)
 
     dq0 = jnp.zeros((plan.nq, plan.batch, plan.bq, *qs.shape[2:]), plan.dtype)
-    dq, (dk, dv) = lax.scan(key_block, dq0, jnp.arange(plan.nk))
+    dq, (dk, dv) = _scan(key_block, dq0, plan.nk)
     dq = jnp.moveaxis(dq, 0, 1).reshape(qs.shape)[:, :plan.q_seq] * plan.scale
     return (dq.reshape(q.shape).astype(q.dtype), _unstack(plan, dk, k), _unstack(plan, dv, v))
 
@@ -186,7 +187,7 @@ def _attention_tangent(dq, dk, dv, out, q, k, v, mask, *, causal, scale):
         oi = jnp.einsum(f"{plan.Q}->{plan.A}", _rows(op, i, plan.bq))
         return None, (a - c[..., None] * oi) / _nonzero(l)[..., None]
 
-    return _unblock(plan, lax.scan(query_block, None, jnp.arange(plan.nq))[1], out.dtype, v)
+    return _unblock(plan, _scan(query_block, None, plan.nq)[1], out.dtype, v)
 
 
 # --- The blocks ----------------------------------------------------------------------------------
@@ -214,6 +215,8 @@ def _pad(x, axis, extra, value=0):
 
 def _rows(x, i, size, axis=1):
     """Block i of `size` rows along `axis` (a gather: difprog.explain's flat code writes it)."""
+    if isinstance(i, int) and i == 0 and size == x.shape[axis]:
+        return x  # the only block
     where = (slice(None),) * (axis % x.ndim) + (i * size + jnp.arange(size),)
     return x.at[where].get(mode="promise_in_bounds")
 
@@ -266,9 +269,25 @@ def _over_keys(plan, i, step, carry):
     """`carry = step(j, carry)` over the key blocks j, skipping those a causal block i cannot see."""
     def visit(carry, j):
         if plan.causal:
-            return lax.cond(_visible(plan, i, j), lambda c: step(j, c), lambda c: c, carry), None
+            return _cond(_visible(plan, i, j), lambda c: step(j, c), lambda c: c, carry), None
         return step(j, carry), None
-    return lax.scan(visit, carry, jnp.arange(plan.nk))[0]
+    return _scan(visit, carry, plan.nk)[0]
+
+
+def _scan(f, carry, n):
+    """lax.scan of f over blocks 0..n-1; a single block runs inline, as XLA:CPU would otherwise
+    keep a loop of one step (and the copies in and out of it)."""
+    if n > 1:
+        return lax.scan(f, carry, jnp.arange(n))
+    carry, out = f(carry, 0)
+    return carry, jax.tree.map(lambda x: x[None], out)
+
+
+def _cond(visible, step, skip, *operands):
+    """lax.cond, or the branch itself when the blocks' indices are known (a single block)."""
+    if isinstance(visible, bool):
+        return (step if visible else skip)(*operands)
+    return lax.cond(visible, step, skip, *operands)
 
 
 def _online_start(plan, value_dim):
@@ -307,7 +326,7 @@ def _logsumexp(plan, qs, kp, mask):
         shift = jnp.where(m == -jnp.inf, 0, m)
         return None, jnp.where(l == 0, 0, shift + jnp.log(_nonzero(l)))
 
-    lse = lax.scan(query_block, None, jnp.arange(plan.nq))[1]  # (nq, *R)
+    lse = _scan(query_block, None, plan.nq)[1]  # (nq, *R)
     return jnp.moveaxis(lse, 0, -2).reshape(*lse.shape[1:-1], plan.nq * plan.bq)
 
 
