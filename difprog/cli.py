@@ -465,12 +465,13 @@ def _train_lm(args: argparse.Namespace) -> int:
                            level=args.level or "char")
         result = lm.fit_lm(corpus, config, out=out, progress=not args.no_progress,
                            allow_changes=args.allow_changes)
+        last, unit = result.history[-1], "character" if corpus.level == "char" else "byte"
+        summary = (f"validation loss {last['val_loss']:.4f} nats per {unit} after "
+                   f"{last['step']} steps ({result.seconds:.0f} s of training)")
         if out.exclusive:
             lm.plot_losses(result.history, result.train_curve, out.path / "loss.png",
-                           title=f"gpt on {corpus.name}")
-    last, unit = result.history[-1], "character" if corpus.level == "char" else "byte"
-    print(f"validation loss {last['val_loss']:.4f} nats per {unit} (next-{unit} accuracy "
-          f"{last['val_accuracy']:.2%}) after {last['step']} steps of gpt on {corpus.name}")
+                           title=f"gpt on {corpus.name}: {summary}")
+    print(f"{summary} of gpt on {corpus.name}; next-{unit} accuracy {last['val_accuracy']:.2%}")
     if out.exclusive:
         prompt = "def " if corpus.name == "python-stdlib" else corpus.decode(corpus.validation[:8])
         print(f"wrote loss.png, metrics.json and checkpoints into {args.out}/; a sample "

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import pathlib
+import textwrap
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -129,11 +130,13 @@ def _require(name, value, kind, ok, what):
 
 
 class LMResult(NamedTuple):
-    """What `fit_lm` returns: the trained params, the evaluations, the per-step training loss."""
+    """What `fit_lm` returns: the trained params, the evaluations, the per-step training loss,
+    and the seconds spent training (compiles included, evaluations not)."""
 
     params: Any
     history: list[dict]
     train_curve: list[float]
+    seconds: float
     resumed_from: int | None
 
 
@@ -272,7 +275,7 @@ def fit_lm(corpus: Text, config: LMConfig = LMConfig(), *, out: str | os.PathLik
         state = _start(run, allow_changes)
         while state.step < config.steps:
             state = _train_stretch(run, state)
-    return LMResult(state.params, state.history, state.curve, state.resumed_from)
+    return LMResult(state.params, state.history, state.curve, state.seconds, state.resumed_from)
 
 
 def _create(corpus, config, placement, directory, progress) -> _Run:
@@ -558,7 +561,8 @@ def plot_losses(history: list[dict], curve: list[float], path: str | os.PathLike
               label=f"train (mean of {window} steps)")
     axes.plot([h["step"] for h in history], [h["val_loss"] for h in history], "o-",
               color="tab:orange", label="validation (whole split)")
-    axes.set(xlabel="step", ylabel="loss (nats per token)", title=title)
+    axes.set(xlabel="step", ylabel="loss (nats per token)")
+    axes.set_title("\n".join(textwrap.wrap(title, 64)), fontsize=10)
     axes.set_ylim(0, min(max(curve[:1] + [4.0]), 6.0))
     axes.grid(alpha=0.3)
     axes.legend()
