@@ -43,5 +43,7 @@ def test_every_readme_python_block_runs_in_order(tmp_path, monkeypatch):
     assert namespace["e"].agrees and namespace["e"].finite
     assert float(namespace["accuracy"]) > 0.85       # "about 90% test accuracy"
     assert namespace["run"].test_accuracy > 0.93       # "about 0.97 after 2 epochs"
+    assert namespace["tiny"].history[-1]["val_loss"] < 4.0   # a tiny gpt below uniform (5.1)
+    assert any(p.startswith("runs/gpt-tiny/checkpoint_0020") for p in written), written
     assert namespace["maps"].shape == namespace["images"].shape == (10, 8, 8, 1)
     assert float(namespace["maps"].min()) < 0 < float(namespace["maps"].max())  # signed
