@@ -37,10 +37,15 @@ import optax
 
 from difprog import checkpoint, gates, models, provenance, rundir
 from difprog.data import Text, num_text_windows, text_batch, text_windows
-from difprog.errors import ArgumentError, CheckpointError, ConfigMismatchError, WriteError
+from difprog.errors import (
+    ArgumentError,
+    CheckpointError,
+    ConfigMismatchError,
+    WriteError,
+)
 from difprog.files import kill_point, write_json
 from difprog.progress import Progress, compiling, note
-from difprog.train import Placement, nonfinite_loss_error, weights
+from difprog.train import Placement, nonfinite_loss_error
 
 NORMS = ("layer", "rms")
 EVAL_BATCH = 64
