@@ -160,7 +160,11 @@ class Text(NamedTuple):
 
     def decode(self, ids) -> str:
         """The text `ids` stand for; at byte level invalid UTF-8 decodes to '\\ufffd'."""
-        ids = np.asarray(ids)
+        try:
+            ids = np.asarray(ids)
+        except ValueError:
+            raise DtypeError("Text.decode: ids must be an array of integers (rows of equal "
+                             "length), got a ragged sequence") from None
         if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0
                          or ids.max() >= self.vocab_size):
             raise LabelError(f"Text.decode: ids must be integers in [0, {self.vocab_size}), got "
@@ -245,6 +249,7 @@ def text_batch(key: jax.Array, corpus: Text, batch_size: int, *, split: str = "t
     """
     ids, context = _split_ids(corpus, split), corpus.context
     _check_batch_size(batch_size)
+    _check_key(key)
     starts = np.asarray(jax.random.randint(key, (batch_size,), 0, len(ids) - context))
     windows = ids[starts[:, None] + np.arange(context + 1)]
     return windows[:, :-1], windows[:, 1:]
@@ -287,6 +292,20 @@ def _check_text_arguments(context, level, validation_fraction, pattern):
     if not isinstance(pattern, str) or not pattern:
         raise ArgumentError(f"text: pattern must be a non-empty glob such as '*.txt', got "
                             f"{pattern!r}")
+    if pattern.startswith(("/", "\\")) or ".." in pattern.replace("\\", "/").split("/"):
+        raise ArgumentError(f"text: pattern must be a glob inside the directory read, such as "
+                            f"'**/*.txt', got {pattern!r}; pass the directory as the source")
+
+
+def _check_key(key):
+    typed = getattr(key, "dtype", None) is not None and jax.dtypes.issubdtype(
+        key.dtype, jax.dtypes.prng_key) and key.shape == ()
+    raw = getattr(key, "dtype", None) == np.uint32 and getattr(key, "shape", None) == (2,)
+    if not (typed or raw):
+        shown = repr(key) if np.ndim(key) == 0 and not hasattr(key, "dtype") else \
+            f"{type(key).__name__} of shape {np.shape(key)}"
+        raise DtypeError(f"text_batch: key must be one JAX random key (jax.random.key(seed)), "
+                         f"got {shown}")
 
 
 def _check_batch_size(batch_size):

@@ -218,6 +218,8 @@ def test_text_shorter_than_a_window_is_refused(tmp_path):
     ({"validation_fraction": 1.0}, r"validation_fraction .* got 1.0"),
     ({"validation_fraction": "0.1"}, r"validation_fraction .* got '0.1'"),
     ({"pattern": ""}, "pattern must be a non-empty glob"),
+    ({"pattern": "/etc/*"}, "pattern must be a glob inside the directory read"),
+    ({"pattern": "../*.txt"}, "pattern must be a glob inside the directory read"),
 ])
 def test_bad_arguments_give_one_line_errors(tmp_path, kwargs, match):
     with pytest.raises(difprog.ArgumentError, match=match) as e:
@@ -236,6 +238,13 @@ def test_bad_split_and_batch_size(corpus_dir):
             data.text_batch(jax.random.key(0), corpus, size)
     with pytest.raises(difprog.DtypeError, match="Text from difprog.data.text"):
         data.text_batch(jax.random.key(0), corpus.train, 2)
+    for key, shown in ((3, "got 3"), (jax.random.split(jax.random.key(0)), "shape \\(2,\\)")):
+        with pytest.raises(difprog.DtypeError, match=f"one JAX random key .*{shown}") as e:
+            data.text_batch(key, corpus, 2)
+        _one_line(e)
+    assert data.text_batch(jax.random.PRNGKey(0), corpus, 2)[0].shape == (2, 8)  # a raw key
+    with pytest.raises(difprog.DtypeError, match="ragged"):
+        corpus.decode([[1, 2], [3]])
 
 
 def test_python_stdlib_ships_with_python():
