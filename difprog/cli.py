@@ -471,13 +471,30 @@ def _train_lm(args: argparse.Namespace) -> int:
         if out.exclusive:
             lm.plot_losses(result.history, result.train_curve, out.path / "loss.png",
                            title=f"gpt on {corpus.name}: {summary}")
+            _write_attribution(out.path, corpus)
     print(f"{summary} of gpt on {corpus.name}; next-{unit} accuracy {last['val_accuracy']:.2%}")
     if out.exclusive:
         prompt = "def " if corpus.name == "python-stdlib" else corpus.decode(corpus.validation[:8])
-        print(f"wrote loss.png, metrics.json and checkpoints into {args.out}/; a sample "
+        print(f"wrote loss.png, attribution.png, metrics.json and checkpoints into "
+              f"{args.out}/; a sample "
               f"(difprog sample --checkpoint {args.out} --prompt {prompt!r} --seed "
               f"{args.seed}):\n{lm.sample(args.out, prompt, length=160, seed=args.seed)}")
     return 0
+
+
+ATTRIBUTION_PROMPT = "import os\n\n\ndef read(path):\n    with open(path) as file:\n        return fi"
+
+
+def _write_attribution(out: pathlib.Path, corpus) -> pathlib.Path:
+    """attribution.png: gradient x input of the trained model's next token after a prompt (a
+    fixed piece of Python for python-stdlib, else the start of the validation text)."""
+    from difprog import lm, viz
+
+    trained = lm.load_lm(out)
+    ids = (trained.codec.encode(ATTRIBUTION_PROMPT) if corpus.name == "python-stdlib"
+           else corpus.validation[:64])[-trained.context:]
+    result = viz.token_attribution(trained.model, trained.params, ids)
+    return viz.save_token_attribution(trained.codec, ids, result, out / "attribution.png")
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -47,7 +47,16 @@ def _attention(p, x, heads):
 
 def reference(params, ids, heads=2, norm="layer", approximate=False):
     """The transformer in plain jax.numpy, reading the same params."""
-    x = params["embedding"]["table"][ids] + params["position"]["table"][:ids.shape[-1]]
+    return reference_blocks(params, reference_embed(params, ids), heads, norm, approximate)
+
+
+def reference_embed(params, ids):
+    """The token plus position embeddings: the residual stream entering the first block."""
+    return params["embedding"]["table"][ids] + params["position"]["table"][:ids.shape[-1]]
+
+
+def reference_blocks(params, x, heads=2, norm="layer", approximate=False):
+    """The blocks, final norm and head applied to embeddings x, in plain jax.numpy."""
     blocks = sorted((k for k in params if k.startswith("block_")), key=lambda k: int(k[6:]))
     kind = "rms_norm_0" if norm == "rms" else "layer_norm_0"
     for block in blocks:

@@ -143,7 +143,8 @@ def test_a_killed_run_resumes_to_the_same_bytes(straight, text_file, tmp_path):
     assert "resuming from" in done.stderr and "after 6 steps" in done.stdout
     for name in ("checkpoint_0003.safetensors", "checkpoint_0006.safetensors"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
-    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for picture in ("loss.png", "attribution.png"):
+        assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "a sample" in done.stdout
 
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difprog import gates
 from difprog.errors import ArgumentError, DifprogError, DtypeError, ShapeError
 
 Params = dict[str, Any]
@@ -38,6 +39,7 @@ class Run:
     key: jax.Array | None = None
     train: bool = False
     recorder: Recorder | None = None
+    perturb: Mapping[str, Any] | None = None
 
 
 class Recorder:
@@ -101,7 +103,8 @@ class Layer:
         return params
 
     def apply(self, params: Params, x: Any, *, key: jax.Array | None = None, train: bool = False,
-              capture: bool | Callable[[str], bool] | tuple[str, ...] = False) -> Any:
+              capture: bool | Callable[[str], bool] | tuple[str, ...] = False,
+              perturb: Mapping[str, Any] | None = None) -> Any:
         """Runs the layer: `y = layer(params, x)`, every gradient through difprog gates.
 
         Args:
@@ -112,15 +115,26 @@ class Layer:
             capture: also return the outputs of inner layers, as `(y, {path: output})`: True
                 for every layer, a tuple of paths such as `('conv2d_0', 'dense_0')`, or a
                 predicate on the path.
+            perturb: `{path: delta}`: adds delta to the output of the inner layer at each path
+                (through the add gate), so `jax.grad` with respect to a zero delta is the
+                gradient with respect to that layer's output (as Flax's `perturb`).
 
         Returns:
             The output, or `(output, captured)` when `capture` is set.
+
+        Example:
+            >>> _, out = model.apply(params, x, capture=("dense_0",))
+            >>> zero = jnp.zeros_like(out["dense_0"])
+            >>> jax.grad(lambda d: model.apply(params, x, perturb={"dense_0": d}).sum())(zero)
         """
         x = _as_input(x, self)
+        recorder = Recorder(_capture_predicate(capture)) if capture else None
+        y = self._call(params, x, Run(key=key, train=train, recorder=recorder,
+                                      perturb=dict(perturb) if perturb else None))
+        if perturb:
+            _check_paths("perturb", perturb, recorder, self, params, x)
         if not capture:
-            return self._call(params, x, Run(key=key, train=train))
-        recorder = Recorder(_capture_predicate(capture))
-        y = self._call(params, x, Run(key=key, train=train, recorder=recorder))
+            return y
         _check_captured(capture, recorder, self)
         return y, recorder.outputs()
 
@@ -140,6 +154,8 @@ class Layer:
         row = run.recorder.start(run.path, self) if run.recorder else None
         with jax.named_scope(run.path.rsplit("/", 1)[-1] or self.name):
             y = self._apply(params, x, run)
+        if run.perturb and run.path in run.perturb:
+            y = gates.add(y, run.perturb[run.path])
         if run.recorder:
             run.recorder.finish(row, y)
         return y
@@ -262,6 +278,19 @@ def _check_captured(capture: Any, recorder: Recorder, layer: Layer) -> None:
     unknown = sorted(set((capture,) if isinstance(capture, str) else capture) - set(paths))
     if unknown:
         raise ArgumentError(f"{layer._label('')}: cannot capture {unknown}: no layer has that "
+                            f"path; the model's paths are {paths}")
+
+
+def _check_paths(what: str, wanted: Mapping[str, Any], recorder: Recorder | None, layer: Layer,
+                 params: Params, x: Any) -> None:
+    """Refuses paths of `wanted` that name no inner layer (a perturbation that was never added)."""
+    if recorder is None:
+        recorder = Recorder(lambda path: True)
+        jax.eval_shape(lambda p, x: layer._call(p, x, Run(recorder=recorder)), params, x)
+    paths = [path for path, _, _ in recorder.rows if path]
+    unknown = sorted(set(wanted) - set(paths))
+    if unknown:
+        raise ArgumentError(f"{layer._label('')}: cannot {what} {unknown}: no layer has that "
                             f"path; the model's paths are {paths}")
 
 

@@ -1,4 +1,4 @@
-"""Feature visualisation by optimising inputs, and saliency maps.
+"""Feature visualisation by optimising inputs, saliency maps, and token attribution.
 
 Example:
     >>> from difprog import viz
@@ -33,10 +33,12 @@ from difprog.viz._objectives import (
 from difprog.viz._optimize import Visualization, visualize
 from difprog.viz._render import save_grid, save_saliency
 from difprog.viz._saliency import gradient_times_input, saliency
+from difprog.viz._tokens import TokenAttribution, save_token_attribution, token_attribution
 
 __all__ = [
     "Objective",
     "Parameterization",
+    "TokenAttribution",
     "Visualization",
     "blur",
     "channel",
@@ -57,7 +59,9 @@ __all__ = [
     "saliency",
     "save_grid",
     "save_saliency",
+    "save_token_attribution",
     "standard_transforms",
+    "token_attribution",
     "total_variation",
     "visualize",
 ]
