@@ -91,3 +91,12 @@ def test_xla_cpu_runtime_smoke():
     for cells in rows.values():
         assert float(cells[0]) > 0 and float(cells[1]) > 0  # ms and cores busy were measured
     assert float(rows["difprog CNN step"][4]) > 0  # XLA's temp MiB
+
+
+def test_lm_scaling_smoke():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.lm_scaling", "--sizes", "1x16x2x8",
+                             "--batch", "2", "--repeats", "2"], capture_output=True, text=True,
+                            timeout=300, check=True, cwd=ROOT)
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| 1x16x2x8 |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert int(cells[1].replace(",", "")) > 0 and float(cells[2]) > 0  # params, ms per step
