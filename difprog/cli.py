@@ -298,7 +298,7 @@ def _training_arguments(parser: _Parser, command: str) -> None:
     """The options of train and demo, with TrainConfig's (and, for train, LMConfig's) defaults.
 
     Options one kind of model has and the other lacks default to None, so that `_train` can
-    refuse them by name; `_resolved` fills in the defaults."""
+    refuse them by name; `_given` fills in the defaults."""
     from difprog.lm import LMConfig
     from difprog.models import MODELS
     from difprog.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -350,8 +350,9 @@ def _training_arguments(parser: _Parser, command: str) -> None:
         _language_model_arguments(parser, text)
 
 
-_LM_OPTIONS = ("data", "level", "steps", "layers", "heads", "features", "context", "dropout",
-               "warmup", "clip", "eval_every")
+_LM_FIELDS = ("steps", "layers", "heads", "features", "context", "dropout", "warmup", "clip",
+              "eval_every")  # LMConfig's fields that are options of their own
+_LM_OPTIONS = ("data", "level", *_LM_FIELDS)
 _IMAGE_OPTIONS = ("dataset", "epochs", "optimizer", "schedule", "loss")
 
 
@@ -454,7 +455,7 @@ def _train_lm(args: argparse.Namespace) -> int:
 
     _refuse_options(args, _IMAGE_OPTIONS, "image")
     defaults = lm.LMConfig()
-    fields = {f: _given(args, f, defaults, f) for f in _LM_OPTIONS[2:]}
+    fields = {f: _given(args, f, defaults, f) for f in _LM_FIELDS}
     config = lm.LMConfig(**fields, batch_size=_given(args, "batch_size", defaults, "batch_size"),
                          learning_rate=_given(args, "lr", defaults, "learning_rate"),
                          weight_decay=_given(args, "weight_decay", defaults, "weight_decay"),
@@ -482,7 +483,7 @@ def _train_lm(args: argparse.Namespace) -> int:
     return 0
 
 
-ATTRIBUTION_PROMPT = "import os\n\n\ndef read(path):\n    with open(path) as file:\n        return fi"
+_ATTRIBUTION_PROMPT = "import os\n\n\ndef read(path):\n    with open(path) as file:\n        return fi"
 
 
 def _write_attribution(out: pathlib.Path, corpus) -> pathlib.Path:
@@ -491,7 +492,7 @@ def _write_attribution(out: pathlib.Path, corpus) -> pathlib.Path:
     from difprog import lm, viz
 
     trained = lm.load_lm(out)
-    ids = (trained.codec.encode(ATTRIBUTION_PROMPT) if corpus.name == "python-stdlib"
+    ids = (trained.codec.encode(_ATTRIBUTION_PROMPT) if corpus.name == "python-stdlib"
            else corpus.validation[:64])[-trained.context:]
     result = viz.token_attribution(trained.model, trained.params, ids)
     return viz.save_token_attribution(trained.codec, ids, result, out / "attribution.png")

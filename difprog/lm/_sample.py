@@ -1,0 +1,128 @@
+"""Sampling from a trained language model: `load_lm` reads a checkpoint back, `generate` draws
+tokens in one jitted scan, `sample` turns a prompt into text."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from difprog import checkpoint
+from difprog.data import Text
+from difprog.errors import (
+    ArgumentError,
+    CheckpointError,
+)
+from difprog.lm._config import LMConfig, build_model, make_optimizer
+
+
+class Checkpointed(NamedTuple):
+    """A trained language model read back from a checkpoint: model, params and tokenizer."""
+
+    model: Any
+    params: Any
+    codec: Text  # encodes and decodes only: its token arrays are empty
+    context: int
+    step: int
+
+
+def load_lm(path: str | os.PathLike) -> Checkpointed:
+    """The model, params and vocabulary of a checkpoint `fit_lm` wrote (a file, or a run
+    directory: its newest checkpoint)."""
+    path = _checkpoint_file(path)
+    _, meta = checkpoint.load(path)
+    model_meta, text_meta = meta.get("model"), meta.get("text")
+    if not isinstance(model_meta, dict) or model_meta.get("name") != "gpt" \
+            or not isinstance(text_meta, dict):
+        raise CheckpointError(f"{os.fspath(path)!r} is not a language-model checkpoint (written "
+                              f"by difprog train --model gpt); its metadata has no gpt model")
+    settings = {k: v for k, v in model_meta.items() if k not in ("name", "vocab")}
+    config = LMConfig(**{**meta["config"], "devices": None})
+    model = build_model(settings, model_meta["vocab"])
+    ids = jnp.zeros((1, config.context), jnp.int32)
+    params = model.init(jax.random.key(0), ids)
+    tree, _ = checkpoint.load(path, {"params": params,
+                                     "opt_state": make_optimizer(config).init(params)})
+    level = text_meta["level"]
+    vocab = tuple(text_meta["vocab"]) if level == "char" else tuple(bytes([i]) for i in range(256))
+    empty = np.zeros(0, np.int32)
+    codec = Text(text_meta["name"], level, config.context, vocab, empty, empty, (), ())
+    return Checkpointed(model, tree["params"], codec, config.context, meta["step"])
+
+
+def generate(model, params, prompt_ids, length: int, context: int, *, temperature: float = 1.0,
+             top_k: int | None = None, key: jax.Array) -> np.ndarray:
+    """`length` token ids drawn one by one after `prompt_ids`, each from the model's next-token
+    distribution at `temperature` (0: the most likely token) over the last `context` tokens."""
+    prompt = np.asarray(prompt_ids, np.int32)
+    buffer = jnp.zeros(len(prompt) + length, jnp.int32).at[:len(prompt)].set(prompt)
+    window = min(context, len(buffer))
+
+    def next_token(buffer, t):
+        start = jnp.clip(t - window, 0, len(buffer) - window)
+        ids = jax.lax.dynamic_slice(buffer, (start,), (window,))
+        logits = model.apply(params, ids[None])[0, t - 1 - start]
+        token = _draw(logits, temperature, top_k, jax.random.fold_in(key, t))
+        return buffer.at[t].set(token), token
+
+    steps = jnp.arange(len(prompt), len(buffer))
+    return np.asarray(jax.jit(lambda b: jax.lax.scan(next_token, b, steps)[1])(buffer))
+
+
+def _draw(logits, temperature, top_k, key):
+    if temperature == 0:
+        return jnp.argmax(logits).astype(jnp.int32)
+    if top_k is not None:
+        logits = jnp.where(logits < jax.lax.top_k(logits, top_k)[0][-1], -jnp.inf, logits)
+    return jax.random.categorical(key, logits / temperature).astype(jnp.int32)
+
+
+def sample(path: str | os.PathLike, prompt: str, *, length: int = 200, temperature: float = 0.8,
+           top_k: int | None = None, seed: int = 0) -> str:
+    """The prompt and `length` tokens generated after it by the checkpoint at `path` (a file, or
+    a run directory: its newest checkpoint); the same seed gives the same text.
+
+    Example:
+        >>> print(sample("runs/gpt", "def ", length=100, seed=0))
+    """
+    for name, value, ok, what in (
+            ("length", length, lambda v: isinstance(v, int) and v >= 1, "a positive int"),
+            ("temperature", temperature,
+             lambda v: isinstance(v, int | float) and math.isfinite(v) and v >= 0,
+             "a finite number >= 0 (0: always the most likely token)"),
+            ("seed", seed, lambda v: isinstance(v, int) and 0 <= v < 2**32,
+             "an int from 0 to 2**32 - 1")):
+        if isinstance(value, bool) or not ok(value):
+            raise ArgumentError(f"sample: {name} must be {what}, got {value!r}")
+    if not isinstance(prompt, str) or not prompt:
+        raise ArgumentError(f"sample: the prompt must be a non-empty str, got {prompt!r}")
+    lm = load_lm(path)
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                              or not 1 <= top_k <= lm.codec.vocab_size):
+        raise ArgumentError(f"sample: top_k must be None or an int from 1 to the vocabulary's "
+                            f"{lm.codec.vocab_size}, got {top_k!r}")
+    ids = lm.codec.encode(prompt)
+    drawn = generate(lm.model, lm.params, ids, length, lm.context, temperature=temperature,
+                     top_k=top_k, key=jax.random.key(seed))
+    return prompt + lm.codec.decode(drawn)
+
+
+def _checkpoint_file(path) -> pathlib.Path:
+    """A checkpoint file, or the newest checkpoint of a run directory."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        found = checkpoint.latest(path)
+        if found is None:
+            raise CheckpointError(f"no checkpoint_<step>.safetensors in {str(path)!r}; point to a "
+                                  f"language-model run's directory or checkpoint file")
+        return found
+    if not path.exists():
+        raise CheckpointError(f"no file or directory {str(path)!r}; point to a language-model "
+                              f"run's directory (difprog train --model gpt --out DIR) or one of "
+                              f"its checkpoint files")
+    return path
