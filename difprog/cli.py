@@ -335,7 +335,8 @@ def _training_arguments(parser: _Parser, command: str) -> None:
                         help=f"seed of the params, shuffles and dropout (0 to {_SEED_LIMIT - 1})")
     parser.add_argument("--devices", type=_devices, default=None,
                         help="devices to shard each batch over (default: all local devices; "
-                             "on a CPU, N > 1 makes N CPU devices)")
+                             "on a CPU, N > 1 makes N CPU devices; with --distributed, the CPU "
+                             "devices of each process, and batches span every process's)")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() first, to train on the devices "
                              "of several hosts (run the same command on every host)")
@@ -385,18 +386,48 @@ def _fraction(text: str) -> float:
 
 
 def _start_devices(args: argparse.Namespace) -> None:
-    """Joins the cluster (--distributed) or makes --devices CPU devices, before JAX starts."""
-    if args.distributed:
-        try:
-            jax.distributed.initialize()
-        except (RuntimeError, ValueError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise DifprogError(
-                f"--distributed: jax.distributed.initialize() failed ({first}); run under a "
-                f"cluster JAX detects (such as SLURM or Open MPI) or set "
-                f"{_DISTRIBUTED_VARIABLES} on every host") from error
-    elif args.devices and args.devices > 1:
+    """Joins the cluster (--distributed) and makes --devices CPU devices (per process), before
+    JAX starts."""
+    if args.devices and args.devices > 1:
         jax.config.update("jax_num_cpu_devices", args.devices)
+    if args.distributed:
+        _join_cluster()
+
+
+def _join_cluster() -> None:
+    """jax.distributed.initialize with the coordinator, process count and id that
+    JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID give, or those JAX detects
+    in a cluster (SLURM, Open MPI...); CPU devices talk through gloo."""
+    import os
+
+    names = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+    given = {name: os.environ[name] for name in names if os.environ.get(name)}
+    if given and len(given) < len(names):
+        raise DifprogError(f"--distributed: set all of {_DISTRIBUTED_VARIABLES}, or none (to let "
+                           f"JAX detect the cluster); missing "
+                           f"{', '.join(n for n in names if n not in given)}")
+    settings = {}
+    if given:
+        try:
+            count, index = int(given["JAX_NUM_PROCESSES"]), int(given["JAX_PROCESS_ID"])
+        except ValueError:
+            raise DifprogError(f"--distributed: JAX_NUM_PROCESSES and JAX_PROCESS_ID must be "
+                               f"integers, got {given['JAX_NUM_PROCESSES']!r} and "
+                               f"{given['JAX_PROCESS_ID']!r}") from None
+        if not 0 <= index < count:
+            raise DifprogError(f"--distributed: JAX_PROCESS_ID must be from 0 to "
+                               f"JAX_NUM_PROCESSES - 1 = {count - 1}, got {index}")
+        settings = {"coordinator_address": given["JAX_COORDINATOR_ADDRESS"],
+                    "num_processes": count, "process_id": index}
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(**settings)
+    except (RuntimeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise DifprogError(
+            f"--distributed: jax.distributed.initialize() failed ({first}); run under a "
+            f"cluster JAX detects (such as SLURM or Open MPI) or set "
+            f"{_DISTRIBUTED_VARIABLES} on every host") from error
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -412,7 +443,8 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(**{field: _given(args, option, defaults, field) for option, field in (
         ("epochs", "epochs"), ("batch_size", "batch_size"), ("optimizer", "optimizer"),
         ("lr", "learning_rate"), ("schedule", "schedule"), ("loss", "loss"),
-        ("weight_decay", "weight_decay"))}, seed=args.seed, devices=args.devices)
+        ("weight_decay", "weight_decay"))}, seed=args.seed,
+        devices=None if args.distributed else args.devices)
     _start_devices(args)
     with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
         dataset = data.load(args.dataset)
@@ -459,7 +491,7 @@ def _train_lm(args: argparse.Namespace) -> int:
     config = lm.LMConfig(**fields, batch_size=_given(args, "batch_size", defaults, "batch_size"),
                          learning_rate=_given(args, "lr", defaults, "learning_rate"),
                          weight_decay=_given(args, "weight_decay", defaults, "weight_decay"),
-                         seed=args.seed, devices=args.devices)
+                         seed=args.seed, devices=None if args.distributed else args.devices)
     _start_devices(args)
     with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
         corpus = data.text(args.data or "python-stdlib", context=config.context,
