@@ -337,6 +337,10 @@ def _training_arguments(parser: _Parser, command: str) -> None:
                         help="devices to shard each batch over (default: all local devices; "
                              "on a CPU, N > 1 makes N CPU devices; with --distributed, the CPU "
                              "devices of each process, and batches span every process's)")
+    parser.add_argument("--shard", choices=["none", "params"], default="none",
+                        help="params and optimiser state replicated on every device (none: "
+                             "data parallelism) or split over them (params: FSDP-style, each "
+                             "device holds about 1/devices of them)")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() first, to train on the devices "
                              "of several hosts (run the same command on every host)")
@@ -444,7 +448,7 @@ def _train(args: argparse.Namespace) -> int:
         ("epochs", "epochs"), ("batch_size", "batch_size"), ("optimizer", "optimizer"),
         ("lr", "learning_rate"), ("schedule", "schedule"), ("loss", "loss"),
         ("weight_decay", "weight_decay"))}, seed=args.seed,
-        devices=None if args.distributed else args.devices)
+        devices=None if args.distributed else args.devices, shard=args.shard)
     _start_devices(args)
     with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
         dataset = data.load(args.dataset)
@@ -491,7 +495,8 @@ def _train_lm(args: argparse.Namespace) -> int:
     config = lm.LMConfig(**fields, batch_size=_given(args, "batch_size", defaults, "batch_size"),
                          learning_rate=_given(args, "lr", defaults, "learning_rate"),
                          weight_decay=_given(args, "weight_decay", defaults, "weight_decay"),
-                         seed=args.seed, devices=None if args.distributed else args.devices)
+                         seed=args.seed, devices=None if args.distributed else args.devices,
+                         shard=args.shard)
     _start_devices(args)
     with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
         corpus = data.text(args.data or "python-stdlib", context=config.context,

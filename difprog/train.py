@@ -44,6 +44,7 @@ from difprog.layers import Layer
 from difprog.progress import Progress, compiling
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
+SHARDS = ("none", "params")
 SCHEDULES = ("constant", "step", "cosine", "linear", "rsqrt")
 LOSSES = {"cross_entropy": gates.softmax_cross_entropy, "hinge": gates.multiclass_hinge_loss}
 
@@ -66,12 +67,16 @@ class TrainConfig:
         seed: initialises params and draws shuffles and dropout masks; 0 <= seed < 2**32
             (JAX keeps 32 bits of a seed without x64, so 2**32 would repeat seed 0).
         devices: how many local devices to shard batches over (None: all).
+        shard: 'none' (params and optimiser state replicated on every device: data
+            parallelism) or 'params' (each of their arrays split over the devices, so each
+            device holds about 1/devices of them; see `Placement`).
         keep_checkpoints: how many of the newest checkpoints to keep.
 
     The fields in `RESULT_FIELDS` decide what a run computes: a resume refuses a checkpoint
-    trained with other values of them (see `fit`'s allow_changes). `devices` and
+    trained with other values of them (see `fit`'s allow_changes). `devices`, `shard` and
     `keep_checkpoints` do not: several devices compute the same steps as one (to float rounding)
-    and pruning keeps what is computed, so both may change between a run and its resume.
+    however the params are laid out, and pruning keeps what is computed, so they may change
+    between a run and its resume.
     """
 
     epochs: int = 30
@@ -83,12 +88,13 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     devices: int | None = None
+    shard: str = "none"
     keep_checkpoints: int = 3
 
     def __post_init__(self):
         """Refuses any setting out of range, naming it."""
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("loss", tuple(LOSSES))):
+                              ("loss", tuple(LOSSES)), ("shard", SHARDS)):
             if getattr(self, name) not in allowed:
                 raise ArgumentError(f"TrainConfig: {name} must be one of {list(allowed)}, got "
                                     f"{getattr(self, name)!r}")
@@ -198,19 +204,28 @@ def make_eval_step(model: Layer, config: TrainConfig) -> Callable:
     return jax.jit(evaluate)
 
 
-class Placement:
-    """Puts batches on a one-axis device mesh ('data') and replicates everything else."""
 
-    def __init__(self, devices: int | None = None):
+class Placement:
+    """Puts batches on a one-axis device mesh ('data'); params and optimiser state are replicated
+    on every device (data parallelism) or, with shard='params', split over the devices
+    (FSDP-style: XLA gathers each array where a step needs it)."""
+
+    def __init__(self, devices: int | None = None, shard: str = "none"):
         available = jax.devices()
         count = len(available) if devices is None else devices
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(
                 available):
             raise ArgumentError(f"devices must be between 1 and the {len(available)} devices "
                                 f"available ({available[0].platform}), got {devices!r}")
+        if shard not in SHARDS:
+            raise ArgumentError(f"shard must be one of {list(SHARDS)}, got {shard!r}")
+        if shard == "params" and jax.process_count() > 1:
+            raise ArgumentError("shard='params' runs in one process (its devices, any number); "
+                                "across processes, train with data parallelism (shard='none')")
         self.mesh = Mesh(np.array(available[:count]), ("data",))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.sharded = NamedSharding(self.mesh, PartitionSpec("data"))
+        self.shard = shard
 
     @property
     def count(self) -> int:
@@ -227,6 +242,31 @@ class Placement:
         local = array if sharding is self.replicated else np.array_split(
             array, jax.process_count())[jax.process_index()]
         return jax.make_array_from_process_local_data(sharding, local, array.shape)
+
+    def place(self, tree: Any) -> Any:
+        """Params or optimiser state on the devices: replicated, or each array split along
+        `split_axis` of its shape (replicated where no axis divides evenly)."""
+        if self.shard == "none":
+            return self.replicate(tree)
+        return jax.tree.map(lambda leaf: jax.device_put(leaf, self.sharding_of(np.shape(leaf))),
+                            tree)
+
+    def sharding_of(self, shape: tuple[int, ...]) -> NamedSharding:
+        """The sharding of an array of `shape` under shard='params'."""
+        axis = split_axis(shape, self.count)
+        if axis is None:
+            return self.replicated
+        return NamedSharding(self.mesh, PartitionSpec(*[None] * axis, "data"))
+
+
+def split_axis(shape: tuple[int, ...], devices: int) -> int | None:
+    """The axis an array is split along over `devices`: the longest one whose length they
+    divide (the last of equals), so a Dense weight (in, out), a Conv2D kernel (h, w, in, out)
+    and an embedding table (vocab, features) each split along their largest dimension; None
+    (replicated) for scalars, and where no axis divides or there is one device."""
+    fits = [(size, axis) for axis, size in enumerate(shape)
+            if size >= devices and size % devices == 0]
+    return max(fits)[1] if devices > 1 and fits else None
 
 
 def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
@@ -271,7 +311,7 @@ def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
         >>> result.test_accuracy
     """
     validate(data)
-    placement = Placement(config.devices)
+    placement = Placement(config.devices, config.shard)
     owned = (contextlib.nullcontext() if out is None
              else rundir.own(out, exclusive=jax.process_index() == 0))
     with owned as directory:
@@ -337,8 +377,8 @@ def _start(run: _Run, allow_changes: bool) -> _State:
     found = checkpoint.latest(run.out) if run.out is not None else None
     if found is not None:
         state = _resume(run, state, found, allow_changes)
-    return dataclasses.replace(state, params=run.placement.replicate(state.params),
-                               opt_state=run.placement.replicate(state.opt_state))
+    return dataclasses.replace(state, params=run.placement.place(state.params),
+                               opt_state=run.placement.place(state.opt_state))
 
 
 def _resume(run: _Run, fresh: _State, found: pathlib.Path, allow_changes: bool) -> _State:

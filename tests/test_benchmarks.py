@@ -100,3 +100,13 @@ def test_lm_scaling_smoke():
     row = next(line for line in result.stdout.splitlines() if line.startswith("| 1x16x2x8 |"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert int(cells[1].replace(",", "")) > 0 and float(cells[2]) > 0  # params, ms per step
+
+
+def test_sharding_smoke():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.sharding", "--tiny"],
+                            capture_output=True, text=True, timeout=300, check=True, cwd=ROOT)
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in result.stdout.splitlines()
+            if line.startswith("| MLP")]
+    held = {(r[1], r[2]): float(r[3]) for r in rows}
+    assert held[("4", "sharded")] < 0.3 * held[("4", "replicated")]  # about a quarter
+    assert held[("1", "sharded")] == held[("1", "replicated")]

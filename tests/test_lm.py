@@ -17,7 +17,12 @@ import optax
 import pytest
 
 from difprog import checkpoint, data, lm
-from difprog.errors import ArgumentError, CheckpointError, ConfigMismatchError
+from difprog.errors import (
+    ArgumentError,
+    CheckpointError,
+    ConfigMismatchError,
+    NonFiniteLossError,
+)
 
 TEXT = ("def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n\n\n"
         "class Point:\n    def __init__(self, x, y):\n        self.x, self.y = x, y\n\n") * 12
@@ -117,6 +122,22 @@ def test_same_seed_same_bytes_and_a_resume_with_other_settings_is_refused(straig
     with pytest.raises(ConfigMismatchError, match="learning_rate: 0.01 in the checkpoint, 0.02"):
         lm.fit_lm(corpus, lm.LMConfig(**{**TINY, "learning_rate": 2e-2}), out=tmp_path,
                   progress=False)
+
+
+def test_a_diverging_run_stops_naming_the_step_and_keeps_its_checkpoint(corpus, tmp_path):
+    config = lm.LMConfig(**{**TINY, "learning_rate": 1e30, "clip": 1e30, "warmup": 0})
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+; training stopped") as error:
+        lm.fit_lm(corpus, config, out=tmp_path, progress=False)
+    assert len(str(error.value).splitlines()) == 1
+    for path in tmp_path.glob("checkpoint_*"):  # whatever was saved is finite and loadable
+        checkpoint.load(path)
+
+
+def test_a_run_directory_of_another_kind_is_refused(corpus, tmp_path):
+    checkpoint.save(tmp_path / "checkpoint_0001.safetensors", {"w": np.ones(2)},
+                    metadata={"epoch": 1})
+    with pytest.raises(CheckpointError, match="not written by difprog's language-model"):
+        lm.fit_lm(corpus, lm.LMConfig(**TINY), out=tmp_path, progress=False)
 
 
 def test_context_must_match_the_corpus(corpus):

@@ -16,6 +16,7 @@ from difprog import models
 from difprog.errors import (
     ArgumentError,
 )
+from difprog.train import SHARDS
 
 NORMS = ("layer", "rms")
 
@@ -45,6 +46,9 @@ class LMConfig:
         seed: initialises params and draws the batches and dropout masks; 0 <= seed < 2**32.
         devices: local devices to shard each batch over (None: all); does not change the result
             beyond float rounding.
+        shard: 'none' (params and AdamW state replicated on every device) or 'params' (split
+            over the devices, FSDP-style; see `difprog.train.Placement`); does not change the
+            result beyond float rounding.
         keep_checkpoints: how many of the newest checkpoints to keep; does not change the result.
     """
 
@@ -64,6 +68,7 @@ class LMConfig:
     eval_every: int = 300
     seed: int = 0
     devices: int | None = None
+    shard: str = "none"
     keep_checkpoints: int = 3
 
     def __post_init__(self):
@@ -83,6 +88,9 @@ class LMConfig:
         _require("seed", self.seed, int, lambda v: 0 <= v < 2**32, "an int from 0 to 2**32 - 1")
         if self.devices is not None:
             _require("devices", self.devices, int, lambda v: v >= 1, "None (all) or a positive int")
+        if self.shard not in SHARDS:
+            raise ArgumentError(f"LMConfig: shard must be one of {list(SHARDS)}, got "
+                                f"{self.shard!r}")
         if self.norm not in NORMS:
             raise ArgumentError(f"LMConfig: norm must be one of {list(NORMS)}, got {self.norm!r}")
         if self.features % self.heads:
@@ -95,7 +103,7 @@ class LMConfig:
                 for name in ("layers", "heads", "features", "context", "norm", "dropout")}
 
 
-UNRECORDED = ("devices", "keep_checkpoints")  # free to change between a run and its resume
+UNRECORDED = ("devices", "shard", "keep_checkpoints")  # free to change between a run and its resume
 
 
 def _require(name, value, kind, ok, what):

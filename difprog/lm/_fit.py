@@ -143,7 +143,7 @@ def fit_lm(corpus: Text, config: LMConfig | None = None, *,
         raise ArgumentError(f"fit_lm: the corpus was read with context={corpus.context}, the "
                             f"config has context={config.context}; read it with "
                             f"data.text(..., context={config.context})")
-    placement = Placement(config.devices)
+    placement = Placement(config.devices, config.shard)
     owned = (contextlib.nullcontext() if out is None
              else rundir.own(out, exclusive=jax.process_index() == 0))
     with owned as directory:
@@ -174,8 +174,8 @@ def _start(run: _Run, allow_changes: bool) -> _State:
     if found is not None:
         state = _resume(run, state, found, allow_changes)
         state = _sync_metrics(run, state, found.name)
-    return dataclasses.replace(state, params=run.placement.replicate(state.params),
-                               opt_state=run.placement.replicate(state.opt_state))
+    return dataclasses.replace(state, params=run.placement.place(state.params),
+                               opt_state=run.placement.place(state.opt_state))
 
 
 def _sync_metrics(run: _Run, state: _State, checkpoint_name: str) -> _State:

@@ -33,7 +33,11 @@ from difprog.viz._objectives import (
 from difprog.viz._optimize import Visualization, visualize
 from difprog.viz._render import save_grid, save_saliency
 from difprog.viz._saliency import gradient_times_input, saliency
-from difprog.viz._tokens import TokenAttribution, save_token_attribution, token_attribution
+from difprog.viz._tokens import (
+    TokenAttribution,
+    save_token_attribution,
+    token_attribution,
+)
 
 __all__ = [
     "Objective",
