@@ -20,11 +20,11 @@ import jax
 
 jax.config.update("jax_num_cpu_devices", 4)
 
-import numpy as np  # noqa: E402 - after the device count is set
-import optax  # noqa: E402
+import numpy as np
+import optax
 
-from difprog import gates, layers, models  # noqa: E402
-from difprog.train import Placement  # noqa: E402
+from difprog import gates, layers, models
+from difprog.train import Placement
 
 
 def _models(tiny: bool) -> dict:
