@@ -18,7 +18,7 @@ import argparse
 
 import jax
 
-jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_num_cpu_devices", 4)  # before anything else starts JAX's CPU client
 
 import numpy as np
 import optax
