@@ -1,6 +1,6 @@
 """Seeing inside the language model: `apply(..., perturb=)` (gradients at a layer's output),
-`viz.token_attribution` against jax.grad of a plain-jnp reference, causality, its picture, and
-`explain(..., group="layer", depth=1)` of a gpt training step (one node per block)."""
+`viz.token_attribution` against jax.grad of a plain-jnp reference, causality, and its picture
+(`explain` of a gpt training step: tests/test_gpt_explain.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_gpt import _perturbed, reference_blocks, reference_embed
 
-from difprog import data, gates, layers, models, viz
+from difprog import data, layers, models, viz
 from difprog.errors import ArgumentError, DtypeError
 
 VOCAB = 13
@@ -81,18 +81,3 @@ def test_save_token_attribution_writes_a_png(gpt, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ArgumentError, match="one sequence's scores"):
         viz.save_token_attribution(codec, IDS, result, tmp_path / "b.png")
-
-
-def test_explain_of_a_training_step_groups_one_node_per_block(gpt):
-    from difprog import explain
-
-    model, params = gpt
-    targets = jnp.roll(IDS, -1, 1)
-    with jax.enable_x64(True):
-        wide = jax.tree.map(lambda a: a.astype(jnp.float64), params)
-        loss = lambda p, ids: gates.softmax_cross_entropy(model.apply(p, ids), targets)
-        explanation = explain(loss, wide, IDS, group="layer", depth=1)
-    ops = [node for node in explanation.nodes if node.op not in ("input", "constant")]
-    assert [node.name for node in ops] == ["embedding", "position", "block_0", "block_1",
-                                           "norm", "head", "L"]
-    assert explanation.agrees

@@ -10,6 +10,7 @@ and conds if / else. Temporaries used once are inlined, so a sigmoid's backward 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -33,8 +34,9 @@ def flat_code(program: Program, values: dict) -> str:
     if unwritable:
         raise ArgumentError(f"flat_code writes numpy, which has no {', '.join(unwritable)}; "
                             f"explain f at float32 or float64 inputs instead")
-    writer = _Writer(program, values)
-    body = writer.function_body()
+    with jax.enable_x64(True) if _wide(values) else contextlib.nullcontext():
+        writer = _Writer(program, values)
+        body = writer.function_body()
     hidden = sorted(set(program.arg_names) & {"np", "math", "f_and_grad", *writer.helpers})
     if hidden:
         raise ArgumentError(f"flat_code: f's argument {hidden[0]!r} would hide the name the "
@@ -51,6 +53,13 @@ def flat_code(program: Program, values: dict) -> str:
               f'    """Returns f({args}) and its gradient with respect to each argument."""']
     lines += [wrapped for line in body for wrapped in _wrap_line("    " + line if line else "")]
     return "\n".join(lines) + "\n"
+
+
+def _wide(values: dict) -> bool:
+    """Whether the explanation holds 64-bit values: its rules are then retraced with x64 on, as
+    they were traced (without it JAX would write them at 32 bits)."""
+    return any(str(getattr(v, "dtype", "")) in ("float64", "int64", "uint64", "complex128")
+               for v in jax.tree.leaves(values))
 
 
 def _foreign_dtype(value: Any) -> str | None:
