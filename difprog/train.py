@@ -503,20 +503,27 @@ def _save(run: _Run, state: _State, *, seconds: float) -> None:
     meta = {"epoch": state.epoch, "seed": run.config.seed,
             "config": dataclasses.asdict(run.config), "history": state.history,
             "segments": state.segments, "extra": run.extra}
+    save_numbered(run.out, state.epoch, {"params": state.params, "opt_state": state.opt_state},
+                  meta, run.config.keep_checkpoints, f"epoch {state.epoch}",
+                  lambda name: _metrics(meta, name, run.placement.count, seconds))
+
+
+def save_numbered(out: pathlib.Path, number: int, tree: Any, meta: Mapping[str, Any],
+                  keep: int, where: str, metrics: Callable[[str], dict]) -> None:
+    """Writes checkpoint `number` of a run, prunes all but the newest `keep`, then rewrites
+    metrics.json (`metrics(checkpoint name)`); a failed write names `where` training stopped
+    and the checkpoint kept."""
     try:
-        path = checkpoint.save(checkpoint.checkpoint_path(run.out, state.epoch),
-                               {"params": state.params, "opt_state": state.opt_state},
-                               metadata=meta)
+        path = checkpoint.save(checkpoint.checkpoint_path(out, number), tree, metadata=meta)
         kill_point("checkpoint-saved")
-        for old in checkpoint.numbered(run.out)[:-run.config.keep_checkpoints]:
+        for old in checkpoint.numbered(out)[:-keep]:
             old.unlink()
         kill_point("pruned")
-        write_json(run.out / "metrics.json",
-                   _metrics(meta, path.name, run.placement.count, seconds))
+        write_json(out / "metrics.json", metrics(path.name))
         kill_point("metrics-written")
     except WriteError as error:
-        kept = checkpoint.latest(run.out)
-        stopped = WriteError(f"{error}; training stopped at epoch {state.epoch}; "
+        kept = checkpoint.latest(out)
+        stopped = WriteError(f"{error}; training stopped at {where}; "
                              + (f"the last good checkpoint, {kept}, is intact, and the same "
                                 f"command resumes from it" if kept else "no checkpoint was "
                                 "written yet"))

@@ -23,12 +23,11 @@ from difprog.errors import (
     ArgumentError,
     CheckpointError,
     ConfigMismatchError,
-    WriteError,
 )
 from difprog.files import kill_point, write_json
 from difprog.lm._config import UNRECORDED, LMConfig, build_model, make_optimizer
 from difprog.progress import Progress, compiling, note
-from difprog.train import Placement, nonfinite_loss_error
+from difprog.train import Placement, nonfinite_loss_error, save_numbered
 
 EVAL_BATCH = 64
 
@@ -263,24 +262,9 @@ def _save(run: _Run, state: _State) -> None:
                       **run.config.model_settings()},
             "text": {"name": run.corpus.name, "level": run.corpus.level,
                      "vocab": _vocab_strings(run.corpus)}}
-    try:
-        path = checkpoint.save(checkpoint.checkpoint_path(run.out, state.step),
-                               {"params": state.params, "opt_state": state.opt_state},
-                               metadata=meta)
-        kill_point("checkpoint-saved")
-        for old in checkpoint.numbered(run.out)[:-run.config.keep_checkpoints]:
-            old.unlink()
-        kill_point("pruned")
-        write_json(run.out / "metrics.json", _metrics(run, state, path.name))
-        kill_point("metrics-written")
-    except WriteError as error:
-        kept = checkpoint.latest(run.out)
-        stopped = WriteError(f"{error}; training stopped at step {state.step}; "
-                             + (f"the last good checkpoint, {kept}, is intact, and the same "
-                                f"command resumes from it" if kept else "no checkpoint was "
-                                "written yet"))
-        stopped.errno = error.errno
-        raise stopped from error
+    save_numbered(run.out, state.step, {"params": state.params, "opt_state": state.opt_state},
+                  meta, run.config.keep_checkpoints, f"step {state.step}",
+                  lambda name: _metrics(run, state, name))
 
 
 def _metrics(run: _Run, state: _State, checkpoint_name: str) -> dict:
