@@ -3,10 +3,11 @@
 Gates (`difprog.gates`) carry their own backward (VJP) and tangent (JVP) rules; `check_gate`
 proves them against JAX's autodiff and finite differences; `explain` shows any function's
 forward and backward pass node by node. `import difprog` also gives `layers`, `models`, `data`,
-`train`, `checkpoint` and `viz`; matplotlib is imported only when a picture is drawn.
+`train`, `checkpoint`, `interop` (PyTorch weights) and `viz`; matplotlib is imported only when
+a picture is drawn.
 """
 
-from difprog import checkpoint, data, gates, layers, models, train, viz
+from difprog import checkpoint, data, gates, interop, layers, models, train, viz
 from difprog.check import CheckReport, check_gate
 from difprog.errors import (
     ArgumentError,
@@ -54,6 +55,7 @@ __all__ = [
     "gates",
     "hessian",
     "hvp",
+    "interop",
     "layers",
     "linear",
     "models",

@@ -105,6 +105,8 @@ def check_gate(gate: Gate, *args: Any, seed: int = 0, step: float = 1e-6,
     Args:
         gate: the gate to check.
         *args, **kwargs: the arguments to call it with; floating inputs are cast to float64.
+            An input given as a Python number is held constant (`check_gate(power, x, 2)`
+            checks d/dx only); pass an array, `jnp.asarray(2.0)`, to check its derivative too.
             Choose points away from kinks (relu at 0, ties of max) for the finite differences.
         seed: seeds the random cotangent and tangent directions.
         step: the finite-difference step h along directions scaled to each input's size.
@@ -118,7 +120,7 @@ def check_gate(gate: Gate, *args: Any, seed: int = 0, step: float = 1e-6,
         bound = gate.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         arguments = dict(bound.arguments)
-        names = gate.input_names
+        names = _varied(gate, arguments)
         x = tuple(jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), arguments[n]) for n in names)
 
         def through_gate(*inputs):
@@ -148,6 +150,17 @@ def check_gate(gate: Gate, *args: Any, seed: int = 0, step: float = 1e-6,
                   tol.second_order),
         )
     return CheckReport(gate.name, _shapes(arguments, gate), checks)
+
+
+def _varied(gate: Gate, arguments: dict) -> tuple[str, ...]:
+    """The inputs to differentiate: the array inputs; a Python number is held constant, as
+    `gate(x, 2)` holds it in a call (every input, when all of them are numbers)."""
+    arrays = tuple(n for n in gate.input_names if not _is_number(arguments[n]))
+    return arrays or tuple(gate.input_names)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _quantities(through_gate, reference, x, g, v, step) -> dict:

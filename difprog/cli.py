@@ -103,8 +103,8 @@ def _parser() -> _Parser:
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of a failure instead of one line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_train, _add_sample, _add_visualize, _add_explain, _add_check,
-                _add_bench):
+    for add in (_add_demo, _add_train, _add_sample, _add_visualize, _add_attribute, _add_explain,
+                _add_check, _add_bench):
         add(commands)
     return parser
 
@@ -277,6 +277,49 @@ def _add_visualize(commands) -> None:
                                 "not a terminal, the bar is a line every 5 s at most)")
 
 
+def _add_attribute(commands) -> None:
+    """difprog attribute --checkpoint FILE_OR_RUN_DIR [--methods ... --count --seed]."""
+    from difprog.viz import METHODS
+
+    attribute = _command(
+        commands, "attribute", _attribute,
+        help="attribution maps of test images, with their sanity checks",
+        description="Loads a checkpoint written by difprog train or demo and explains each of "
+                    "the first --count test images' label score by every method; writes "
+                    "attributions.png (one row per image, one column per method), "
+                    "attributions.npz, and the sanity checks (completeness of integrated "
+                    "gradients, cascading model randomisation) as sanity.json and sanity.txt "
+                    "into --out, and prints their tables.")
+    attribute.add_argument("--checkpoint", type=pathlib.Path, required=True, metavar="PATH",
+                           help="a checkpoint file, or a run directory (its newest checkpoint)")
+    _add_out(attribute, "attribute", "attributions.png, attributions.npz and sanity.json")
+    attribute.add_argument("--model", default=None,
+                           help="the checkpoint's model (default: the one recorded in it)")
+    attribute.add_argument("--methods", choices=METHODS, nargs="+", default=None,
+                           metavar="METHOD", help=f"methods, from {', '.join(METHODS)} "
+                                                  f"(default: all the model allows: grad_cam "
+                                                  f"needs a layer of feature maps)")
+    attribute.add_argument("--count", type=_integer(1, 64), default=8,
+                           help="test images explained (the first ones)")
+    attribute.add_argument("--seed", type=_seed, default=0,
+                           help="seed of SmoothGrad's noise and of the re-initialised weights")
+    attribute.add_argument("--steps", type=_integer(1, 4096), default=64,
+                           help="path points of integrated gradients")
+    attribute.add_argument("--samples", type=_integer(1, 4096), default=32,
+                           help="noisy copies per image of SmoothGrad")
+    attribute.add_argument("--noise", type=_number(positive=False), default=0.15,
+                           help="SmoothGrad's noise std, a fraction of each image's value range")
+    attribute.add_argument("--layer", default=None,
+                           help="Grad-CAM's layer path, such as conv2d_1 (default: the last "
+                                "layer with feature maps)")
+    attribute.add_argument("--window", type=_positive, default=2,
+                           help="occlusion's window, in pixels (square)")
+    attribute.add_argument("--stride", type=_positive, default=1,
+                           help="occlusion's stride, in pixels")
+    attribute.add_argument("--no-sanity", action="store_true",
+                           help="skip the sanity checks (sanity.json and sanity.txt)")
+
+
 def _add_explain(commands) -> None:
     """difprog explain EXPRESSION --at POINT [--out DIR]."""
     explain = _command(
@@ -285,13 +328,14 @@ def _add_explain(commands) -> None:
         description="Explains an expression in variables x, y, z... built from arithmetic and "
                     "difprog gates (exp, log, sqrt, sigmoid, tanh, relu, max, min, sum...): "
                     "prints the forward and backward pass node by node and, with --out, writes "
-                    "graph.svg, graph.png, table.txt and flat_code.py.")
+                    "graph.svg, graph.png, graph.html (a page that steps through both passes "
+                    "in a browser, with no network access), table.txt and flat_code.py.")
     explain.add_argument("expression", help="such as '(x + y) * z' or '1 / (y + exp(-x))'")
     explain.add_argument("--at", required=True,
                          help="the point, such as x=-2,y=5,z=-4 (lists for vectors: w=[1,2])")
     explain.add_argument("--out", type=_out_dir, default=None, metavar="DIR",
-                         help="directory for the graph, table and flat code (default: print "
-                              "only)")
+                         help="directory for the graph (picture and interactive page), table "
+                              "and flat code (default: print only)")
 
 
 def _training_arguments(parser: _Parser, command: str) -> None:
@@ -459,14 +503,25 @@ def _train(args: argparse.Namespace) -> int:
         if demo and out.exclusive:
             _write_visualizations(model, result.params, dataset, args.out,
                                   progress=not args.no_progress)
+            _write_attributions(model, result.params, dataset, args.out / "attribution",
+                                count=6, sanity=False, **_DEMO_ATTRIBUTION)
             neuron = _write_explanations(model, result.params, dataset, args.out)
     if neuron is not None:
+        print(f"Attribution of six test digits by six methods in attribution/ (32 steps, 8 "
+              f"samples); the defaults (64, 32) and the sanity checks: difprog attribute "
+              f"--checkpoint {args.out} --out DIR")
         _print_demo(args.out, neuron)
     right = round(result.test_accuracy * len(dataset.y_test))
     epochs = result.history[-1]["epoch"] if result.history else 0
     print(f"test accuracy {result.test_accuracy:.2%} ({right}/{len(dataset.y_test)}) on "
           f"{args.dataset} with the {args.model} model after {epochs} epochs")
     return 0
+
+
+# The demo's attribution settings: fewer path points and noisy copies than difprog attribute's
+# defaults (64, 32), and no sanity checks, to stay within a few seconds; its figure says so.
+_DEMO_NOTE = ", demo settings (difprog attribute defaults: 64 steps, 32 samples)"
+_DEMO_ATTRIBUTION = {"steps": 32, "samples": 8, "note": _DEMO_NOTE}
 
 
 def _given(args: argparse.Namespace, option: str, defaults, field: str):
@@ -666,6 +721,94 @@ def _write_visualizations(model, params, dataset, out: pathlib.Path, *, classes=
     return [grid, npz, saliency]
 
 
+def _attribute(args: argparse.Namespace) -> int:
+    """difprog attribute: attribution maps of test images and their sanity checks."""
+    from difprog import checkpoint, data, models, rundir
+    from difprog.train import restore
+
+    path = _checkpoint_file(args.checkpoint)
+    _, meta = checkpoint.load(path)
+    dataset = data.load(meta.get("extra", {}).get("dataset", "digits"))
+    model = models.build(args.model or meta.get("extra", {}).get("model", "cnn"),
+                         dataset.num_classes)
+    params, _ = restore(path, model, dataset.x_train[:1])
+    with rundir.own(args.out):
+        written, tables = _write_attributions(
+            model, params, dataset, args.out, methods=args.methods, count=args.count,
+            seed=args.seed, steps=args.steps, samples=args.samples, noise=args.noise,
+            layer=args.layer, window=args.window, stride=args.stride,
+            sanity=not args.no_sanity)
+    if tables:
+        print(tables)
+    print(f"wrote {', '.join(p.name for p in written)} into {args.out}/")
+    return 0
+
+
+def _write_attributions(model, params, dataset, out: pathlib.Path, *, methods=None, count=8,
+                        seed=0, steps=64, samples=32, noise=0.15, layer=None, window=2,
+                        stride=1, sanity=True, note="") -> tuple[list[pathlib.Path], str]:
+    """attributions.png and .npz of the first `count` test images (each explained for its
+    label), and with `sanity` the checks as sanity.json and sanity.txt; (files, the tables)."""
+    import numpy as np
+
+    from difprog import viz
+    from difprog.errors import ArgumentError
+    from difprog.files import atomic, write_bytes, write_json, write_npz
+
+    x, y = dataset.x_test[:count], dataset.y_test[:count]
+    if methods is None:
+        spatial = _has_feature_maps(model, params, x)
+        methods = [m for m in viz.METHODS if m != "grad_cam" or spatial or layer is not None]
+    if layer is None and "grad_cam" in methods:
+        layer = viz.last_spatial_layer(model, params, x)
+    if "occlusion" in methods and window > min(x.shape[1:3]):
+        raise ArgumentError(f"--window {window}: the images are {x.shape[1]}x{x.shape[2]} "
+                            f"pixels; choose a window at most that")
+    settings = dict(steps=steps, samples=samples, noise=noise, layer=layer,
+                    window=window, stride=min(stride, window))
+    key = jax.random.key(seed)
+    maps = viz.attributions(model, params, x, y, methods, key=key, **settings)
+    predicted = np.asarray(jax.numpy.argmax(model.apply(params, x), -1))
+    described = {"integrated_gradients": f"integrated gradients {steps} steps",
+                 "smoothgrad": f"SmoothGrad {samples} samples (noise {noise}, seed {seed})",
+                 "grad_cam": f"Grad-CAM at {layer}",
+                 "occlusion": f"occlusion {window}x{window} stride {settings['stride']}"}
+    title = "; ".join(["attribution of each label's score",
+                       *(described[m] for m in methods if m in described)]) + note
+    out.mkdir(parents=True, exist_ok=True)
+    written = [viz.save_attributions(x, maps, out / "attributions.png", title=title,
+                                     labels=[f"label {a}\npredicted {b}"
+                                             for a, b in zip(y, predicted)]),
+               write_npz(out / "attributions.npz", images=x, labels=y, **maps)]
+    if not sanity:
+        return written, ""
+    checks = _sanity_checks(model, params, x, y, key, methods, settings)
+    tables = "\n\n".join(str(check) for check in checks.values()) + "\n"
+    written.append(write_json(out / "sanity.json", {
+        **{name: check.to_json() for name, check in checks.items()},
+        "settings": {**settings, "seed": seed, "images": int(count), "note": note.strip(", ")}}))
+    with atomic(out / "sanity.txt") as temporary:
+        write_bytes(temporary, tables.encode())
+    return [*written, out / "sanity.txt"], tables
+
+
+def _sanity_checks(model, params, x, y, key, methods, settings) -> dict:
+    """Completeness of integrated gradients and the randomisation test (all positions, and the
+    foreground)."""
+    from difprog import viz
+
+    everywhere, foreground = viz.randomizations(model, params, x, y, jax.random.fold_in(key, 1),
+                                                methods=methods, **settings)
+    return {"completeness": viz.completeness(model, params, x, y),
+            "randomization": everywhere, "randomization_foreground": foreground}
+
+
+def _has_feature_maps(model, params, x) -> bool:
+    from difprog import viz
+
+    return any(len(out.shape) == 4 for out in viz.layer_outputs(model, params, x).values())
+
+
 def _explain(args: argparse.Namespace) -> int:
     from difprog.errors import DifprogError
     from difprog.expression import expression_function, parse_point
@@ -691,7 +834,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _write_explanations(model, params, dataset, out: pathlib.Path):
-    """The sigmoid neuron of the lectures, and the CNN's loss summarised per layer."""
+    """The sigmoid neuron of the lectures (with its page, graph.html), and the CNN's loss
+    summarised per layer (picture and page: cnn_layers.png, cnn_layers.html)."""
     import jax.numpy as jnp
 
     from difprog.graph import explain
@@ -704,6 +848,9 @@ def _write_explanations(model, params, dataset, out: pathlib.Path):
     cnn = explain(lambda params, x: gates.softmax_cross_entropy(model.apply(params, x), y),
                   params, x, group="layer")
     cnn.render(out / "explain" / "cnn_layers.png")
+    cnn.to_html(out / "explain" / "cnn_layers.html",
+                title=f"difprog demo: the loss of the trained model on {len(y)} test digits, "
+                      f"one node per layer")
     return neuron
 
 

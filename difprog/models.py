@@ -1,5 +1,6 @@
 """Ready-made models: for the command line a small CNN and an MLP for 8x8 digit images; `gpt`, a
-decoder-only transformer language model (not yet a command-line model)."""
+decoder-only transformer language model, and `resnet18`, torchvision's ResNet-18 with its names
+(neither yet a command-line model)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from jax.nn import initializers
 
 from difprog import layers
 from difprog import layers as _layers  # `gpt` has an argument named layers
+from difprog._resnet import resnet18
 from difprog.errors import ArgumentError
 
 
@@ -110,6 +112,9 @@ def gpt(vocab: int, layers: int = 4, heads: int = 4, features: int = 128, contex
 
 
 _NORMS = {"layer": _layers.LayerNorm, "rms": _layers.RMSNorm}
+
+
+__all__ = ["MODELS", "build", "cnn", "gpt", "linear", "mlp", "resnet18"]
 
 
 MODELS: dict[str, Callable[[int], layers.Layer]] = {"cnn": cnn, "mlp": mlp, "linear": linear}

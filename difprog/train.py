@@ -40,7 +40,7 @@ from difprog.errors import (
     WriteError,
 )
 from difprog.files import kill_point, write_json
-from difprog.layers import Layer
+from difprog.layers import Layer, merge_stats, stat_paths
 from difprog.progress import Progress, compiling
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -182,14 +182,23 @@ def weights(params: Any) -> list:
 
 def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.GradientTransformation
                     ) -> Callable:
-    """`step(params, opt_state, x, y, key) -> (params, opt_state, loss, correct)`, jitted."""
+    """`step(params, opt_state, x, y, key) -> (params, opt_state, loss, correct)`, jitted.
+
+    A model with BatchNorm layers also gets their running statistics updated from the batch
+    (`update_stats`); they get no gradient, so the optimiser leaves them alone.
+    """
     loss = make_loss(model, config)
+    tracks_stats = bool(stat_paths(model))
 
     def step(params, opt_state, x, y, key):
         (value, logits), grads = jax.value_and_grad(loss, has_aux=True)(params, x, y, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         correct = jnp.sum(jnp.argmax(logits, -1) == y)
-        return optax.apply_updates(params, updates), opt_state, value, correct
+        new = optax.apply_updates(params, updates)
+        if tracks_stats:  # the same forward pass as the loss's, which XLA computes once
+            new = merge_stats(new, model.apply(params, x, key=key, train=True,
+                                               update_stats=True)[1])
+        return new, opt_state, value, correct
 
     return jax.jit(step)
 

@@ -120,3 +120,17 @@ def test_gradients_come_back_in_the_input_dtype(name, dtype):
         rtol = {jnp.bfloat16: 5e-2, jnp.float32: 1e-4, jnp.float64: 1e-10}[dtype]
         assert_trees_close(as_dtype(grads, jnp.float32), as_dtype(ref, jnp.float32),
                            rtol=rtol, atol=rtol)
+
+
+def test_check_gate_holds_a_python_number_input_constant():
+    """check_gate(power, x, 2) with negative x checks d/dx (finite) and holds p = 2 constant, as
+    the call does; with p an array, d/dp = x^p log x is NaN at x < 0 and the check says so."""
+    x = jnp.array([-1.5, -0.5, 0.7, 2.0])
+    report = difprog.check_gate(gates.power, x, 2)
+    assert report.ok, str(report)
+    assert "p=2" in report.shapes
+    assert not difprog.check_gate(gates.power, x, jnp.asarray(2.0)).ok
+    wrong = gates.power.with_rules(backward=lambda g, out, x, p: (3 * g * x, jnp.zeros_like(p)))
+    assert not difprog.check_gate(wrong, x, 2).ok  # d/dx is still checked
+    both_numbers = difprog.check_gate(gates.multiply, 2.0, 3.0)  # all numbers: all varied
+    assert both_numbers.ok and both_numbers.errors["reverse"] < 1e-12

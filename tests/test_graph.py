@@ -329,7 +329,7 @@ def test_command_line_explains_an_expression(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "equal jax.grad(f)" in out and "f = -12" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "flat_code.py", "graph.png", "graph.svg", "table.txt"]
+        "flat_code.py", "graph.html", "graph.png", "graph.svg", "table.txt"]
     namespace = {}
     exec((tmp_path / "flat_code.py").read_text(), namespace)  # noqa: S102
     value, grads = namespace["f_and_grad"](1.0, 2.0, 3.0)

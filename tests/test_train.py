@@ -321,7 +321,9 @@ def test_demo_reaches_the_accuracy_target_in_under_two_minutes(tmp_path):
     assert metrics["test_accuracy"] >= 0.985, metrics["test_accuracy"]
     assert "metrics.json" in out and "checkpoint_0030.safetensors" in out
     explained = tmp_path / "difprog-demo" / "explain"
-    for name in ("graph.svg", "graph.png", "table.txt", "flat_code.py", "cnn_layers.png"):
+    for name in ("graph.svg", "graph.png", "graph.html", "table.txt", "flat_code.py",
+                 "cnn_layers.png", "cnn_layers.html"):
         assert (explained / name).stat().st_size > 0, name
     assert "equal jax.grad(f)" in out
+    assert (tmp_path / "difprog-demo" / "attribution" / "attributions.png").stat().st_size > 0
     assert seconds < 120, seconds

@@ -14,7 +14,7 @@ import numpy as np
 
 from difprog.errors import ArgumentError
 from difprog.files import atomic
-from difprog.graph import _flat_code, _nodes, _render, _table
+from difprog.graph import _flat_code, _html, _nodes, _render, _table
 from difprog.graph._nodes import Node
 from difprog.graph._trace import Constant, Program, Step, is_float, trace
 
@@ -65,11 +65,24 @@ class Explanation:
         """Draws the graph to an .svg or .png file: values above each edge, gradients below."""
         return _render.render(self, path)
 
+    def to_html(self, path: str | os.PathLike, title: str | None = None) -> pathlib.Path:
+        """Writes an interactive page (one self-contained .html file, no network access) that
+        steps through the forward and backward pass node by node, beside the flat code.
+
+        Example:
+            >>> import difprog, tempfile, pathlib
+            >>> e = difprog.explain(lambda x, y, z: (x + y) * z, -2.0, 5.0, -4.0)
+            >>> e.to_html(pathlib.Path(tempfile.mkdtemp()) / "graph.html").name
+            'graph.html'
+        """
+        return _html.write(self, path, title)
+
     def save(self, directory: str | os.PathLike) -> list[pathlib.Path]:
-        """Writes graph.svg, graph.png, table.txt and flat_code.py into `directory`."""
+        """Writes graph.svg, graph.png, graph.html, table.txt and flat_code.py into `directory`."""
         directory = pathlib.Path(directory)
         texts = {"table.txt": f"{self}\n", "flat_code.py": self.flat_code()}
-        written = [self.render(directory / "graph.svg"), self.render(directory / "graph.png")]
+        written = [self.render(directory / "graph.svg"), self.render(directory / "graph.png"),
+                   self.to_html(directory / "graph.html")]
         for name, text in texts.items():
             with atomic(directory / name) as temporary:
                 temporary.write_text(text)

@@ -30,6 +30,23 @@ _INLINE_LENGTH = 64
 
 def flat_code(program: Program, values: dict) -> str:
     """The source of `f_and_grad(<f's arguments>)`, which returns (value, input gradients)."""
+    return flat_code_lines(program, values)[0]
+
+
+def flat_code_lines(program: Program, values: dict) -> tuple[str, dict, dict]:
+    """The flat code, and where each step's statements are in it.
+
+    Returns (source, forward, backward): `forward[i]` and `backward[i]` are the (first, last)
+    line numbers, counted from 1, of step i's forward statements and of its backward rule's
+    (a step the backward pass does not reach has no backward lines).
+
+    Example:
+        >>> import difprog
+        >>> e = difprog.explain(lambda x, y, z: (x + y) * z, -2.0, 5.0, -4.0)
+        >>> source, forward, backward = flat_code_lines(e.program, e.values)
+        >>> source.splitlines()[forward[0][0] - 1].strip()
+        's0 = x + y  # add'
+    """
     unwritable = sorted({d for d in map(_foreign_dtype, jax.tree.leaves(values)) if d})
     if unwritable:
         raise ArgumentError(f"flat_code writes numpy, which has no {', '.join(unwritable)}; "
@@ -51,8 +68,15 @@ def flat_code(program: Program, values: dict) -> str:
     args = ", ".join(program.arg_names)
     lines += ["", "", f"def f_and_grad({args}):",
               f'    """Returns f({args}) and its gradient with respect to each argument."""']
-    lines += [wrapped for line in body for wrapped in _wrap_line("    " + line if line else "")]
-    return "\n".join(lines) + "\n"
+    lines = "\n".join(lines).split("\n")  # the helpers' sources are several lines each
+    first = []  # the output line number (from 1) of each body line
+    for line in body:
+        first.append(len(lines) + 1)
+        lines += _wrap_line("    " + line if line else "")
+    first.append(len(lines) + 1)
+    spans = [{i: (first[a], first[b] - 1) for i, (a, b) in side.items()}
+             for side in (writer.forward_spans, writer.backward_spans)]
+    return "\n".join(lines) + "\n", *spans
 
 
 def _wide(values: dict) -> bool:
@@ -85,6 +109,9 @@ class _Writer(Walker):
         self.helpers: set[str] = set()
         self.count = 0
         self.arrays: dict[int, Expr] = {}  # id of a Constant step input -> its expression
+        # step index -> (first, end) of its statements among the body's lines
+        self.forward_spans: dict[int, tuple[int, int]] = {}
+        self.backward_spans: dict[int, tuple[int, int]] = {}
 
     def function_body(self) -> list[str]:
         program = self.program
@@ -95,8 +122,10 @@ class _Writer(Walker):
         for name, value in program.constants.items():
             self.lines.append(f"{name} = {_array_source(np.asarray(value))}")
         self.lines.append("# forward pass")
-        for step in program.steps:
+        for index, step in enumerate(program.steps):
+            start = len(self.lines)
             self.forward(step)
+            self.forward_spans[index] = (start, len(self.lines))
         self.lines += ["", "# backward pass"]
         grad = {n: self.fresh(f"grad_{n}") for n in self.values}
         reached = self.backward(grad)
@@ -139,7 +168,8 @@ class _Writer(Walker):
         if isinstance(program.output, str):
             self.lines.append(f"{grad[program.output]} = np.ones_like({program.output})")
             reached.add(program.output)
-        for step in reversed(program.steps):
+        for index in reversed(range(len(program.steps))):
+            step, start = program.steps[index], len(self.lines)
             floats = [o for o in step.outputs if is_float(self.values[o])]
             if not any(o in reached for o in floats):
                 continue
@@ -172,6 +202,7 @@ class _Writer(Walker):
                 else:
                     self.lines.append(f"{grad[ref]} = {expr.text}")
                     reached.add(ref)
+            self.backward_spans[index] = (start, len(self.lines))
         return reached
 
     def bind(self, expr: Expr, uses: int, returned: int) -> Expr:

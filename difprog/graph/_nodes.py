@@ -28,6 +28,8 @@ class Node:
         kind: `input`, `constant`, `gate`, `primitive` or `group`.
         scope: the layer path (jax.named_scope) it ran in; '' outside any layer.
         rule: which backward rule computed downstream.
+        steps: the indices of the program's steps it stands for (one, or a layer's; none for
+            an input or a constant).
     """
 
     name: str
@@ -41,7 +43,7 @@ class Node:
     kind: str
     scope: str = ""
     rule: str = ""
-
+    steps: tuple[int, ...] = ()
 
 
 def nodes(program: Program, passes: Any) -> tuple[Node, ...]:
@@ -53,13 +55,14 @@ def nodes(program: Program, passes: Any) -> tuple[Node, ...]:
     out += [Node(name=n, op="constant", inputs=(), outputs=(n,), value=v, upstream=None,
                  local=None, downstream=(), kind="constant")
             for n, v in program.constants.items()]
-    for step, downstream, local in zip(program.steps, passes.contributions, passes.locals):
+    for index, (step, downstream, local) in enumerate(
+            zip(program.steps, passes.contributions, passes.locals)):
         out.append(Node(
             name=node_name(step), op=step.op, inputs=tuple(map(str, step.inputs)),
             outputs=step.outputs, value=_one_or_tuple([values[o] for o in step.outputs]),
             upstream=_one_or_tuple([grads.get(o) for o in step.outputs]), local=local,
             downstream=tuple(downstream or [None] * len(step.inputs)), kind=step.kind,
-            scope=step.scope, rule=step.rule))
+            scope=step.scope, rule=step.rule, steps=(index,)))
     return tuple(out)
 
 
@@ -119,7 +122,8 @@ def _group(program: Program, passes: Any, key: str, indices: list[int],
                 value=_one_or_tuple([passes.values[o] for o in outputs]),
                 upstream=_one_or_tuple([passes.grads.get(o) for o in outputs]), local=None,
                 downstream=tuple(inputs.values()), kind="group", scope=steps[0].scope,
-                rule=f"{len(steps)} steps: the backward rules of {', '.join(ops)}")
+                rule=f"{len(steps)} steps: the backward rules of {', '.join(ops)}",
+                steps=tuple(indices))
 
 
 def node_name(step: Step) -> str:

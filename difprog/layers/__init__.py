@@ -13,6 +13,7 @@ Example:
     >>> logits = jax.jit(model.apply)(params, jnp.zeros((32, 8, 8, 1)))
 """
 
+from difprog.layers._batch_norm import BatchNorm, merge_stats, stat_paths, trainable_mask
 from difprog.layers._combinators import (
     Parallel,
     Residual,
@@ -31,6 +32,7 @@ from difprog.layers._stateless import (
     Dropout,
     Flatten,
     Gelu,
+    GlobalAvgPool,
     LeakyRelu,
     MaxPool2D,
     Relu,
@@ -44,12 +46,14 @@ from difprog.layers._trainable import Conv2D, Dense, LayerNorm, RMSNorm
 __all__ = [
     "Activation",
     "AvgPool2D",
+    "BatchNorm",
     "Conv2D",
     "Dense",
     "Dropout",
     "Embedding",
     "Flatten",
     "Gelu",
+    "GlobalAvgPool",
     "Layer",
     "LayerNorm",
     "LeakyRelu",
@@ -66,10 +70,13 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "activation",
+    "merge_stats",
+    "stat_paths",
     "parallel",
     "remat",
     "repeat",
     "residual",
     "serial",
     "summary",
+    "trainable_mask",
 ]

@@ -33,24 +33,30 @@ class InitScope:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """How a layer is applied: its path, its PRNG key, train or eval, and what records outputs."""
+    """How a layer is applied: its path, its PRNG key, train or eval, what records outputs, and
+    where BatchNorm layers put their updated running statistics (`stats`, {path: {'mean', 'var'}},
+    None when they are not wanted)."""
 
     path: str = ""
     key: jax.Array | None = None
     train: bool = False
     recorder: Recorder | None = None
     perturb: Mapping[str, Any] | None = None
+    stats: dict[str, Any] | None = None
 
 
 class Recorder:
-    """Collects the output of every layer a run passes through, in the order layers start."""
+    """Collects the output of every layer a run passes through, in the order layers start
+    (`rows`), and the input of each (`inputs`, row by row)."""
 
     def __init__(self, wanted: Callable[[str], bool]):
         self.wanted = wanted
         self.rows: list[tuple[str, Layer, Any]] = []
+        self.inputs: list[Any] = []
 
-    def start(self, path: str, layer: Layer) -> int:
+    def start(self, path: str, layer: Layer, x: Any = None) -> int:
         self.rows.append((path, layer, None))
+        self.inputs.append(x)
         return len(self.rows) - 1
 
     def finish(self, row: int, y: Any) -> None:
@@ -104,7 +110,7 @@ class Layer:
 
     def apply(self, params: Params, x: Any, *, key: jax.Array | None = None, train: bool = False,
               capture: bool | Callable[[str], bool] | tuple[str, ...] = False,
-              perturb: Mapping[str, Any] | None = None) -> Any:
+              perturb: Mapping[str, Any] | None = None, update_stats: bool = False) -> Any:
         """Runs the layer: `y = layer(params, x)`, every gradient through difprog gates.
 
         Args:
@@ -118,9 +124,13 @@ class Layer:
             perturb: `{path: delta}`: adds delta to the output of the inner layer at each path
                 (through the add gate), so `jax.grad` with respect to a zero delta is the
                 gradient with respect to that layer's output (as Flax's `perturb`).
+            update_stats: with `train=True`, also return the running statistics every BatchNorm
+                layer updated from its batch, `{path: {'mean', 'var'}}` (stop-gradient values;
+                `layers.merge_stats(params, stats)` puts them into the params).
 
         Returns:
-            The output, or `(output, captured)` when `capture` is set.
+            The output; `(output, captured)` when `capture` is set; with `update_stats`, the
+            stats come last: `(output, stats)` or `(output, captured, stats)`.
 
         Example:
             >>> _, out = model.apply(params, x, capture=("dense_0",))
@@ -128,15 +138,22 @@ class Layer:
             >>> jax.grad(lambda d: model.apply(params, x, perturb={"dense_0": d}).sum())(zero)
         """
         x = _as_input(x, self)
+        if update_stats is not False and (update_stats is not True or train is not True):
+            raise ArgumentError(
+                f"{self._label('')}: update_stats must be True or False, and True only with "
+                f"train=True (running statistics are updated from the batch statistics of "
+                f"training), got update_stats={update_stats!r}, train={train!r}")
         recorder = Recorder(_capture_predicate(capture)) if capture else None
+        stats = {} if update_stats else None
         y = self._call(params, x, Run(key=key, train=train, recorder=recorder,
-                                      perturb=dict(perturb) if perturb else None))
+                                      perturb=dict(perturb) if perturb else None, stats=stats))
         if perturb:
             _check_paths("perturb", perturb, recorder, self, params, x)
-        if not capture:
-            return y
-        _check_captured(capture, recorder, self)
-        return y, recorder.outputs()
+        if capture:
+            _check_captured(capture, recorder, self)
+        out = (y, recorder.outputs()) if capture else (y,)
+        out = (*out, stats) if update_stats else out
+        return out if len(out) > 1 else y
 
     def __iter__(self) -> Iterator[Callable]:
         yield self.init
@@ -151,7 +168,7 @@ class Layer:
 
     def _call(self, params: Params, x: Any, run: Run) -> Any:
         """Applies the layer at `run.path`, naming its scope and recording its output."""
-        row = run.recorder.start(run.path, self) if run.recorder else None
+        row = run.recorder.start(run.path, self, x) if run.recorder else None
         with jax.named_scope(run.path.rsplit("/", 1)[-1] or self.name):
             y = self._apply(params, x, run)
         if run.perturb and run.path in run.perturb:

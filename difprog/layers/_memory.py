@@ -23,21 +23,27 @@ def run_layers(steps: Sequence[tuple], x, *, checkpoint: bool = False):
     """Applies (params, layer, run) steps in order, all under one jax.checkpoint if asked.
 
     Inside a checkpoint nothing is recorded (recorded values would be the checkpoint's inner
-    tracers); PRNG keys go in as arguments so the recomputation draws the same masks.
+    tracers); PRNG keys go in as arguments so the recomputation draws the same masks, and
+    BatchNorm's updated statistics come out as outputs of the checkpoint.
     """
     if not checkpoint:
         for params, layer, run in steps:
             x = layer._call(params, x, run)
         return x
-    layers_ = [(layer, dataclasses.replace(run, key=None, recorder=None))
+    outer = steps[0][2].stats if steps else None
+    layers_ = [(layer, dataclasses.replace(run, key=None, recorder=None, stats=None))
                for _, layer, run in steps]
 
     def segment(params, keys, x):
+        stats = None if outer is None else {}
         for p, key, (layer, run) in zip(params, keys, layers_):
-            x = layer._call(p, x, dataclasses.replace(run, key=key))
-        return x
+            x = layer._call(p, x, dataclasses.replace(run, key=key, stats=stats))
+        return x, stats
 
-    return jax.checkpoint(segment)([p for p, _, _ in steps], [r.key for _, _, r in steps], x)
+    x, stats = jax.checkpoint(segment)([p for p, _, _ in steps], [r.key for _, _, r in steps], x)
+    if outer is not None:
+        outer.update(stats)
+    return x
 
 
 def segment_length(count: int, remat: int | str | None) -> int:
@@ -119,30 +125,36 @@ class Repeat(Layer):
                                  f"{tuple(leaf.shape)}, but a block repeated {self.times} times "
                                  f"needs its params stacked on a leading axis of {self.times}")
         keys = None if run.key is None else jax.random.split(run.key, self.times)
-        inner = dataclasses.replace(run, key=None, recorder=None)
+        inner = dataclasses.replace(run, key=None, recorder=None, stats=None)
+        collect = run.stats is not None
 
         def step(h, params_and_key):
             p, key = params_and_key
-            y = self.layer._call(p, h, dataclasses.replace(inner, key=key))
+            stats = {} if collect else None  # each repetition's statistics, stacked by the scan
+            y = self.layer._call(p, h, dataclasses.replace(inner, key=key, stats=stats))
             if y.shape != h.shape or y.dtype != h.dtype:
                 raise ShapeError(f"{self._label(run.path)} feeds its block's output back in, so "
                                  f"the block must keep the shape and dtype of its input, but it "
                                  f"maps {h.dtype}{tuple(h.shape)} to {y.dtype}{tuple(y.shape)}")
-            return y, None
+            return y, stats
 
         if self.remat == "each":
             step = jax.checkpoint(step)
         if self.remat != "sqrt":
-            return lax.scan(step, x, (params, keys))[0]
-        length = _segment_length(self.times)
-        split = lambda a: a.reshape(self.times // length, length, *a.shape[1:])
+            y, stats = lax.scan(step, x, (params, keys))
+        else:
+            length = _segment_length(self.times)
+            split = lambda a: a.reshape(self.times // length, length, *a.shape[1:])
 
-        @jax.checkpoint
-        def segment(h, chunk):
-            return lax.scan(step, h, chunk)[0], None
+            @jax.checkpoint
+            def segment(h, chunk):
+                return lax.scan(step, h, chunk)
 
-        chunks = jax.tree.map(split, (params, keys))
-        return lax.scan(segment, x, chunks)[0]
+            y, stats = lax.scan(segment, x, jax.tree.map(split, (params, keys)))
+            stats = jax.tree.map(lambda a: a.reshape(self.times, *a.shape[2:]), stats)
+        if collect:
+            run.stats.update(stats)
+        return y
 
 
 def remat(layer: Layer) -> Remat:

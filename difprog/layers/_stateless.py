@@ -1,5 +1,5 @@
-"""Layers without params: pooling, Flatten, activations (one line each with `activation`)
-and Dropout."""
+"""Layers without params: pooling (windows, and GlobalAvgPool), Flatten, activations (one line
+each with `activation`) and Dropout."""
 
 from __future__ import annotations
 
@@ -96,6 +96,25 @@ class AvgPool2D(_Pool2D):
 
     def _options(self):
         return {**super()._options(), "count_include_pad": self.count_include_pad}
+
+
+class GlobalAvgPool(Leaf):
+    """The mean over height and width of an NHWC input: (N, H, W, C) -> (N, C), through the mean
+    gate (torch's `AdaptiveAvgPool2d(1)` followed by `flatten(1)`).
+
+    Example:
+        >>> layers.GlobalAvgPool().apply({}, jnp.ones((2, 7, 7, 512))).shape
+        (2, 512)
+    """
+
+    kind = "global_avg_pool"
+    expects = "NHWC input of rank 4 (batch, height, width, channels)"
+
+    def _fits(self, shape):
+        return len(shape) == 4
+
+    def _forward(self, params, x, run):
+        return gates.mean(x, (1, 2))
 
 
 class Flatten(Leaf):

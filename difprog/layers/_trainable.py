@@ -23,6 +23,12 @@ def _weights(w_init: Initializer | None, before_relu: bool) -> Initializer:
     return initializers.he_normal() if before_relu else initializers.glorot_uniform()
 
 
+def _flag(layer: str, what: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ArgumentError(f"{layer}: {what} must be True or False, got {value!r}")
+    return value
+
+
 def _positive_int(layer: str, what: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ArgumentError(f"{layer}: {what} must be a positive int, got {value!r}")
@@ -37,6 +43,7 @@ class Dense(Leaf):
         w_init: initialiser of w (shape (in, features)); default He normal before a relu,
             Glorot uniform otherwise.
         b_init: initialiser of b (shape (features,)); default zeros.
+        use_bias: False for `y = x w` without b (torch's `Linear(bias=False)`).
         name: the key of its params in a container (default `dense_<i>`).
 
     Example:
@@ -50,25 +57,30 @@ class Dense(Leaf):
     expects = "an input of rank >= 1, features on the last axis"
 
     def __init__(self, features: int, *, w_init: Initializer | None = None,
-                 b_init: Initializer = initializers.zeros, name: str | None = None):
+                 b_init: Initializer = initializers.zeros, use_bias: bool = True,
+                 name: str | None = None):
         super().__init__(name=name)
         self.features = _positive_int("Dense", "features", features)
         self.w_init, self.b_init = w_init, b_init
+        self.use_bias = _flag("Dense", "use_bias", use_bias)
 
     def _settings(self):
-        return [str(self.features), *super()._settings()]
+        bias = [] if self.use_bias else ["use_bias=False"]
+        return [str(self.features), *bias, *super()._settings()]
 
     def _fits(self, shape):
         return len(shape) >= 1
 
     def _param_shapes(self, x_shape):
-        return {"w": (x_shape[-1], self.features), "b": (self.features,)}
+        bias = {"b": (self.features,)} if self.use_bias else {}
+        return {"w": (x_shape[-1], self.features), **bias}
 
     def _initializers(self, before_relu):
         return {"w": _weights(self.w_init, before_relu), "b": self.b_init}
 
     def _forward(self, params, x, run):
-        return gates.add(gates.matmul(x, params["w"]), params["b"])
+        y = gates.matmul(x, params["w"])
+        return gates.add(y, params["b"]) if self.use_bias else y
 
 
 class Conv2D(Leaf):
@@ -88,6 +100,8 @@ class Conv2D(Leaf):
         w_init: initialiser of w (shape (kh, kw, in, features)); default He normal before a
             relu, Glorot uniform otherwise.
         b_init: initialiser of b (shape (features,)); default zeros.
+        use_bias: False for a convolution without b (torch's `Conv2d(bias=False)`, as before
+            a BatchNorm).
         name: the key of its params in a container (default `conv2d_<i>`).
 
     Example:
@@ -104,9 +118,10 @@ class Conv2D(Leaf):
                  int, int] = 1, padding: str | int | tuple = "SAME", *,
                  dilation: int | tuple[int, int] = 1, groups: int = 1,
                  w_init: Initializer | None = None, b_init: Initializer = initializers.zeros,
-                 name: str | None = None):
+                 use_bias: bool = True, name: str | None = None):
         super().__init__(name=name)
         self.features = _positive_int("Conv2D", "features", features)
+        self.use_bias = _flag("Conv2D", "use_bias", use_bias)
         self.groups = _positive_int("Conv2D", "groups", groups)
         if self.features % self.groups:
             raise ArgumentError(f"Conv2D: groups={groups} must divide features={features}")
@@ -124,8 +139,9 @@ class Conv2D(Leaf):
         padding = [] if self.padding == "SAME" else [f"padding={self.padding!r}"]
         dilation = [] if self.dilation == (1, 1) else [f"dilation={_compact(self.dilation)}"]
         groups = [] if self.groups == 1 else [f"groups={self.groups}"]
+        bias = [] if self.use_bias else ["use_bias=False"]
         return [str(self.features), _compact(self.kernel_size), *stride, *padding, *dilation,
-                *groups, *super()._settings()]
+                *groups, *bias, *super()._settings()]
 
     def _fits(self, shape):
         return len(shape) == 4
@@ -139,8 +155,8 @@ class Conv2D(Leaf):
                              f"channels and features")
 
     def _param_shapes(self, x_shape):
-        return {"w": (*self.kernel_size, x_shape[-1] // self.groups, self.features),
-                "b": (self.features,)}
+        bias = {"b": (self.features,)} if self.use_bias else {}
+        return {"w": (*self.kernel_size, x_shape[-1] // self.groups, self.features), **bias}
 
     def _initializers(self, before_relu):
         return {"w": _weights(self.w_init, before_relu), "b": self.b_init}
@@ -148,7 +164,7 @@ class Conv2D(Leaf):
     def _forward(self, params, x, run):
         y = gates.conv2d(x, params["w"], stride=self.stride, padding=self.padding,
                          dilation=self.dilation, groups=self.groups)
-        return gates.add(y, params["b"])
+        return gates.add(y, params["b"]) if self.use_bias else y
 
 
 class LayerNorm(Leaf):

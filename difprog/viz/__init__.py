@@ -1,4 +1,5 @@
-"""Feature visualisation by optimising inputs, saliency maps, and token attribution.
+"""Feature visualisation by optimising inputs, attribution (saliency, integrated gradients,
+SmoothGrad, Grad-CAM, occlusion) with its sanity checks, and token attribution.
 
 Example:
     >>> from difprog import viz
@@ -7,14 +8,33 @@ Example:
     >>> viz.save_grid(result.images, "classes.png", labels=range(10))
 """
 
+from difprog.viz._attribution import (
+    grad_cam,
+    integrated_gradients,
+    layer_outputs,
+    occlusion,
+    smoothgrad,
+)
+from difprog.viz._attribution_grid import (
+    GRADIENT_METHODS,
+    METHODS,
+    attributions,
+    last_spatial_layer,
+    save_attributions,
+)
 from difprog.viz._images import (
+    COLOUR_MIXING,
     Parameterization,
     compose,
+    decorrelated_to_rgb,
     fourier,
     jitter,
     pad_crop,
     pixel,
+    random_affine,
+    random_rotate,
     random_scale,
+    rgb_to_decorrelated,
     standard_transforms,
 )
 from difprog.viz._objectives import (
@@ -24,6 +44,7 @@ from difprog.viz._objectives import (
     class_logit,
     deepdream,
     direction,
+    diversity,
     l1,
     l2,
     neuron,
@@ -33,6 +54,15 @@ from difprog.viz._objectives import (
 from difprog.viz._optimize import Visualization, visualize
 from difprog.viz._render import save_grid, save_saliency
 from difprog.viz._saliency import gradient_times_input, saliency
+from difprog.viz._sanity import (
+    Completeness,
+    Randomization,
+    completeness,
+    model_randomization,
+    randomizations,
+    spearman,
+    trainable_layers,
+)
 from difprog.viz._tokens import (
     TokenAttribution,
     save_token_attribution,
@@ -40,6 +70,24 @@ from difprog.viz._tokens import (
 )
 
 __all__ = [
+    "GRADIENT_METHODS",
+    "METHODS",
+    "Completeness",
+    "Randomization",
+    "attributions",
+    "completeness",
+    "grad_cam",
+    "integrated_gradients",
+    "last_spatial_layer",
+    "layer_outputs",
+    "model_randomization",
+    "occlusion",
+    "randomizations",
+    "save_attributions",
+    "smoothgrad",
+    "spearman",
+    "trainable_layers",
+    "COLOUR_MIXING",
     "Objective",
     "Parameterization",
     "TokenAttribution",
@@ -48,8 +96,10 @@ __all__ = [
     "channel",
     "class_logit",
     "compose",
+    "decorrelated_to_rgb",
     "deepdream",
     "direction",
+    "diversity",
     "fourier",
     "gradient_times_input",
     "jitter",
@@ -59,7 +109,10 @@ __all__ = [
     "pad_crop",
     "per_image",
     "pixel",
+    "random_affine",
+    "random_rotate",
     "random_scale",
+    "rgb_to_decorrelated",
     "saliency",
     "save_grid",
     "save_saliency",

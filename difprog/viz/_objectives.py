@@ -204,6 +204,44 @@ def direction(layer: str, vector: jax.Array) -> Objective:
     return Objective(score, frozenset({layer}), f"direction({layer!r})")
 
 
+def diversity(layer: str) -> Objective:
+    """How different the images of the batch are at a layer: minus each image's mean cosine
+    similarity of Gram matrices to the other images' (Lucid's `diversity`, negated to be
+    maximised; Mordvintsev et al., "Feature Visualization", Distill 2017).
+
+    For image i with activations A_i (positions x channels), G_i = A_i^T A_i / ||A_i^T A_i||
+    (Frobenius norm; Lucid's l2_normalize with epsilon 1e-10 on the squared norm) and
+
+        score_i = - 1/(N-1) sum_{j != i} <G_i, G_j>,
+
+    so the batch mean is minus the mean pairwise similarity and the batch sum, what `visualize`
+    ascends, is -N/(N-1) times Lucid's value (sum_{i != j} <G_i, G_j> / N). Each image's share
+    depends on the whole batch, so it is a feature term, never scaled as a regulariser; add it
+    to per-image objectives, e.g. `channel(layer, 3) + 0.5 * diversity(layer)`. It needs a batch
+    of at least two images.
+
+    Example:
+        >>> objective = channel("conv2d_1", 3) + 0.5 * diversity("conv2d_1")
+    """
+
+    def score(acts):
+        a = _layer(acts, layer)
+        n = a.shape[0]
+        if n < 2 or a.ndim < 2:
+            raise ArgumentError(f"diversity({layer!r}): compares the images of a batch, so it "
+                                f"needs a batch of at least 2 images with channels; layer "
+                                f"{layer!r}'s output has shape {tuple(a.shape)}")
+        flat = a.reshape(n, -1, a.shape[-1])
+        grams = jnp.einsum("npc,npd->ncd", flat, flat).reshape(n, -1)
+        grams = grams * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(grams), -1,
+                                                          keepdims=True), 1e-10))
+        similarity = grams @ grams.T
+        others = jnp.sum(similarity, -1) - jnp.diagonal(similarity)
+        return -others / (n - 1)
+
+    return Objective(score, frozenset({layer}), f"diversity({layer!r})")
+
+
 def per_image(*objectives: Objective) -> Objective:
     """A batch of different objectives: image i is scored by objectives[i]."""
     if not objectives:

@@ -16,6 +16,7 @@ from difprog.progress import Progress, compiling
 from difprog.viz._images import (
     Parameterization,
     Transform,
+    _image_shape,
     fourier,
     standard_transforms,
 )
@@ -57,8 +58,10 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
         model: the model; params: its params.
         objective: the score per image to maximise (see `class_logit`, `channel`, ...).
         shape: (N, H, W, C) of the image batch.
-        parameterization: `fourier()` (default) or `pixel()`.
-        transforms: a transform (default `standard_transforms(H)`); False for none.
+        parameterization: `fourier()` (default) or `pixel()`; both decorrelate the colours of
+            3-channel images (Lucid's colour parameterisation) unless given decorrelate=False.
+        transforms: a transform (default `standard_transforms(H)`, which also rotates images
+            64 pixels or taller); False for none.
         steps: optimisation steps.
         seed: seeds the initial parameters and every transform, so a seed reproduces a run.
         value_range: the model's valid input range.
@@ -76,7 +79,7 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ArgumentError(f"visualize: steps must be a positive int, got {steps!r}")
-    shape = tuple(shape)
+    shape = _image_shape(shape)
     param = parameterization or fourier()
     transform = standard_transforms(shape[1]) if transforms is None else transforms or None
     optimizer = optimizer or optax.adam(learning_rate)

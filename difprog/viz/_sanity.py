@@ -1,0 +1,257 @@
+"""Sanity checks of attribution methods: completeness of integrated gradients, and the
+cascading model-randomisation test (Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim 2018,
+"Sanity checks for saliency maps")."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from difprog.errors import ArgumentError
+from difprog.layers import Layer
+from difprog.viz._attribution import (
+    _baseline,
+    _chunk,
+    _inputs,
+    _integrated,
+    _scores,
+    layer_outputs,
+)
+from difprog.viz._attribution_grid import GRADIENT_METHODS, attributions
+
+COMPLETENESS_STEPS = (8, 16, 32, 64, 128)
+_DEFAULT_STEPS = 64  # integrated_gradients' default
+
+
+@dataclasses.dataclass(frozen=True)
+class Completeness:
+    """How far integrated gradients' sums are from `score(x) - score(baseline)`, per steps.
+
+    Attributes:
+        steps: the numbers of path points tried.
+        mean_errors, max_errors: the relative error |sum(attributions) - delta| / |delta| per
+            steps, the mean and the largest over the images.
+        tolerance: the largest error allowed at integrated_gradients' default 64 steps.
+    """
+
+    steps: tuple[int, ...]
+    mean_errors: tuple[float, ...]
+    max_errors: tuple[float, ...]
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether every image's error at the default 64 steps is within the tolerance."""
+        return bool(self.max_errors[self.steps.index(_DEFAULT_STEPS)] <= self.tolerance)
+
+    def __str__(self) -> str:
+        lines = [f"completeness of integrated gradients (Riemann midpoint rule): "
+                 f"{'ok' if self.ok else 'FAILED'} (tolerance {self.tolerance:.0%} at "
+                 f"{_DEFAULT_STEPS} steps)",
+                 f"  {'steps':>6} {'mean error':>11} {'max error':>10}"]
+        lines += [f"  {s:>6} {m:>11.2e} {w:>10.2e}"
+                  for s, m, w in zip(self.steps, self.mean_errors, self.max_errors)]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"rule": "riemann midpoint", "steps": list(self.steps), "ok": self.ok,
+                "mean_relative_errors": list(self.mean_errors), "tolerance": self.tolerance,
+                "max_relative_errors": list(self.max_errors)}
+
+
+def completeness(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[int],
+                 baseline: Any = None, steps: Sequence[int] = COMPLETENESS_STEPS,
+                 tolerance: float = 0.01) -> Completeness:
+    """The completeness axiom of integrated gradients (Sundararajan et al. 2017): the
+    attributions of each image sum to `score(x) - score(baseline)`; the relative error of the
+    midpoint rule for each number of `steps` (64, the default, is always included).
+
+    Example:
+        >>> print(viz.completeness(model, params, data.x_test[:16], data.y_test[:16]))
+    """
+    x, targets = _inputs("completeness", model, params, x, classes)
+    base = _baseline("completeness", baseline, x)
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0 for s in steps):
+        raise ArgumentError(f"completeness: steps must be positive ints, got {list(steps)}")
+    steps = tuple(sorted({*map(int, steps), _DEFAULT_STEPS}))
+    delta = np.asarray(_scores(model, params, x, targets) - _scores(model, params, base, targets),
+                       np.float64)
+    means, worst = [], []
+    chunk = _chunk(math.gcd(*steps), x.size)  # one compile for every number of steps
+    for count in steps:
+        summed = np.asarray(_integrated(model, params, x, targets, base, count, chunk),
+                            np.float64).reshape(len(x), -1).sum(1)
+        error = np.abs(summed - delta) / np.maximum(np.abs(delta), 1e-12)
+        means.append(float(error.mean()))
+        worst.append(float(error.max()))
+    return Completeness(steps, tuple(means), tuple(worst), tolerance)
+
+
+@dataclasses.dataclass(frozen=True)
+class Randomization:
+    """The cascading randomisation test: `correlations[m][k]` is the mean over images of the
+    Spearman rank correlation of |maps| of method m between the trained model and the model
+    with `layers[:k + 1]` (top first) re-initialised.
+
+    `ok` when, for every gradient method tested, the correlation with every layer re-initialised
+    is below `threshold`: the maps depend on what the model learnt.
+    """
+
+    methods: tuple[str, ...]
+    layers: tuple[str, ...]
+    correlations: tuple[tuple[float, ...], ...]
+    threshold: float
+    over: str = "all"
+
+    @property
+    def passed(self) -> dict[str, bool]:
+        """Per method: whether its correlation with every layer re-initialised is below the
+        threshold."""
+        return {m: bool(row[-1] < self.threshold)
+                for m, row in zip(self.methods, self.correlations)}
+
+    @property
+    def ok(self) -> bool:
+        return all(passed for m, passed in self.passed.items() if m in GRADIENT_METHODS)
+
+    def __str__(self) -> str:
+        width = max(len(m) for m in self.methods)
+        lines = [f"model randomisation (Adebayo et al. 2018): {'ok' if self.ok else 'FAILED'}; "
+                 f"Spearman rank correlation of |maps| ({self.over} positions) with the "
+                 f"trained model's, layers "
+                 f"re-initialised top first (pass: < {self.threshold} with all re-initialised)",
+                 f"  {'method':<{width}} " + " ".join(f"{'+' + n:>10}" for n in self.layers)
+                 + "  ok"]
+        lines += [f"  {m:<{width}} " + " ".join(f"{c:>10.3f}" for c in row)
+                  + f"  {'yes' if self.passed[m] else 'NO'}"
+                  for m, row in zip(self.methods, self.correlations)]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"methods": list(self.methods), "layers_randomized_top_first": list(self.layers),
+                "spearman": {m: list(row) for m, row in zip(self.methods, self.correlations)},
+                "threshold": self.threshold, "passed": self.passed, "ok": self.ok,
+                "positions": self.over}
+
+
+def model_randomization(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[int],
+                        key: jax.Array, *, methods: Sequence[str] = GRADIENT_METHODS,
+                        threshold: float = 0.5, over: str = "all", **settings: Any
+                        ) -> Randomization:
+    """The cascading model-randomisation test of Adebayo et al. (2018).
+
+    The layers with params are re-initialised from `model.init` with `key`, the top (output)
+    layer first, then the next one down, and so on; after each, every method's maps are
+    computed again and compared with the trained model's by the Spearman rank correlation of
+    their absolute values, per image, averaged over the images. A method whose maps barely
+    change when the weights are random explains the input, not the model. A map that is
+    constant (such as an all-zero Grad-CAM) has no ranks: its correlation counts as 0.
+
+    Gradient x input and integrated gradients (black baseline) are 0 wherever the input is 0,
+    whatever the weights; on images with a black background (the digits: 49% of the pixels)
+    those tied zeros alone keep their correlation high (0.9 on the digits CNN), Adebayo et al.'s
+    observation that these maps are dominated by the input. `over='foreground'` ranks only the
+    positions where the image is not 0 (any channel), which measures what the weights decide.
+
+    Args:
+        model, params, x, classes: the trained model and the images explained.
+        key: a PRNG key: the random weights (and SmoothGrad's noise, the same for both models).
+        methods: names from `viz.METHODS`.
+        threshold: the correlation a method must fall below with every layer re-initialised.
+        over: 'all' positions, or 'foreground': those where the image is not 0.
+        settings: the methods' settings, as `viz.attributions` takes (steps, samples, layer...).
+
+    Example:
+        >>> check = viz.model_randomization(model, params, x, y, jax.random.key(1))
+        >>> print(check); assert check.ok
+    """
+    return randomizations(model, params, x, classes, key, methods=methods, threshold=threshold,
+                          over=(over,), **settings)[0]
+
+
+def randomizations(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[int],
+                   key: jax.Array, *, methods: Sequence[str] = GRADIENT_METHODS,
+                   threshold: float = 0.5, over: Sequence[str] = ("all", "foreground"),
+                   **settings: Any) -> tuple[Randomization, ...]:
+    """`model_randomization` for each of `over` from one cascade of maps: the same maps ranked
+    over all positions and over the foreground."""
+    x, targets = _inputs("model_randomization", model, params, x, classes)
+    if isinstance(over, str) or not over or any(o not in ("all", "foreground") for o in over):
+        raise ArgumentError(f"model_randomization: over must be 'all' or 'foreground', got "
+                            f"{over!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or \
+            not -1 <= threshold <= 1:
+        raise ArgumentError(f"model_randomization: threshold must be a number in [-1, 1], got "
+                            f"{threshold!r}")
+    init_key, noise_key = jax.random.split(key)
+    params = jax.tree.map(_committed, params)  # one placement for every stage: one compile
+    explain = lambda p: attributions(model, p, x, targets, methods, key=noise_key, **settings)
+    trained = explain(params)
+    fresh = model.init(init_key, x)
+    layers = trainable_layers(model, params, x)[::-1]
+    wheres = {"all": None, "foreground": np.asarray(x).any(-1)}
+    rows = {(o, m): [] for o in over for m in methods}
+    randomized = params
+    for path in layers:  # fresh weights placed as the trained ones (no recompiles)
+        placed = jax.tree.map(lambda new, old: jax.device_put(new, getattr(old, "sharding", None)),
+                              _at(fresh, path), _at(params, path))
+        randomized = _replace(randomized, path, placed)
+        maps = explain(randomized)
+        for o, m in rows:
+            rows[o, m].append(spearman(np.abs(trained[m]), np.abs(maps[m]), wheres[o]))
+    return tuple(Randomization(tuple(methods), tuple(layers),
+                               tuple(tuple(rows[o, m]) for m in methods), float(threshold), o)
+                 for o in over)
+
+
+def _committed(leaf: Any) -> jax.Array:
+    leaf = jax.numpy.asarray(leaf)
+    return jax.device_put(leaf, leaf.sharding)
+
+
+def trainable_layers(model: Layer, params: Any, x: jax.Array) -> list[str]:
+    """The paths of the layers that own params (not containers), in the order they run."""
+    return [path for path in layer_outputs(model, params, x) if _owns_params(_at(params, path))]
+
+
+def _owns_params(node: Any) -> bool:
+    return isinstance(node, Mapping) and bool(node) and \
+        not any(isinstance(v, Mapping) for v in node.values())
+
+
+def _at(params: Any, path: str) -> Any:
+    for key in path.split("/"):
+        if not isinstance(params, Mapping) or key not in params:
+            return None
+        params = params[key]
+    return params
+
+
+def _replace(params: Mapping, path: str, value: Any) -> dict:
+    head, _, rest = path.partition("/")
+    return {**params, head: _replace(params[head], rest, value) if rest else value}
+
+
+def spearman(a: Any, b: Any, where: Any = None) -> float:
+    """The Spearman rank correlation of a[i] and b[i] (flattened, ties given their mean rank),
+    averaged over i; a constant map counts as 0. `where` (N, H, W), when given, keeps only
+    those positions of each map (all channels of a position)."""
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ArgumentError(f"spearman: maps of shapes {a.shape} and {b.shape}; expected equal")
+    values = []
+    for i in range(len(a)):
+        keep = None if where is None else np.asarray(where[i], bool)
+        pick = (lambda m: m.ravel()) if keep is None else (lambda m: m[keep].ravel())
+        p, q = rankdata(pick(a[i])), rankdata(pick(b[i]))
+        p, q = p - p.mean(), q - q.mean()
+        norm = np.sqrt((p @ p) * (q @ q))
+        values.append(float(p @ q / norm) if norm > 0 else 0.0)
+    return float(np.mean(values))
