@@ -8,7 +8,15 @@ from jax.nn import initializers
 
 from difprog import gates
 from difprog.errors import ArgumentError, ShapeError
-from difprog.layers import BatchNorm, Conv2D, Dense, GlobalAvgPool, MaxPool2D, Relu, serial
+from difprog.layers import (
+    BatchNorm,
+    Conv2D,
+    Dense,
+    GlobalAvgPool,
+    MaxPool2D,
+    Relu,
+    serial,
+)
 from difprog.layers._combinators import Container
 from difprog.layers._layer import InitScope, join
 

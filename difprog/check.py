@@ -149,7 +149,9 @@ def check_gate(gate: Gate, *args: Any, seed: int = 0, step: float = 1e-6,
                       _relative(q["hvp_reverse_over_reverse"], q["hvp_ref"], tol.atol)),
                   tol.second_order),
         )
-    return CheckReport(gate.name, _shapes(arguments, gate), checks)
+    held = [n for n in gate.input_names if n not in names]
+    shapes = _shapes(arguments, gate) + (f" (held constant: {', '.join(held)})" if held else "")
+    return CheckReport(gate.name, shapes, checks)
 
 
 def _varied(gate: Gate, arguments: dict) -> tuple[str, ...]:
@@ -160,7 +162,7 @@ def _varied(gate: Gate, arguments: dict) -> tuple[str, ...]:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return type(value) in (int, float)  # not bool, not a numpy scalar (an array: varied)
 
 
 def _quantities(through_gate, reference, x, g, v, step) -> dict:

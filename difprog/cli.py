@@ -33,13 +33,36 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the `difprog` command line on `argv` (default: sys.argv[1:]); the exit status."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_expression_last(sys.argv[1:] if argv is None else list(argv)))
     except _UsageError as error:
         print(error, file=sys.stderr)
         return 2
     except SystemExit as done:  # --help and --version
         return done.code if isinstance(done.code, int) else 0
     return _run(args)
+
+
+_EXPLAIN_VALUED = ("--at", "--out")
+
+
+def _expression_last(argv: list[str]) -> list[str]:
+    """argv with explain's expression moved after a `--`, so that an expression starting with a
+    minus sign (`difprog explain '-x' --at x=1`) is not read as an option."""
+    command = next((i for i, token in enumerate(argv) if not token.startswith("-")), None)
+    if command is None or argv[command] != "explain":
+        return argv
+    start = command + 1
+    options, positionals, rest = [], [], iter(argv[start:])
+    for token in rest:
+        if token == "--":
+            positionals += list(rest)
+        elif token in _EXPLAIN_VALUED:
+            options += [token, next(rest, "")]
+        elif token in ("-h", "--help") or token.startswith(tuple(f"{o}=" for o in _EXPLAIN_VALUED)):
+            options.append(token)
+        else:
+            positionals.append(token)
+    return argv[:start] + options + (["--", *positionals] if positionals else [])
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -764,8 +787,11 @@ def _write_attributions(model, params, dataset, out: pathlib.Path, *, methods=No
     if "occlusion" in methods and window > min(x.shape[1:3]):
         raise ArgumentError(f"--window {window}: the images are {x.shape[1]}x{x.shape[2]} "
                             f"pixels; choose a window at most that")
+    if "occlusion" in methods and stride > window:
+        raise ArgumentError(f"--stride {stride}: larger than --window {window}, occlusion would "
+                            f"leave pixels between windows unexplained; choose at most {window}")
     settings = dict(steps=steps, samples=samples, noise=noise, layer=layer,
-                    window=window, stride=min(stride, window))
+                    window=window, stride=stride)
     key = jax.random.key(seed)
     maps = viz.attributions(model, params, x, y, methods, key=key, **settings)
     predicted = np.asarray(jax.numpy.argmax(model.apply(params, x), -1))

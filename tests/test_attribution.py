@@ -359,6 +359,8 @@ def test_attribute_command_writes_the_grid_and_the_sanity_checks(trained, tmp_pa
     (["--layer", "dense_0", "--methods", "grad_cam"], 1, "grad_cam: layer 'dense_0' gives"),
     (["--layer", "conv9", "--methods", "grad_cam"], 1, "cannot capture ['conv9']"),
     (["--window", "9", "--methods", "occlusion"], 1, "--window 9: the images are 8x8 pixels"),
+    (["--window", "2", "--stride", "3", "--methods", "occlusion"], 1,
+     "--stride 3: larger than --window 2"),
     (["--checkpoint", "nowhere"], 1, "no file or directory 'nowhere'"),
 ])
 def test_attribute_command_errors_are_one_line(trained, tmp_path, capsys, arguments, status,
@@ -377,3 +379,37 @@ def test_attribute_help_shows_the_defaults(capsys):
     for default in ("(default: 64)", "(default: 32)", "(default: 8)", "(default: 0.15)",
                     "(default: difprog-attribute)"):
         assert default in text, default
+
+
+def test_grad_cams_default_layer_is_the_last_block_not_its_last_inner_layer():
+    """Of a residual block the default is the block (its shortcut and final relu included):
+    layers are ordered by when they finish, a container after its inner layers."""
+    from difprog import models
+    from difprog.viz._attribution_grid import _finish_order
+
+    assert _finish_order(["a", "b", "b/c", "b/d", "e/f", "e"]) == ["a", "b/c", "b/d", "b",
+                                                                   "e/f", "e"]
+    net = models.resnet18(3)
+    x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+    shapes = jax.eval_shape(net.init, jax.random.key(0), x)
+    assert viz.last_spatial_layer(net, shapes, x) == "layer4.1"
+    assert viz.last_spatial_layer(_conv_model(), jax.eval_shape(
+        _conv_model().init, jax.random.key(0), jnp.zeros((1, 8, 8, 1))),
+        jnp.zeros((1, 8, 8, 1))) == "max_pool2d_0"
+
+
+def test_hostile_sanity_arguments_are_difprog_errors(small):
+    model, params, x = small
+    y = jnp.array([0, 2])
+    with pytest.raises(difprog.ArgumentError, match="spearman: where has shape"):
+        viz.spearman(np.ones((2, 3, 3)), np.ones((2, 3, 3)), np.ones((2, 4, 4), bool))
+    assert viz.spearman(np.ones((1, 3, 3)), np.ones((1, 3, 3)), np.zeros((1, 3, 3), bool)) == 0
+    with pytest.raises(difprog.ArgumentError, match="key must be one PRNG key"):
+        viz.model_randomization(model, params, x, y, 3)
+    with pytest.raises(difprog.ArgumentError, match="no gradient method"):
+        viz.model_randomization(model, params, x, y, jax.random.key(0), methods=("occlusion",))
+    with pytest.raises(difprog.DtypeError, match="baseline must be None"):
+        viz.integrated_gradients(model, params, x, y, baseline="a")
+    noisy = viz.smoothgrad(model, params, x, y, jax.random.key(0), samples=2,
+                           noise=np.float32(0.1))
+    assert noisy.shape == x.shape

@@ -3,7 +3,6 @@ random rotation, and visualize at any size and channel count."""
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -188,6 +187,9 @@ def test_random_affine_shifts_with_reflection_and_checks_its_arguments():
         viz.random_affine(scale=(1.1, 0.9))
     with pytest.raises(difprog.ArgumentError, match="shift must be an int >= 0"):
         viz.random_affine(shift=-1)
+    for scale in (1.0, (0.9, float("inf")), ("a", 1.0), (0.9, 1.0, 1.1)):
+        with pytest.raises(difprog.ArgumentError, match="scale must be a pair of finite"):
+            viz.random_affine(scale=scale)
 
 
 def test_standard_transforms_rotate_large_images_only():

@@ -128,7 +128,7 @@ def test_check_gate_holds_a_python_number_input_constant():
     x = jnp.array([-1.5, -0.5, 0.7, 2.0])
     report = difprog.check_gate(gates.power, x, 2)
     assert report.ok, str(report)
-    assert "p=2" in report.shapes
+    assert "p=2 (held constant: p)" in report.shapes and "held constant" in str(report)
     assert not difprog.check_gate(gates.power, x, jnp.asarray(2.0)).ok
     wrong = gates.power.with_rules(backward=lambda g, out, x, p: (3 * g * x, jnp.zeros_like(p)))
     assert not difprog.check_gate(wrong, x, 2).ok  # d/dx is still checked

@@ -265,6 +265,14 @@ def test_every_mismatch_is_listed_in_one_error(tmp_path):
                  "missing", "unexpected", "wrong shape", "torch_names"):
         assert part in message, (part, message)
     assert "num_batches_tracked" not in message
+    poisoned = _small_state()
+    poisoned["0.weight"] = np.full_like(poisoned["0.weight"], np.nan)
+    variances = [k for k in poisoned if k.endswith("running_var")]
+    poisoned[variances[0]] = -np.ones_like(poisoned[variances[0]])
+    with pytest.raises(CheckpointError) as error:
+        interop.from_torch(_small(), jnp.zeros((1, 6, 6, 3)), poisoned)
+    assert "'0.weight' holds NaN" in str(error.value)
+    assert f"{variances[0]!r} holds negative variances" in str(error.value)
     wrapped = {f"module.{k}": v for k, v in _small_state().items()}
     with pytest.raises(CheckpointError, match="module."):
         interop.from_torch(_small(), jnp.zeros((1, 6, 6, 3)), wrapped)

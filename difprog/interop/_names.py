@@ -24,8 +24,17 @@ from typing import Any
 import numpy as np
 
 from difprog.errors import ArgumentError
-from difprog.layers import BatchNorm, Conv2D, Dense, Embedding, LayerNorm, Layer, Remat, Repeat
-from difprog.layers import RMSNorm
+from difprog.layers import (
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Embedding,
+    Layer,
+    LayerNorm,
+    Remat,
+    Repeat,
+    RMSNorm,
+)
 from difprog.layers._combinators import Container
 
 NAMES: dict[type, dict[str, str]] = {

@@ -80,13 +80,17 @@ def _check(model, found: list[Entry], shapes, flattened, tensors, source) -> Non
         elif tuple(tensors[key].shape) != want:
             wrong.append(f"{key!r} is {tuple(tensors[key].shape)}, param {'/'.join(e.path)!r} "
                          f"needs {want} in torch's layout ({tuple(shape)} in difprog's)")
+        elif not np.all(np.isfinite(np.asarray(tensors[key], np.float64))):
+            wrong.append(f"{key!r} holds NaN or infinite values")
+        elif key.endswith("running_var") and np.any(np.asarray(tensors[key]) < 0):
+            wrong.append(f"{key!r} holds negative variances")
     unexpected = [f"{k!r} {tuple(v.shape)}" for k, v in tensors.items()
                   if k not in needed and k not in ignored(model, shapes)]
     if not (missing or wrong or unexpected):
         return
     parts = [f"{what} ({len(items)}): {_listing(items)}" for what, items in (
         ("missing (the model needs them)", missing), ("unexpected (no param of the model)",
-         unexpected), ("wrong shape", wrong)) if items]
+         unexpected), ("wrong shape or values", wrong)) if items]
     hint = ("; the keys start with 'module.' (a DataParallel model): strip it, "
             "{k.removeprefix('module.'): v for k, v in state_dict.items()}"
             if unexpected and all(k.startswith("module.") for k in tensors) else "")

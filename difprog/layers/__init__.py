@@ -13,7 +13,12 @@ Example:
     >>> logits = jax.jit(model.apply)(params, jnp.zeros((32, 8, 8, 1)))
 """
 
-from difprog.layers._batch_norm import BatchNorm, merge_stats, stat_paths, trainable_mask
+from difprog.layers._batch_norm import (
+    BatchNorm,
+    merge_stats,
+    stat_paths,
+    trainable_mask,
+)
 from difprog.layers._combinators import (
     Parallel,
     Residual,

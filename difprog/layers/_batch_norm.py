@@ -14,6 +14,7 @@ zeros) and changed only through `update_stats`:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,7 +67,7 @@ class BatchNorm(Leaf):
     def __init__(self, momentum: float = 0.1, eps: float = 1e-5, *, name: str | None = None):
         super().__init__(name=name)
         for what, value, top in (("momentum", momentum, 1), ("eps", eps, math.inf)):
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
                     or not 0 < value <= top):
                 raise ArgumentError(f"BatchNorm: {what} must be a number in (0, {top}], got "
                                     f"{value!r}")

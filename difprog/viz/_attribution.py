@@ -15,6 +15,7 @@ million input values per pass, in a `lax.scan`, inside one jitted function.
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -97,7 +98,7 @@ def smoothgrad(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[
     """
     x, targets = _inputs("smoothgrad", model, params, x, classes)
     _positive("smoothgrad", "samples", samples)
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not \
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not \
             np.isfinite(noise) or noise < 0:
         raise ArgumentError(f"smoothgrad: noise must be a finite number >= 0 (a fraction of the "
                             f"input range, such as 0.15), got {noise!r}")
@@ -219,7 +220,7 @@ def occlusion(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[i
         raise ArgumentError(f"occlusion: stride {stride} is larger than the window {window}: "
                             f"pixels between windows would get no attribution; choose a stride "
                             f"at most the window")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise ArgumentError(f"occlusion: value must be a finite number, got {value!r}")
     corners = np.array([(i, j) for i in _starts(size[0], window[0], stride[0])
                         for j in _starts(size[1], window[1], stride[1])], np.int32)
@@ -326,7 +327,11 @@ def _positive(name: str, what: str, value: Any) -> None:
 def _baseline(name: str, baseline: Any, x: jax.Array) -> jax.Array:
     if baseline is None:
         return jnp.zeros_like(x)
-    baseline = jnp.asarray(baseline, x.dtype)
+    try:
+        baseline = jnp.asarray(baseline, x.dtype)
+    except (TypeError, ValueError):
+        raise DtypeError(f"{name}: baseline must be None, a number or an array of images, got "
+                         f"{type(baseline).__name__}") from None
     try:
         fits = np.broadcast_shapes(baseline.shape, x.shape) == x.shape
     except ValueError:

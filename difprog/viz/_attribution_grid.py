@@ -63,14 +63,24 @@ def attributions(model: Layer, params: Any, x: jax.Array, classes: int | Sequenc
 
 
 def last_spatial_layer(model: Layer, params: Any, x: jax.Array) -> str:
-    """The path of the last layer whose outputs are (N, h, w, K) feature maps (Grad-CAM's
-    default layer)."""
+    """The path of the last layer to finish whose outputs are (N, h, w, K) feature maps
+    (Grad-CAM's default layer): of a residual block, the block (shortcut and all), not its last
+    inner layer."""
     outputs = layer_outputs(model, params, x)
-    spatial = [path for path, out in outputs.items() if len(getattr(out, "shape", ())) == 4]
+    spatial = [path for path in _finish_order(list(outputs))
+               if len(getattr(outputs[path], "shape", ())) == 4]
     if not spatial:
         raise ArgumentError("grad_cam: the model has no layer with (N, h, w, channels) outputs; "
                             "Grad-CAM needs a convolutional model")
     return spatial[-1]
+
+
+def _finish_order(paths: list[str]) -> list[str]:
+    """Layer paths listed in the order layers start, reordered to the order they finish: a
+    container after the last of its inner layers."""
+    inside = lambda q, p: q == p or q.startswith(p + "/")
+    end = {p: max(i for i, q in enumerate(paths) if inside(q, p)) for p in paths}
+    return sorted(paths, key=lambda p: (end[p], -p.count("/")))
 
 
 def save_attributions(images: Any, maps: Mapping[str, Any], path: str | os.PathLike, *,

@@ -205,7 +205,7 @@ def random_affine(degrees: float | Sequence[float] = 10.0,
         >>> transform = random_affine(10, (0.9, 1.1), shift=16)   # for a 224x224 image
     """
     angles = _angles(degrees)
-    low, high = scale
+    low, high = _pair("random_affine", "scale", scale)
     if not 0 < low <= high:
         raise ArgumentError(f"random_affine: scale must be (low, high) with 0 < low <= high, "
                             f"got {scale}")
@@ -225,6 +225,17 @@ def _random_angle(key: jax.Array, angles: float | tuple[float, ...]) -> jax.Arra
     if isinstance(angles, float):
         return jax.random.uniform(key, (), minval=-angles, maxval=angles)
     return jax.random.choice(key, jnp.asarray(angles, jnp.float32))
+
+
+def _pair(name: str, what: str, value: object) -> tuple[float, float]:
+    """(low, high) from a pair of finite numbers, or a difprog error naming `name`."""
+    numbers = (int, float, np.integer, np.floating)
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, numbers) or not np.isfinite(v)
+            for v in value):
+        raise ArgumentError(f"{name}: {what} must be a pair of finite numbers (low, high), got "
+                            f"{value!r}")
+    return float(value[0]), float(value[1])
 
 
 def _angles(degrees: object) -> float | tuple[float, ...]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from difprog.viz._attribution import (
     _chunk,
     _inputs,
     _integrated,
+    _key,
     _scores,
     layer_outputs,
 )
@@ -184,11 +186,15 @@ def randomizations(model: Layer, params: Any, x: jax.Array, classes: int | Seque
     if isinstance(over, str) or not over or any(o not in ("all", "foreground") for o in over):
         raise ArgumentError(f"model_randomization: over must be 'all' or 'foreground', got "
                             f"{over!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or \
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or \
             not -1 <= threshold <= 1:
         raise ArgumentError(f"model_randomization: threshold must be a number in [-1, 1], got "
                             f"{threshold!r}")
-    init_key, noise_key = jax.random.split(key)
+    if not any(m in GRADIENT_METHODS for m in methods):
+        raise ArgumentError(f"model_randomization: methods {list(methods)} hold no gradient "
+                            f"method, so there is nothing to pass or fail; add one of "
+                            f"{list(GRADIENT_METHODS)}")
+    init_key, noise_key = jax.random.split(_key("model_randomization", key))
     params = jax.tree.map(_committed, params)  # one placement for every stage: one compile
     explain = lambda p: attributions(model, p, x, targets, methods, key=noise_key, **settings)
     trained = explain(params)
@@ -246,9 +252,15 @@ def spearman(a: Any, b: Any, where: Any = None) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         raise ArgumentError(f"spearman: maps of shapes {a.shape} and {b.shape}; expected equal")
+    if where is not None and np.shape(where) != a.shape[:3]:
+        raise ArgumentError(f"spearman: where has shape {np.shape(where)}; expected the maps' "
+                            f"positions {a.shape[:3]} (N, H, W)")
     values = []
     for i in range(len(a)):
         keep = None if where is None else np.asarray(where[i], bool)
+        if keep is not None and keep.sum() < 2:  # no ranks to correlate
+            values.append(0.0)
+            continue
         pick = (lambda m: m.ravel()) if keep is None else (lambda m: m[keep].ravel())
         p, q = rankdata(pick(a[i])), rankdata(pick(b[i]))
         p, q = p - p.mean(), q - q.mean()
