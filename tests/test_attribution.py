@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_trees_close, digits_subset
+from tests.conftest import assert_trees_close, digits_subset
 
 import difprog
 from difprog import layers, models, viz

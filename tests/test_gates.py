@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import (
+from tests.conftest import (
     GATE_NAMES,
     as_dtype,
     assert_trees_close,

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import as_dtype, assert_trees_close, random_like
+from tests.conftest import as_dtype, assert_trees_close, random_like
 
 import difprog
 from difprog import data, gates, layers, models

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import GATE_NAMES, bound_arguments
+from tests.conftest import GATE_NAMES, bound_arguments
 
 import difprog
 from difprog import gates, layers

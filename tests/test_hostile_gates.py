@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import bound_arguments
+from tests.conftest import bound_arguments
 
 from difprog import gates
 from difprog.errors import (

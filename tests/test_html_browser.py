@@ -21,7 +21,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from html_page import EXAMPLES, short, steps
+from tests.html_page import EXAMPLES, short, steps
 
 from difprog.graph._html import number
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import assert_trees_close, inner, random_like
+from tests.conftest import assert_trees_close, inner, random_like
 from jax import lax
 
 import difprog

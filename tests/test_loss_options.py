@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_trees_close, bound_arguments
+from tests.conftest import assert_trees_close, bound_arguments
 
 from difprog import gates
 from difprog.errors import (

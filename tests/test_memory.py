@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_trees_close
+from tests.conftest import assert_trees_close
 
 import difprog
 from difprog import gates, layers

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import as_dtype, assert_trees_close, bound_arguments, random_like
+from tests.conftest import as_dtype, assert_trees_close, bound_arguments, random_like
 from scipy.special import expit
 
 from difprog import gates

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import GATE_NAMES, as_dtype, bound_arguments, first_point, random_like
+from tests.conftest import GATE_NAMES, as_dtype, bound_arguments, first_point, random_like
 
 import difprog
 from difprog import gates

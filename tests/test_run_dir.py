@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import digits_subset
+from tests.conftest import digits_subset
 
 from difprog import checkpoint, files, layers, rundir
 from difprog.errors import (

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import digits_subset
+from tests.conftest import digits_subset
 
 import difprog
 from difprog import checkpoint, layers
