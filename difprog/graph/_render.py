@@ -26,6 +26,7 @@ import numpy as np
 
 from difprog.errors import ArgumentError
 from difprog.files import atomic
+from difprog.graph._layout import layout as _layout
 from difprog.graph._table import is_key, summary
 
 MAX_WIDTH = 1600  # pixels: a laptop screen at 100% zoom
@@ -139,16 +140,7 @@ def draw(explanation: Any) -> Drawing:
                        fontweight="bold", zorder=3)
         items.append(_Item(name, None, max(column) + 1, row[last], output))
         edges.append(_edge_labels(ax, last, len(items) - 1, _short(explanation.value), "1"))
-    for item in items:
-        _measure_item(item, renderer)
-    for edge in edges:
-        _measure_edge(edge, renderer)
-    columns = sorted({item.column for item in items})
-    width = {c: max(i.width for i in items if i.column == c) for c in columns}
-    gap = {c: _MIN_GAP for c in columns}
-    for edge in edges:
-        target = items[edge.target].column
-        gap[target] = max(gap[target], edge.width + 2 * _LABEL_MARGIN)
+    columns, width, gap = _measure(items, edges, renderer)
     bands = _bands(ax, columns, width, gap, items, edges, renderer)
     top, right, stubs, labels = float(_MARGIN), 0.0, [], []
     for band in bands:
@@ -164,6 +156,29 @@ def draw(explanation: Any) -> Drawing:
     figure.set_size_inches(full / DPI, (bottom + _MARGIN) / DPI)
     ax.set_xlim(0, full)
     ax.set_ylim(bottom + _MARGIN, 0)
+    _draw_placed(ax, items, edges, stubs)
+    return Drawing(figure, [t for entry in legend for t in entry] + labels)
+
+
+def _measure(items: list[_Item], edges: list[_Edge], renderer: Any
+             ) -> tuple[list[int], dict, dict]:
+    """Measures every text; returns the columns, each column's width and the gap before it
+    (wide enough for the widest label of the edges entering it)."""
+    for item in items:
+        _measure_item(item, renderer)
+    for edge in edges:
+        _measure_edge(edge, renderer)
+    columns = sorted({item.column for item in items})
+    width = {c: max(i.width for i in items if i.column == c) for c in columns}
+    gap = {c: _MIN_GAP for c in columns}
+    for edge in edges:
+        target = items[edge.target].column
+        gap[target] = max(gap[target], edge.width + 2 * _LABEL_MARGIN)
+    return columns, width, gap
+
+
+def _draw_placed(ax: Any, items: list[_Item], edges: list[_Edge], stubs: list) -> None:
+    """Moves every text to its place and draws the arrows, stubs to later rows dashed."""
     for item in items:
         item.label.set_position((item.x, item.y))
         if item.caption is not None:
@@ -176,7 +191,6 @@ def draw(explanation: Any) -> Drawing:
         item = items[source]
         text.set_position((end + 4, lane))
         _arrow(ax, (item.ends()[1], item.y), (end, lane), dashed=True, lane=lane, to_lane=True)
-    return Drawing(figure, [t for entry in legend for t in entry] + labels)
 
 
 def _node(ax: Any, node: Any, column: int, row: float) -> _Item:
@@ -304,35 +318,9 @@ def _place_band(ax: Any, items: list[_Item], edges: list[_Edge], band: list[int]
                 and items[e.target].column not in inside]
     texts = [items[k].label for k in local] + [items[k].caption for k in local
                                                 if items[k].caption is not None]
-    copies: dict[int, int] = {}  # grey copies of sources in earlier rows, in their own column
-    for edge in sorted(incoming, key=lambda e: items[e.target].row):
-        if edge.source not in copies:
-            source = items[edge.source]
-            label = ax.text(0, 0, source.name, ha="center", va="center", fontsize=_NODE_SIZE,
-                            color=_GREY, style="italic", zorder=3)
-            caption = ax.text(0, 0, f"from row {row_of[source.column]}", ha="center",
-                              va="top", fontsize=_CAPTION_SIZE, color=_GREY, zorder=3)
-            copy = _Item(label, caption, band[0] - 1, items[edge.target].row, source.name)
-            _measure_item(copy, renderer)
-            copy.box_width += 8
-            items.append(copy)
-            copies[edge.source] = len(items) - 1
-            texts += [label, caption]
-        edge.source = copies[edge.source]
-    _spread_rows([items[k] for k in copies.values()])
+    copies = _copy_sources(ax, items, incoming, band, row_of, renderer, texts)
     local += list(copies.values())
-    x, centre, spans = float(_MARGIN), {}, {}
-    if copies:
-        copy_width = max(items[k].width + 8 for k in copies.values())
-        centre[band[0] - 1], spans[band[0] - 1] = x + copy_width / 2, (x, x + copy_width)
-        x += copy_width
-    for k, c in enumerate(band):
-        if k or copies:
-            x += gap[c]
-        centre[c], spans[c] = x + width[c] / 2, (x, x + width[c])
-        x += width[c]
-    for k in local:
-        items[k].x = centre[items[k].column]
+    x, spans = _place_columns(items, local, band, width, gap, copies)
     stubs = {}
     for edge in outgoing:
         stubs.setdefault(edge.source, set()).add(row_of[items[edge.target].column])
@@ -371,6 +359,48 @@ def _place_band(ax: Any, items: list[_Item], edges: list[_Edge], band: list[int]
     texts += [t for e in band_edges for t in (e.value, e.gradient) if t is not None]
     return (max(b[3] for b in boxes) + shift, right,
             [(s, t, end, lanes[s] + shift) for s, t in stub_texts.items()], texts)
+
+
+def _copy_sources(ax: Any, items: list[_Item], incoming: list[_Edge], band: list[int],
+                  row_of: dict, renderer: Any, texts: list) -> dict[int, int]:
+    """Grey copies of the sources in earlier rows, in a column of their own before the band;
+    the incoming edges start from them. Returns {source item: its copy}."""
+    copies: dict[int, int] = {}
+    for edge in sorted(incoming, key=lambda e: items[e.target].row):
+        if edge.source not in copies:
+            source = items[edge.source]
+            label = ax.text(0, 0, source.name, ha="center", va="center", fontsize=_NODE_SIZE,
+                            color=_GREY, style="italic", zorder=3)
+            caption = ax.text(0, 0, f"from row {row_of[source.column]}", ha="center",
+                              va="top", fontsize=_CAPTION_SIZE, color=_GREY, zorder=3)
+            copy = _Item(label, caption, band[0] - 1, items[edge.target].row, source.name)
+            _measure_item(copy, renderer)
+            copy.box_width += 8
+            items.append(copy)
+            copies[edge.source] = len(items) - 1
+            texts += [label, caption]
+        edge.source = copies[edge.source]
+    _spread_rows([items[k] for k in copies.values()])
+    return copies
+
+
+def _place_columns(items: list[_Item], local: list[int], band: list[int], width: dict,
+                   gap: dict, copies: dict[int, int]) -> tuple[float, dict]:
+    """Sets the x of the band's items, column by column from the left margin; returns the
+    band's right end and each column's span."""
+    x, centre, spans = float(_MARGIN), {}, {}
+    if copies:
+        copy_width = max(items[k].width + 8 for k in copies.values())
+        centre[band[0] - 1], spans[band[0] - 1] = x + copy_width / 2, (x, x + copy_width)
+        x += copy_width
+    for k, c in enumerate(band):
+        if k or copies:
+            x += gap[c]
+        centre[c], spans[c] = x + width[c] / 2, (x, x + width[c])
+        x += width[c]
+    for k in local:
+        items[k].x = centre[items[k].column]
+    return x, spans
 
 
 def _spread_rows(copies: list[_Item]) -> None:
@@ -514,71 +544,6 @@ def _place_legend(entries: list[list], top: float, width: float, renderer: Any) 
             x, line = x + w + 5, max(line, h)
         x += 24
     return y + line
-
-
-def _layout(n: int, edges: list[tuple[int, int, int]]) -> tuple[list[int], list[float]]:
-    """Columns by longest path from an input, inputs just before the node that reads them.
-
-    Rows: a computed node sits at the mean row of the computed nodes it reads, so a chain of
-    layers runs straight; the inputs a node reads go above and below it in turn when it also
-    reads a computed value (a layer's weights), else centre on it (a lecture graph's leaves).
-    Nodes of a column keep at least one row apart.
-    """
-    column = [0] * n
-    reads: list[list[int]] = [[] for _ in range(n)]
-    consumers: list[list[int]] = [[] for _ in range(n)]
-    for i, j, _ in sorted(edges, key=lambda e: (e[1], e[2])):
-        if i < j:
-            column[j] = max(column[j], column[i] + 1)
-            if i not in reads[j]:
-                reads[j].append(i)
-            if j not in consumers[i]:
-                consumers[i].append(j)
-    source = [not reads[i] and bool(consumers[i]) for i in range(n)]
-    for i in range(n):
-        if source[i]:
-            column[i] = min(column[j] for j in consumers[i]) - 1
-    row = [0.0] * n
-    for c in sorted(set(column)):
-        members = [i for i in range(n) if column[i] == c and not source[i]]
-        desired = {}
-        for i in members:
-            computed = [row[r] for r in reads[i] if not source[r]]
-            desired[i] = float(np.mean(computed)) if computed else 0.0
-        _pack(members, desired, row, [])
-    wanted: dict[int, float] = {}
-    for j in range(n):
-        fed = [r for r in reads[j] if source[r] and consumers[r][0] == j]
-        above = any(not source[r] for r in reads[j])
-        for k, r in enumerate(fed):  # above: -1, +1, -2, +2...; else centred in order
-            wanted[r] = row[j] + ((k // 2 + 1) * (1 if k % 2 else -1) if above
-                                  else k - (len(fed) - 1) / 2)
-    for c in sorted(set(column)):
-        fixed = [row[i] for i in range(n) if column[i] == c and not source[i]]
-        _pack([i for i in range(n) if column[i] == c and source[i]], wanted, row, fixed)
-    return column, row
-
-
-def _pack(members: list[int], desired: dict[int, float], row: list[float],
-          fixed: list[float]) -> None:
-    """Rows near the desired ones, at least 1 apart, in the desired order, clear of `fixed`."""
-    members = sorted(members, key=lambda i: (desired.get(i, 0.0), i))
-    placed = []
-    for i in members:
-        placed.append(max(desired.get(i, 0.0), placed[-1] + 1) if placed else
-                      desired.get(i, 0.0))
-    if placed:  # centre the block on what was desired
-        shift = float(np.mean([desired.get(i, 0.0) - p for i, p in zip(members, placed)]))
-        placed = [p + shift for p in placed]
-    taken = list(fixed)
-    for i, wish in zip(members, placed):
-        for step in range(4 * len(members) + 4 * len(fixed) + 4):
-            offset = (step + 1) // 2 * 0.5 * (1 if step % 2 else -1)
-            candidate = wish + offset
-            if all(abs(candidate - t) >= 1 - 1e-9 for t in taken):
-                break
-        row[i] = candidate
-        taken.append(candidate)
 
 
 def _label(node: Any) -> str:
