@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-_PATH = pathlib.Path(__file__).parents[1] / "difprog" / "graph" / "_numpy_lax.py"
+_PATH = pathlib.Path(__file__).parents[2] / "difprog" / "graph" / "_numpy_lax.py"
 _spec = importlib.util.spec_from_file_location("_numpy_lax_under_test", _PATH)
 MOD = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(MOD)

@@ -1,5 +1,5 @@
 """What the interactive page (difprog.graph._html) should show, computed from an Explanation
-independently of the page's payload; shared by tests/test_html.py and test_html_browser.py."""
+independently of the page's payload; shared by tests/graph/test_html.py and test_html_browser.py."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from tests.html_page import EXAMPLES, short, steps
+from tests.graph.html_page import EXAMPLES, short, steps
 
 from difprog.graph._html import number
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.html_page import EXAMPLES, short, steps
+from tests.graph.html_page import EXAMPLES, short, steps
 
 from difprog import cli
 from difprog.errors import ArgumentError
