@@ -1,5 +1,19 @@
 """The exceptions difprog raises for bad input: each names the gate or layer at fault."""
 
+__all__ = [
+    "ArgumentError",
+    "CheckpointError",
+    "ConfigMismatchError",
+    "DifprogError",
+    "DtypeError",
+    "LabelError",
+    "NonFiniteLossError",
+    "RuleError",
+    "RunDirectoryError",
+    "ShapeError",
+    "WriteError",
+]
+
 
 class DifprogError(Exception):
     """Base class of every error difprog raises on purpose."""
@@ -10,7 +24,8 @@ class ShapeError(DifprogError, ValueError):
 
 
 class DtypeError(DifprogError, TypeError):
-    """An argument of the wrong type or dtype, such as an integer array where a derivative is needed."""
+    """An argument of the wrong type or dtype, such as an integer array where a derivative is
+    needed."""
 
 
 class RuleError(DifprogError, ValueError):

@@ -25,6 +25,18 @@ import numpy as np
 
 from difprog.errors import DifprogError, WriteError
 
+__all__ = [
+    "KILL_POINTS",
+    "atomic",
+    "host",
+    "kill_point",
+    "temporary_owner",
+    "temporary_path",
+    "write_bytes",
+    "write_json",
+    "write_npz",
+]
+
 _TEMPORARY = re.compile(r"^\..+\.tmp-(?:(?P<host>[A-Za-z0-9._-]+)-)?(?P<pid>\d+)$")
 _KILL_VARIABLE = "DIFPROG_TEST_KILL_AT"
 KILL_POINTS = ("created", "half-written", "written", "synced", "renamed", "step", "evaluated",

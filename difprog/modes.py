@@ -23,6 +23,18 @@ import numpy as np
 from difprog.errors import ArgumentError
 from difprog.progress import note
 
+__all__ = [
+    "ModeCost",
+    "ModesReport",
+    "SIZES",
+    "compare_modes",
+    "hessian",
+    "hvp",
+    "plot_sweep",
+    "sweep",
+    "sweep_table",
+]
+
 
 class ModeCost(NamedTuple):
     """What one mode spent on the full Jacobian.

@@ -17,6 +17,8 @@ import sys
 import time
 from typing import Any, Self
 
+__all__ = ["INTERVAL", "Progress", "compiling", "note"]
+
 INTERVAL = 5.0
 """Seconds between two progress lines when stderr is not a terminal."""
 

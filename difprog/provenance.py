@@ -20,6 +20,15 @@ import numpy as np
 
 from difprog.data import Dataset, Text
 
+__all__ = [
+    "describe_data",
+    "describe_model",
+    "differences",
+    "extend",
+    "identity",
+    "recorded_segments",
+]
+
 
 def identity(settings: Mapping[str, Any], params: Any, data: Dataset | Text,
              model_name: str | None = None) -> dict:
