@@ -56,16 +56,8 @@ def write_visualizations(model, params, dataset, out: str | os.PathLike, *,
     arguments.one_of("viz.write_visualizations", "param", param, ("fourier", "pixel"))
     for name, value in (("regularize", regularize), ("transforms", transforms)):
         arguments.flag("viz.write_visualizations", name, value)
-    if layer is None:
-        targets = list(range(dataset.num_classes)) if classes is None else list(classes)
-        objective, labels, stem = _objectives.class_logit(targets), \
-            [f"class {c}" for c in targets], "classes"
-    else:
-        targets = list(range(8)) if channels is None else list(channels)
-        objective = _objectives.per_image(*(_objectives.channel(layer, c) for c in targets))
-        labels, stem = [f"{layer}:{c}" for c in targets], f"channels_{layer.replace('/', '_')}"
-    if regularize:
-        objective = objective - 0.05 * _objectives.total_variation() - 0.05 * _objectives.l1()
+    objective, targets, labels, stem = _objective(dataset.num_classes, classes, layer, channels,
+                                                  regularize)
     shape = (len(targets), *dataset.x_train.shape[1:])
     result = _optimize.visualize(
         model, params, objective, shape, steps=steps, seed=seed,
@@ -86,6 +78,22 @@ def write_visualizations(model, params, dataset, out: str | os.PathLike, *,
     saliency = _render.save_saliency(examples, maps, out / "saliency.png",
                                      labels=[f"label {y}" for y in dataset.y_test[:10]])
     return [grid, npz, saliency]
+
+
+def _objective(num_classes: int, classes, layer, channels, regularize: bool) -> tuple:
+    """(the objective, its targets, their labels, the grid's file stem) of each class, or of
+    each channel of `layer`; with `regularize`, total-variation and L1 penalties."""
+    if layer is None:
+        targets = list(range(num_classes)) if classes is None else list(classes)
+        objective, labels, stem = _objectives.class_logit(targets), \
+            [f"class {c}" for c in targets], "classes"
+    else:
+        targets = list(range(8)) if channels is None else list(channels)
+        objective = _objectives.per_image(*(_objectives.channel(layer, c) for c in targets))
+        labels, stem = [f"{layer}:{c}" for c in targets], f"channels_{layer.replace('/', '_')}"
+    if regularize:
+        objective = objective - 0.05 * _objectives.total_variation() - 0.05 * _objectives.l1()
+    return objective, targets, labels, stem
 
 
 def write_attributions(model, params, dataset, out: str | os.PathLike, *,

@@ -57,7 +57,8 @@ def test_train_in_a_log_prints_the_compile_and_progress_lines(capsys, monkeypatc
     steps = [i for i, line in enumerate(lines) if line.startswith("epoch 1/1: ")]
     summary = next(i for i, line in enumerate(lines) if line.startswith("epoch   1/1  loss"))
     assert len(steps) == 45 and compile_at < steps[0] < steps[-1] < summary, lines
-    assert lines[steps[0]].startswith("epoch 1/1: 1/45 steps, loss ") and ", acc " in lines[steps[0]]
+    first = lines[steps[0]]
+    assert first.startswith("epoch 1/1: 1/45 steps, loss ") and ", acc " in first
     assert lines[steps[-1]].startswith("epoch 1/1: 45/45 steps")
     assert lines.index("compiling the evaluation step...") < summary
 

@@ -74,6 +74,7 @@ def test_write_attributions_without_sanity_and_its_refusals(linear, tmp_path):
         viz.write_attributions(model, params, dataset, tmp_path, count=0)
 
 
+@pytest.mark.slow  # trains a tiny language model for two steps (two compilations)
 def test_write_token_attribution_explains_a_trained_language_model(tmp_path):
     text = tmp_path / "code.py"
     text.write_text("def add(a, b):\n    return a + b\n\n" * 20)
