@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from difprog import gates
 from difprog.gates import check_points
@@ -51,3 +52,38 @@ def digits_subset(name, train, test):
     full = data.digits()
     return data.Dataset(name, full.x_train[:train], full.y_train[:train], full.x_test[:test],
                         full.y_test[:test], 10)
+
+
+def fails_in_one_line(capsys, argv, status):
+    """Runs `difprog argv`, checks its status and that stderr is one line; returns that line."""
+    from difprog.cli import main
+
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err
+    return err
+
+
+def progress_lines(capsys, monkeypatch, argv):
+    """Runs `difprog argv` with stderr captured (not a terminal) and a progress line per update;
+    returns stderr's lines, after checking it holds no carriage return (no tqdm bar)."""
+    from difprog import progress
+    from difprog.cli import main
+
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.endswith("\n"), err
+    return err.splitlines()
+
+
+@pytest.fixture(scope="session")
+def linear_run(tmp_path_factory):
+    """The run directory of `difprog train --model linear --epochs 1` (trained once)."""
+    from difprog.cli import main
+
+    out = tmp_path_factory.mktemp("linear_run")
+    assert main(["train", "--model", "linear", "--epochs", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    return out

@@ -6,6 +6,10 @@ Example:
     >>> objective = viz.class_logit(range(10)) - 0.05 * viz.total_variation()
     >>> result = viz.visualize(model, params, objective, (10, 8, 8, 1))
     >>> viz.save_grid(result.images, "classes.png", labels=range(10))
+
+The command line's pictures and reports, from Python: `write_visualizations` (difprog
+visualize), `write_attributions` (difprog attribute, with the sanity checks) and
+`write_token_attribution` (the attribution.png of difprog train --model gpt).
 """
 
 from difprog.viz._attribution import (
@@ -68,6 +72,12 @@ from difprog.viz._tokens import (
     save_token_attribution,
     token_attribution,
 )
+from difprog.viz._writers import (
+    TOKEN_PROMPT,
+    write_attributions,
+    write_token_attribution,
+    write_visualizations,
+)
 
 __all__ = [
     "GRADIENT_METHODS",
@@ -121,4 +131,8 @@ __all__ = [
     "token_attribution",
     "total_variation",
     "visualize",
+    "TOKEN_PROMPT",
+    "write_attributions",
+    "write_token_attribution",
+    "write_visualizations",
 ]

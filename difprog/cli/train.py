@@ -1,0 +1,206 @@
+"""Trains a model with jit-compiled steps through difprog gates, writing a checkpoint after every
+epoch and metrics.json into --out; resumes from the newest checkpoint there if it was trained with
+the same settings."""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+
+from difprog.cli import options
+
+__all__ = ["HELP", "IMAGE_OPTIONS", "LM_OPTIONS", "add_training_arguments",
+           "arguments", "print_accuracy", "run", "train_images"]
+
+_LM_FIELDS = ("steps", "layers", "heads", "features", "context", "dropout", "warmup", "clip",
+              "eval_every")  # LMConfig's fields that are options of their own
+LM_OPTIONS = ("data", "level", *_LM_FIELDS)
+IMAGE_OPTIONS = ("dataset", "epochs", "optimizer", "schedule", "loss")
+
+HELP = "train a model on real data, with checkpoints and metrics.json"
+
+
+def arguments(parser: options.Parser) -> None:
+    """The options of difprog train: every training option, --out and --allow-changes."""
+    add_training_arguments(parser, "train")
+
+
+def add_training_arguments(parser: options.Parser, command: str) -> None:
+    """The options of train and demo, with TrainConfig's (and, for train, LMConfig's) defaults.
+
+    Options one kind of model has and the other lacks default to None, so that `run` can
+    refuse them by name; `_given` fills in the defaults."""
+    from difprog.lm import LMConfig
+    from difprog.models import MODELS
+    from difprog.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
+
+    image, text = TrainConfig(), LMConfig()
+    lm = command == "train"
+    parser.add_argument("--model", choices=sorted([*MODELS, *(["gpt"] if lm else [])]),
+                        default="cnn", help="the model" + (
+                            " (gpt: a transformer language model on --data; see the options "
+                            "below)" if lm else ""))
+    parser.add_argument("--dataset", choices=["digits"], default=None,
+                        help="the data set of the image models (default: digits)")
+    parser.add_argument("--epochs", type=options.positive, default=None,
+                        help=f"passes over the training set (default: {image.epochs})")
+    parser.add_argument("--batch-size", type=options.positive, default=None,
+                        help=f"examples per step (default: {image.batch_size}"
+                             + (f"; gpt: {text.batch_size} windows" if lm else "") + ")")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                        help=f"the optax optimiser (default: {image.optimizer}; gpt trains with "
+                             f"AdamW)")
+    parser.add_argument("--lr", type=options.number(positive=True), default=None,
+                        help=f"peak learning rate (default: {image.learning_rate}"
+                             + (f"; gpt: {text.learning_rate}" if lm else "") + ")")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=None,
+                        help=f"learning-rate schedule (default: {image.schedule}; gpt: warm-up "
+                             f"then cosine)")
+    parser.add_argument("--loss", choices=sorted(LOSSES), default=None,
+                        help=f"the loss (default: {image.loss})")
+    parser.add_argument("--weight-decay", type=options.number(positive=False), default=None,
+                        help=f"L2 penalty on the weights (default: {image.weight_decay}"
+                             + (f"; gpt: AdamW's decoupled decay, {text.weight_decay}" if lm
+                                else "") + ")")
+    options.add_seed(parser, "seed of the params, shuffles and dropout", image.seed, limits=True)
+    _placement_arguments(parser)
+    options.add_out(parser, command, "checkpoints and metrics.json")
+    parser.add_argument("--allow-changes", action="store_true",
+                        help="resume from --out even if its checkpoint was trained with other "
+                             "settings; metrics.json records which epochs ran with which")
+    options.add_no_progress(parser)
+    if lm:
+        _language_model_arguments(parser, text)
+
+
+def _placement_arguments(parser: options.Parser) -> None:
+    """--devices, --shard and --distributed."""
+    parser.add_argument("--devices", type=options.devices, default=None,
+                        help="devices to shard each batch over (default: all local devices; "
+                             "on a CPU, N > 1 makes N CPU devices; with --distributed, the CPU "
+                             "devices of each process, and batches span every process's)")
+    parser.add_argument("--shard", choices=["none", "params"], default="none",
+                        help="params and optimiser state replicated on every device (none: "
+                             "data parallelism) or split over them (params: FSDP-style, each "
+                             "device holds about 1/devices of them)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="call jax.distributed.initialize() first, to train on the devices "
+                             "of several hosts (run the same command on every host)")
+
+
+def _language_model_arguments(parser: options.Parser, defaults) -> None:
+    """The options of `train --model gpt` (LMConfig's fields), in a group of their own."""
+    group = parser.add_argument_group("language model (--model gpt)")
+    group.add_argument("--data", default=None, metavar="SOURCE",
+                       help="a UTF-8 text file, a directory of them, or python-stdlib (the "
+                            "running Python's standard library) (default: python-stdlib)")
+    group.add_argument("--level", choices=["char", "byte"], default=None,
+                       help="tokens: characters or UTF-8 bytes (default: char)")
+    positive = options.positive
+    for name, kind, what in (
+            ("steps", positive, "optimiser steps"), ("layers", positive, "transformer blocks"),
+            ("heads", positive, "attention heads"), ("features", positive, "model width"),
+            ("context", positive, "tokens per window"),
+            ("dropout", options.fraction, "dropout rate in the blocks"),
+            ("warmup", options.integer(0), "steps of linear learning-rate warm-up"),
+            ("clip", options.number(positive=True), "largest global gradient norm"),
+            ("eval_every", positive, "steps between validation losses and checkpoints")):
+        group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
+                           help=f"{what} (default: {getattr(defaults, name)})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """difprog train: trains into --out and prints the test accuracy (or, for gpt, the
+    validation loss and a sample)."""
+    if args.model == "gpt":
+        return _run_lm(args)
+    result, dataset, _ = train_images(args)
+    print_accuracy(args, result, dataset)
+    return 0
+
+
+def train_images(args: argparse.Namespace, then=None) -> tuple:
+    """Trains an image model as the options say; `then(model, params, dataset)` runs in the
+    owned --out (on process 0) after training. (the result, the data set, what `then` gave)."""
+    from difprog import cluster, data, models, rundir
+    from difprog.train import TrainConfig, fit
+
+    _refuse_options(args, [name for name in LM_OPTIONS if hasattr(args, name)], "gpt")
+    defaults, done = TrainConfig(), None
+    args.dataset = args.dataset or "digits"
+    config = TrainConfig(**{field: _given(args, option, defaults, field) for option, field in (
+        ("epochs", "epochs"), ("batch_size", "batch_size"), ("optimizer", "optimizer"),
+        ("lr", "learning_rate"), ("schedule", "schedule"), ("loss", "loss"),
+        ("weight_decay", "weight_decay"))}, seed=args.seed,
+        devices=None if args.distributed else args.devices, shard=args.shard)
+    cluster.start_devices(args.devices, args.distributed, owner="--distributed")
+    with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
+        dataset = data.load(args.dataset)
+        model = models.build(args.model, dataset.num_classes)
+        result = fit(model, dataset, config, out=out, progress=not args.no_progress,
+                     extra_metrics={"model": args.model, "dataset": args.dataset},
+                     allow_changes=args.allow_changes)
+        if then is not None and out.exclusive:
+            done = then(model, result.params, dataset)
+    return result, dataset, done
+
+
+def print_accuracy(args: argparse.Namespace, result, dataset) -> None:
+    """The last line of train and demo: the test accuracy after the epochs run."""
+    right = round(result.test_accuracy * len(dataset.y_test))
+    epochs = result.history[-1]["epoch"] if result.history else 0
+    print(f"test accuracy {result.test_accuracy:.2%} ({right}/{len(dataset.y_test)}) on "
+          f"{args.dataset} with the {args.model} model after {epochs} epochs")
+
+
+def _given(args: argparse.Namespace, option: str, defaults, field: str):
+    """The option's value, or the config's default when the command line left it out."""
+    value = getattr(args, option)
+    return getattr(defaults, field) if value is None else value
+
+
+def _refuse_options(args: argparse.Namespace, names, model: str) -> None:
+    """A usage error (exit status 2) naming each given option that applies only to `model`."""
+    given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
+    if given:
+        which = "the image models (cnn, mlp, linear)" if model == "image" else f"--model {model}"
+        raise options.UsageError(
+            f"difprog {args.command}: {', '.join(given)} "
+            f"{'applies' if len(given) == 1 else 'apply'} only to {which}; "
+            f"leave {'it' if len(given) == 1 else 'them'} out or choose that model")
+
+
+def _run_lm(args: argparse.Namespace) -> int:
+    """difprog train --model gpt: the language model on --data, then loss.png and a sample."""
+    from difprog import cluster, data, lm, rundir, viz
+
+    _refuse_options(args, IMAGE_OPTIONS, "image")
+    defaults = lm.LMConfig()
+    fields = {f: _given(args, f, defaults, f) for f in _LM_FIELDS}
+    config = lm.LMConfig(**fields, batch_size=_given(args, "batch_size", defaults, "batch_size"),
+                         learning_rate=_given(args, "lr", defaults, "learning_rate"),
+                         weight_decay=_given(args, "weight_decay", defaults, "weight_decay"),
+                         seed=args.seed, devices=None if args.distributed else args.devices,
+                         shard=args.shard)
+    cluster.start_devices(args.devices, args.distributed, owner="--distributed")
+    with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
+        corpus = data.text(args.data or "python-stdlib", context=config.context,
+                           level=args.level or "char")
+        result = lm.fit_lm(corpus, config, out=out, progress=not args.no_progress,
+                           allow_changes=args.allow_changes)
+        last, unit = result.history[-1], "character" if corpus.level == "char" else "byte"
+        summary = (f"validation loss {last['val_loss']:.4f} nats per {unit} after "
+                   f"{last['step']} steps ({result.seconds:.0f} s of training)")
+        if out.exclusive:
+            lm.plot_losses(result.history, result.train_curve, out.path / "loss.png",
+                           title=f"gpt on {corpus.name}: {summary}")
+            viz.write_token_attribution(out.path, corpus)
+    print(f"{summary} of gpt on {corpus.name}; next-{unit} accuracy {last['val_accuracy']:.2%}")
+    if out.exclusive:
+        prompt = "def " if corpus.name == "python-stdlib" else corpus.decode(corpus.validation[:8])
+        print(f"wrote loss.png, attribution.png, metrics.json and checkpoints into "
+              f"{args.out}/; a sample "
+              f"(difprog sample --checkpoint {args.out} --prompt {prompt!r} --seed "
+              f"{args.seed}):\n{lm.sample(args.out, prompt, length=160, seed=args.seed)}")
+    return 0

@@ -1,0 +1,43 @@
+"""The trained image model a command reads from --checkpoint (a file or a run directory)."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+from collections.abc import Callable
+
+__all__ = ["checkpoint_file", "restore"]
+
+
+def checkpoint_file(path: pathlib.Path) -> pathlib.Path:
+    """--checkpoint as a file: itself, or the newest checkpoint of a run directory."""
+    from difprog import checkpoint
+    from difprog.errors import CheckpointError
+
+    if not path.exists():
+        raise CheckpointError(f"no file or directory {str(path)!r}; point --checkpoint to a run's "
+                              f"directory (such as difprog-demo) or one of its checkpoint files")
+    if not path.is_dir():
+        return path
+    found = checkpoint.latest(path)
+    if found is None:
+        raise CheckpointError(f"no checkpoint_<epoch>.safetensors in the directory {str(path)!r}; "
+                              f"point --checkpoint to a run's directory or checkpoint file")
+    return found
+
+
+def restore(args: argparse.Namespace, check: Callable | None = None) -> tuple:
+    """(model, params, dataset) of --checkpoint: the data set and model recorded in it (or
+    --model); `check(dataset)` runs before the model is built."""
+    from difprog import checkpoint, data, models
+    from difprog.train import restore as load_params
+
+    path = checkpoint_file(args.checkpoint)
+    _, meta = checkpoint.load(path)
+    dataset = data.load(meta.get("extra", {}).get("dataset", "digits"))
+    if check is not None:
+        check(dataset)
+    model = models.build(args.model or meta.get("extra", {}).get("model", "cnn"),
+                         dataset.num_classes)
+    params, _ = load_params(path, model, dataset.x_train[:1])
+    return model, params, dataset

@@ -1,0 +1,87 @@
+"""The command line's pictures and reports written from Python: viz.write_visualizations,
+viz.write_attributions (with the sanity checks) and viz.write_token_attribution."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from difprog import data, lm, models, viz
+from difprog.errors import ArgumentError
+from tests.conftest import digits_subset
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def linear():
+    """An untrained linear model on a few digits: the writers do not care how well it does."""
+    dataset = digits_subset("digits", 32, 8)
+    model = models.build("linear", dataset.num_classes)
+    return model, model.init(jax.random.key(0), dataset.x_train[:1]), dataset
+
+
+def test_write_visualizations_writes_the_grid_the_npz_and_the_saliency(linear, tmp_path):
+    model, params, dataset = linear
+    written = viz.write_visualizations(model, params, dataset, tmp_path / "out", classes=[0, 3],
+                                       steps=4, param="pixel", progress=False)
+    assert [p.name for p in written] == ["classes.png", "visualizations.npz", "saliency.png"]
+    assert all(p.parent == tmp_path / "out" and p.read_bytes().startswith(PNG)
+               for p in (written[0], written[2]))
+    with np.load(written[1]) as saved:
+        assert saved["images"].shape == (2, 8, 8, 1) and saved["targets"].tolist() == [0, 3]
+        assert saved["history"].shape[0] == 4 and np.isfinite(saved["images"]).all()
+    layer = viz.write_visualizations(model, params, dataset, tmp_path / "layer", layer="dense_0",
+                                     channels=[1, 2], steps=2, regularize=False,
+                                     transforms=False, progress=False)
+    assert layer[0].name == "channels_dense_0.png" and layer[0].read_bytes().startswith(PNG)
+    with np.load(layer[1]) as saved:
+        assert saved["targets"].tolist() == [1, 2]
+    with pytest.raises(ArgumentError, match="param must be one of 'fourier', 'pixel'"):
+        viz.write_visualizations(model, params, dataset, tmp_path / "bad", param="pixels")
+
+
+def test_write_attributions_writes_the_maps_and_the_sanity_checks(linear, tmp_path):
+    model, params, dataset = linear
+    written, tables = viz.write_attributions(model, params, dataset, tmp_path, count=2, steps=4,
+                                             samples=2, seed=3)
+    assert [p.name for p in written] == ["attributions.png", "attributions.npz", "sanity.json",
+                                         "sanity.txt"]
+    assert written[0].read_bytes().startswith(PNG)
+    methods = [m for m in viz.METHODS if m != "grad_cam"]  # a linear model has no feature maps
+    with np.load(written[1]) as saved:
+        assert sorted(saved.files) == sorted(["images", "labels", *methods])
+        assert saved["images"].shape == (2, 8, 8, 1)
+        assert all(saved[m].shape[0] == 2 for m in methods)
+    report = json.loads(written[2].read_text())
+    assert {"completeness", "randomization", "randomization_foreground"} <= set(report)
+    assert report["settings"]["seed"] == 3 and report["settings"]["images"] == 2
+    assert written[3].read_text() == tables and "completeness" in tables.lower()
+
+
+def test_write_attributions_without_sanity_and_its_refusals(linear, tmp_path):
+    model, params, dataset = linear
+    written, tables = viz.write_attributions(model, params, dataset, tmp_path, count=1,
+                                             methods=["saliency"], sanity=False)
+    assert [p.name for p in written] == ["attributions.png", "attributions.npz"] and tables == ""
+    assert not (tmp_path / "sanity.json").exists()
+    with pytest.raises(ArgumentError, match="--window 9: the images are 8x8 pixels"):
+        viz.write_attributions(model, params, dataset, tmp_path, methods=["occlusion"], window=9)
+    with pytest.raises(ArgumentError, match="count must be a positive int, got 0"):
+        viz.write_attributions(model, params, dataset, tmp_path, count=0)
+
+
+@pytest.mark.slow  # trains a tiny language model for two steps (two compilations)
+def test_write_token_attribution_explains_a_trained_language_model(tmp_path):
+    text = tmp_path / "code.py"
+    text.write_text("def add(a, b):\n    return a + b\n\n" * 20)
+    corpus = data.text(text, context=16)
+    config = lm.LMConfig(layers=1, heads=2, features=16, context=16, steps=2, batch_size=4,
+                         warmup=0, eval_every=2)
+    lm.fit_lm(corpus, config, out=tmp_path / "run", progress=False)
+    path = viz.write_token_attribution(tmp_path / "run", corpus)
+    assert path == tmp_path / "run" / "attribution.png"
+    assert path.read_bytes().startswith(PNG)
