@@ -124,7 +124,7 @@ class Repeat(Layer):
     def forward(self, params, x, ctx):
         if ctx._run.declaring:
             ctx._node.stack = self.times
-            return ctx("", x)
+            return _keeps_shape(x, ctx("", x))
         self._check_stacked(params)
         keys = None if ctx.key is None else jax.random.split(ctx.key, self.times)
         outer = ctx._run
@@ -133,11 +133,7 @@ class Repeat(Layer):
         def step(h, params_and_key):
             p, key = params_and_key
             inner = dataclasses.replace(outer, visits=None, stats={} if collect else None)
-            y = call(self.layer, p, h, ctx.path, key, inner)
-            if y.shape != h.shape or y.dtype != h.dtype:
-                raise ShapeError(f"feeds its block's output back in, so the block must keep the "
-                                 f"shape and dtype of its input, but it maps "
-                                 f"{h.dtype}{tuple(h.shape)} to {y.dtype}{tuple(y.shape)}")
+            y = _keeps_shape(h, call(self.layer, p, h, ctx.path, key, inner))
             return y, inner.stats  # each repetition's statistics, stacked by the scan
 
         if self.remat == "each":
@@ -165,6 +161,14 @@ class Repeat(Layer):
                 raise ShapeError(f"param {name!r} has shape {tuple(leaf.shape)}, but a block "
                                  f"repeated {self.times} times needs its params stacked on a "
                                  f"leading axis of {self.times}")
+
+
+def _keeps_shape(h: Any, y: Any) -> Any:
+    if y.shape != h.shape or y.dtype != h.dtype:
+        raise ShapeError(f"feeds its block's output back in, so the block must keep the shape "
+                         f"and dtype of its input, but it maps {h.dtype}{tuple(h.shape)} to "
+                         f"{y.dtype}{tuple(y.shape)}")
+    return y
 
 
 def remat(layer: Layer) -> Remat:
