@@ -188,7 +188,7 @@ class Layer:
 
     def __repr__(self) -> str:
         shown = []
-        for field in dataclasses.fields(self):
+        for field in sorted(dataclasses.fields(self), key=lambda f: f.kw_only):
             value = getattr(self, field.name)
             if not field.repr:
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from difprog import arguments, gates
@@ -30,7 +32,7 @@ class PositionEmbedding(Layer):
     """
 
     context: int
-    init_table: Initializer = GPT2_INIT
+    init_table: Initializer = dataclasses.field(default=GPT2_INIT, repr=False)
     kind = "position_embedding"
     takes = Input(min_rank=2, text="an input of rank >= 2 (..., seq, features)")
 

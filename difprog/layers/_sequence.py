@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 from jax.nn import initializers
@@ -34,7 +36,7 @@ class Embedding(Layer):
 
     vocab: int
     features: int
-    init_table: Initializer = GPT2_INIT
+    init_table: Initializer = dataclasses.field(default=GPT2_INIT, repr=False)
     kind, takes = "embedding", Input(dtype="integer", text="integer ids of any shape")
 
     def __init__(self, vocab: int, features: int, *, init: Initializer = GPT2_INIT,
@@ -77,8 +79,8 @@ class MultiHeadAttention(Layer):
 
     heads: int
     causal: bool = False
-    w_init: Initializer | None = None
-    out_init: Initializer | None = None
+    w_init: Initializer | None = dataclasses.field(default=None, repr=False)
+    out_init: Initializer | None = dataclasses.field(default=None, repr=False)
     kind = "multi_head_attention"
     takes = Input(min_rank=2, text="an input of rank >= 2 (..., seq, features)")
 

@@ -7,6 +7,8 @@ Pass any `jax.nn.initializers` function to override.
 
 from __future__ import annotations
 
+import dataclasses
+
 from jax.nn import initializers
 
 from difprog import arguments, gates
@@ -38,8 +40,8 @@ class Dense(Layer):
     """
 
     features: int
-    w_init: Initializer | None = None
-    b_init: Initializer = initializers.zeros
+    w_init: Initializer | None = dataclasses.field(default=None, repr=False)
+    b_init: Initializer = dataclasses.field(default=initializers.zeros, repr=False)
     use_bias: bool = True
     kind, takes = "dense", LAST_AXIS
 
@@ -90,8 +92,8 @@ class Conv2D(Layer):
     padding: str | int | tuple = "SAME"
     dilation: int | tuple[int, int] = 1
     groups: int = 1
-    w_init: Initializer | None = None
-    b_init: Initializer = initializers.zeros
+    w_init: Initializer | None = dataclasses.field(default=None, repr=False)
+    b_init: Initializer = dataclasses.field(default=initializers.zeros, repr=False)
     use_bias: bool = True
     kind, takes = "conv2d", NHWC
 
