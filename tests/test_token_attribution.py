@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_gpt import _perturbed, reference_blocks, reference_embed
+from tests.test_gpt import _perturbed, reference_blocks, reference_embed
 
 from difprog import data, layers, models, viz
 from difprog.errors import ArgumentError, DtypeError
