@@ -104,7 +104,7 @@ def train(model, size: int, steps: int, batch: int = 16, seed: int = 0):
     @jax.jit
     def evaluate(p, k):  # accuracy on fresh crops, and LAYER's mean response per channel
         x, y = crops(k, photos, 32, size)
-        logits, captured = model.apply(p, x, capture=(LAYER,))
+        logits, captured, _ = model.run(p, x, capture=(LAYER,))
         return jnp.mean(jnp.argmax(logits, -1) == y), captured[LAYER].mean(axis=(0, 1, 2))
 
     accuracy, responses = evaluate(params, jax.random.key(seed + 1))

@@ -1,29 +1,35 @@
 """ResNet-18 (He et al., 2016, "Deep residual learning for image recognition"), laid out and named
-as torchvision's `resnet18`, so each key of its state dict names exactly one difprog param."""
+as torchvision's `resnet18`, so each key of its state dict names exactly one difprog param.
+
+Written on `difprog.layers`' public names only: the block is a container like any user's."""
 
 from __future__ import annotations
 
-import jax
 from jax.nn import initializers
 
-from difprog import gates
-from difprog.errors import ArgumentError, ShapeError
+from difprog import arguments, gates
+from difprog.errors import ShapeError
 from difprog.layers import (
     BatchNorm,
     Conv2D,
     Dense,
     GlobalAvgPool,
+    Layer,
     MaxPool2D,
     Relu,
+    Serial,
+    keyed,
     serial,
 )
-from difprog.layers._combinators import Container
-from difprog.layers._layer import InitScope, join
+
+__all__ = ["BasicBlock", "resnet18"]
 
 # torchvision's initialisation: kaiming_normal_(mode='fan_out', nonlinearity='relu') for the
 # convolutions, torch's default uniform(+-1/sqrt(fan_in)) for the classifier's weights.
 _CONV_INIT = initializers.variance_scaling(2.0, "fan_out", "normal")
 _FC_INIT = initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+_MAIN = ("conv1", "bn1", "relu", "conv2", "bn2")
+_SHORT = ("downsample.0", "downsample.1")
 
 
 def _conv(features: int, kernel: int, stride: int, name: str) -> Conv2D:
@@ -31,67 +37,46 @@ def _conv(features: int, kernel: int, stride: int, name: str) -> Conv2D:
                   w_init=_CONV_INIT, name=name)
 
 
-class BasicBlock(Container):
+class BasicBlock(Layer):
     """torchvision's BasicBlock: `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, where the
     shortcut is the identity or, when `downsample`, a strided 1x1 convolution and a BatchNorm
     (children `downsample.0` and `downsample.1`, torchvision's names)."""
 
+    features: int
+    stride: int = 1
+    downsample: bool = False
     kind = "basic_block"
 
-    def __init__(self, features: int, stride: int = 1, *, downsample: bool = False,
-                 name: str | None = None):
-        main = (_conv(features, 3, stride, "conv1"), BatchNorm(name="bn1"), Relu(name="relu"),
-                _conv(features, 3, 1, "conv2"), BatchNorm(name="bn2"))
-        short = ((_conv(features, 1, stride, "downsample.0"), BatchNorm(name="downsample.1"))
-                 if downsample else ())
-        super().__init__(main + short, name=name)
-        self.features, self.stride, self.downsample = features, stride, downsample
+    def __post_init__(self):
+        arguments.positive_int("BasicBlock", "features", self.features)
+        arguments.positive_int("BasicBlock", "stride", self.stride)
+        arguments.flag("BasicBlock", "downsample", self.downsample)
+        f, s = self.features, self.stride
+        main = (_conv(f, 3, s, "conv1"), BatchNorm(name="bn1"), Relu(name="relu"),
+                _conv(f, 3, 1, "conv2"), BatchNorm(name="bn2"))
+        short = ((_conv(f, 1, s, "downsample.0"), BatchNorm(name="downsample.1"))
+                 if self.downsample else ())
+        object.__setattr__(self, "_children", keyed(*main, *short, owner="BasicBlock"))
 
-    def _settings(self):
-        stride = [] if self.stride == 1 else [f"stride={self.stride}"]
-        down = ["downsample=True"] if self.downsample else []
-        return [str(self.features), *stride, *down, *super(Container, self)._settings()]
+    def children(self):
+        return self._children
 
-    def _init(self, key, x, scope):
-        params, outs = {}, {}
-        keys = jax.random.split(key, len(self.layers))
-        for part in (self._main(), self._short()):
-            h = x
-            for i in part:
-                k = self.keys[i]
-                child, h = self.layers[i]._init(keys[i], h, InitScope(join(scope.path, k)))
-                if child:
-                    params[k] = child
-            outs[part] = h
-        return params, jax.eval_shape(lambda a, b: self._merge(a, b, scope.path), *outs.values())
-
-    def _apply(self, params, x, run):
-        children = list(zip(self._child_params(params, run), self._children(run)))
-        branches = []
-        for part in (self._main(), self._short()):
-            h = x
-            for i in part:
-                child, (_, layer, child_run) = children[i]
-                h = layer._call(child, h, child_run)
-            branches.append(h)
-        return self._merge(*branches, run.path)
-
-    def _main(self) -> tuple[int, ...]:
-        return (0, 1, 2, 3, 4)
-
-    def _short(self) -> tuple[int, ...]:
-        return (5, 6) if self.downsample else ()
-
-    def _merge(self, main, short, path):
+    def forward(self, params, x, ctx):
+        main = x
+        for key in _MAIN:
+            main = ctx(key, main)
+        short = x
+        for key in _SHORT if self.downsample else ():
+            short = ctx(key, short)
         if main.shape != short.shape:
-            raise ShapeError(f"{self._label(path)} adds its shortcut to its convolutions' output, "
-                             f"so they must have one shape, got {tuple(short.shape)} and "
-                             f"{tuple(main.shape)}; use downsample=True where the stride or the "
-                             f"number of channels changes")
+            raise ShapeError(f"adds its shortcut to its convolutions' output, so they must have "
+                             f"one shape, got {tuple(short.shape)} and {tuple(main.shape)}; use "
+                             f"downsample=True where the stride or the number of channels "
+                             f"changes")
         return gates.relu(gates.add(main, short))
 
 
-def resnet18(num_classes: int = 1000) -> Container:
+def resnet18(num_classes: int = 1000) -> Serial:
     """ResNet-18 as torchvision builds it, for NHWC images, every gradient through difprog gates.
 
     conv1 (7x7, stride 2, padding 3, no bias), bn1, relu, maxpool (3x3, stride 2, padding 1);
@@ -111,8 +96,7 @@ def resnet18(num_classes: int = 1000) -> Container:
         >>> model.apply(params, jnp.zeros((2, 64, 64, 3))).shape
         (2, 10)
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
-        raise ArgumentError(f"resnet18: num_classes must be a positive int, got {num_classes!r}")
+    arguments.positive_int("resnet18", "num_classes", num_classes)
     blocks, inputs = [], 64
     for stage, features in enumerate((64, 128, 256, 512), start=1):
         stride = 1 if stage == 1 else 2

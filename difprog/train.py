@@ -196,8 +196,8 @@ def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.Gradient
         correct = jnp.sum(jnp.argmax(logits, -1) == y)
         new = optax.apply_updates(params, updates)
         if tracks_stats:  # the same forward pass as the loss's, which XLA computes once
-            new = merge_stats(new, model.apply(params, x, key=key, train=True,
-                                               update_stats=True)[1])
+            new = merge_stats(new, model.run(params, x, key=key, train=True,
+                                             update_stats=True).stats)
         return new, opt_state, value, correct
 
     return jax.jit(step)

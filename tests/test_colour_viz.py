@@ -124,7 +124,7 @@ def test_maximising_diversity_makes_the_batch_differ(colour_model):
         objective = same + weight * viz.diversity("relu_0") if weight else same
         images = viz.visualize(model, params, objective, (4, 12, 12, 3), steps=48,
                                transforms=False, progress=False, chunk=48).images
-        _, acts = model.apply(params, jnp.asarray(images), capture=("relu_0",))
+        acts = model.run(params, jnp.asarray(images), capture=("relu_0",)).captured
         cos = _gram_cosines(np.asarray(acts["relu_0"]))
         cosines[weight] = (cos.sum() - 4) / 12
     assert cosines[10.0] < cosines[0.0] - 0.05, cosines

@@ -34,7 +34,7 @@ def step():
 
 def _moved(model, params, delta):
     """(the loss, the layers' outputs) with delta added to the output of each layer it names."""
-    logits, outputs = model.apply(params, IDS, capture=PATHS, perturb=delta)
+    logits, outputs, _ = model.run(params, IDS, capture=PATHS, perturb=delta)
     return gates.softmax_cross_entropy(logits, TARGETS), outputs
 
 

@@ -27,17 +27,17 @@ def test_perturb_gives_the_gradient_at_a_layer_output():
     model = layers.serial(layers.Dense(4), layers.Tanh(), layers.Dense(3))
     x = jax.random.normal(jax.random.key(1), (2, 5))
     params = model.init(jax.random.key(0), x)
-    _, captured = model.apply(params, x, capture=("dense_0",))
+    captured = model.run(params, x, capture=("dense_0",)).captured
     hidden = captured["dense_0"]
     delta = jax.random.normal(jax.random.key(2), hidden.shape)
-    moved = model.apply(params, x, perturb={"dense_0": delta})
+    moved = model.run(params, x, perturb={"dense_0": delta}).output
     rest = lambda h: jnp.tanh(h) @ params["dense_1"]["w"] + params["dense_1"]["b"]
     np.testing.assert_allclose(moved, rest(hidden + delta), rtol=1e-6)
-    grad = jax.grad(lambda d: jnp.sum(model.apply(params, x, perturb={"dense_0": d})**2))(
+    grad = jax.grad(lambda d: jnp.sum(model.run(params, x, perturb={"dense_0": d}).output**2))(
         jnp.zeros_like(hidden))
     np.testing.assert_allclose(grad, jax.grad(lambda h: jnp.sum(rest(h)**2))(hidden), rtol=1e-6)
     with pytest.raises(ArgumentError, match=r"cannot perturb \['dense_7'\].*paths are"):
-        model.apply(params, x, perturb={"dense_7": delta})
+        model.run(params, x, perturb={"dense_7": delta})
 
 
 def test_token_attribution_is_gradient_times_embedding(gpt):

@@ -128,7 +128,7 @@ def _regularized(objective):
 def test_regularizers_keep_their_part_of_the_score_through_sums_and_products_by_numbers(tiny):
     model, params = tiny
     images = jax.random.uniform(KEY, SHAPE)
-    logits, captured = model.apply(params, images, capture=("conv2d_0", "relu_0", "dense_0"))
+    logits, captured, _ = model.run(params, images, capture=("conv2d_0", "relu_0", "dense_0"))
     acts = {"input": images, "output": logits, **captured}
     for objective in [*OBJECTIVES.values(), _regularized(viz.channel("conv2d_0", 1)),
                       2 * (viz.class_logit(0) - viz.blur()) + 1,

@@ -34,8 +34,8 @@ from difprog.layers import (
     Remat,
     Repeat,
     RMSNorm,
+    label,
 )
-from difprog.layers._combinators import Container
 
 NAMES: dict[type, dict[str, str]] = {
     Dense: {"w": "weight", "b": "bias"},
@@ -113,13 +113,14 @@ def _walk(layer: Layer, params: Any, path: tuple[str, ...], module: tuple[str, .
     if isinstance(layer, Remat):
         return _walk(layer.layer, params, path, module, found)
     if isinstance(layer, Repeat):
-        raise ArgumentError(f"from_torch: {layer._label('/'.join(path))} stacks the params of "
+        raise ArgumentError(f"from_torch: {label(layer, '/'.join(path))} stacks the params of "
                             f"its repetitions, which no torch module does; build the model "
                             f"with its blocks one by one (serial) to load torch weights")
-    if isinstance(layer, Container):
-        for i, (key, child) in enumerate(zip(layer.keys, layer.layers)):
+    children = layer.children()
+    if children:
+        for i, (key, child) in enumerate(children.items()):
             if isinstance(params, Mapping) and key in params:
-                part = child.name if child.named else str(i)
+                part = child.key if child.key is not None else str(i)
                 _walk(child, params[key], (*path, key), (*module, part), found)
         return
     if not params:
@@ -127,7 +128,7 @@ def _walk(layer: Layer, params: Any, path: tuple[str, ...], module: tuple[str, .
     names = NAMES.get(type(layer))
     if names is None or not set(params) <= set(names):
         raise ArgumentError(
-            f"from_torch: {layer._label('/'.join(path))} has params {sorted(params)} that no "
+            f"from_torch: {label(layer, '/'.join(path))} has params {sorted(params)} that no "
             f"torch layer is mapped to; the supported layers with params are "
             f"{sorted(t.__name__ for t in NAMES)}")
     prefix = ".".join(module)

@@ -8,16 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difprog.errors import ArgumentError, CheckpointError
+from difprog.errors import ArgumentError, CheckpointError, DtypeError
 from difprog.interop._names import Entry, entries, ignored
 from difprog.interop._read import read_state_dict
-from difprog.layers import Activation, Dense, Dropout, Flatten, Layer, Serial
-from difprog.layers._layer import Params, Recorder, Run, _as_struct
+from difprog.layers import Activation, Dense, Dropout, Flatten, Layer, Serial, label, walk
 
 _SHOWN = 20
 
 
-def from_torch(model: Layer, example_input: Any, state_dict: Any) -> Params:
+def from_torch(model: Layer, example_input: Any, state_dict: Any) -> dict:
     """The params of `model` read from a PyTorch state dict, every layout converted.
 
     Each torch key names one param (`difprog.interop.torch_names` lists the pairs): Linear
@@ -54,7 +53,7 @@ def from_torch(model: Layer, example_input: Any, state_dict: Any) -> Params:
     if not isinstance(model, Layer):
         raise ArgumentError(f"from_torch: model must be a difprog layer, got "
                             f"{type(model).__name__}")
-    x = _as_struct(example_input, model)
+    x = _struct(example_input, model)
     dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)
     found = entries(model, shapes)
@@ -95,9 +94,19 @@ def _check(model, found: list[Entry], shapes, flattened, tensors, source) -> Non
             "{k.removeprefix('module.'): v for k, v in state_dict.items()}"
             if unexpected and all(k.startswith("module.") for k in tensors) else "")
     raise CheckpointError(
-        f"from_torch: {source} does not match {model._label('')}: {'; '.join(parts)}{hint}. "
+        f"from_torch: {source} does not match {label(model, '')}: {'; '.join(parts)}{hint}. "
         f"difprog.interop.torch_names(model, params) lists the key of every param; name the "
         f"difprog layers as the torch modules, or build the model that matches the weights")
+
+
+def _struct(example: Any, model: Layer) -> jax.ShapeDtypeStruct:
+    if isinstance(example, jax.ShapeDtypeStruct):
+        return example
+    if isinstance(example, (jax.Array, np.ndarray, np.generic, int, float)) and not isinstance(
+            example, bool):
+        return jax.ShapeDtypeStruct(np.shape(example), jnp.asarray(example).dtype)
+    raise DtypeError(f"from_torch: {label(model, '')}: the input must be an array, got "
+                     f"{type(example).__name__}")
 
 
 def _listing(items: list[str]) -> str:
@@ -105,7 +114,7 @@ def _listing(items: list[str]) -> str:
     return ", ".join(items[:_SHOWN]) + more
 
 
-def flattened_inputs(model: Layer, shapes: Params, x: jax.ShapeDtypeStruct
+def flattened_inputs(model: Layer, shapes: Any, x: jax.ShapeDtypeStruct
                      ) -> dict[tuple[str, ...], tuple[int, int, int]]:
     """{path of a Dense: (H, W, C)} for each Dense whose input is a Flatten of NHWC features
     (through elementwise layers only), whose torch weight orders its inputs (C, H, W).
@@ -113,34 +122,40 @@ def flattened_inputs(model: Layer, shapes: Params, x: jax.ShapeDtypeStruct
     Any other layer that takes such features (their order is torch's C, H, W in torch and
     H, W, C in difprog) is refused, since no reordering of its params makes the two agree.
     """
-    recorder = Recorder(lambda path: True)
-    jax.eval_shape(lambda p, x: model._call(p, x, Run(recorder=recorder)), shapes, x)
-    _check_flattens_seen(model, recorder)
+    plan: dict[tuple[str, ...], tuple[int, int, int]] = {}
+    jax.eval_shape(lambda p, x: plan.update(_plan(model, walk(model, p, x))), shapes, x)
+    return plan
+
+
+def _plan(model: Layer, visits: list) -> dict[tuple[str, ...], tuple[int, int, int]]:
+    """The plan of `flattened_inputs` from the visits of one trace (values compared by identity)."""
+    _check_flattens_seen(model, visits)
     reordered: list[tuple[Any, tuple[int, int, int], str]] = []  # (array, (H, W, C), flatten)
     plan = {}
-    for (path, layer, y), x_in in zip(recorder.rows, recorder.inputs):
-        source = next((r for r in reordered if r[0] is x_in), None)
-        if isinstance(layer, Flatten) and source is None:
+    for v in visits:
+        source = next((r for r in reordered if r[0] is v.input), None)
+        if isinstance(v.layer, Flatten) and source is None:
+            x_in = v.input
             if x_in.ndim == 4 and x_in.shape[1] * x_in.shape[2] > 1 and x_in.shape[3] > 1:
-                reordered.append((y, tuple(x_in.shape[1:]), path))
+                reordered.append((v.output, tuple(x_in.shape[1:]), v.path))
         elif source is None:
             continue
-        elif isinstance(layer, Dense):
-            plan[tuple(path.split("/")) if path else ()] = source[1]
-        elif isinstance(layer, (Activation, Dropout, Flatten)):
-            reordered.append((y, source[1], source[2]))
-        elif not (type(layer) is Serial and layer.remat is None):
+        elif isinstance(v.layer, Dense):
+            plan[tuple(v.path.split("/")) if v.path else ()] = source[1]
+        elif isinstance(v.layer, (Activation, Dropout, Flatten)):
+            reordered.append((v.output, source[1], source[2]))
+        elif not (type(v.layer) is Serial and v.layer.remat is None):
             raise ArgumentError(
-                f"from_torch: {layer._label(path)} takes the features that "
+                f"from_torch: {label(v.layer, v.path)} takes the features that "
                 f"{source[2] or 'the Flatten'!r} flattened from NHWC, which difprog orders "
                 f"(H, W, C) and torch (C, H, W); only a Dense (its rows are reordered) or "
                 f"elementwise layers may take them: put this layer before the Flatten")
     return plan
 
 
-def _check_flattens_seen(model: Layer, recorder: Recorder) -> None:
-    """Refuses a Flatten that runs where nothing is recorded (inside remat or repeat)."""
-    seen = sum(isinstance(layer, Flatten) for _, layer, _ in recorder.rows)
+def _check_flattens_seen(model: Layer, visits: list) -> None:
+    """Refuses a Flatten that runs where nothing is visited (inside remat or repeat)."""
+    seen = sum(isinstance(v.layer, Flatten) for v in visits)
     if seen != _count_flattens(model):
         raise ArgumentError("from_torch: the model has a Flatten inside remat or repeat, where "
                             "from_torch cannot follow the flattened features; load the "
@@ -150,9 +165,7 @@ def _check_flattens_seen(model: Layer, recorder: Recorder) -> None:
 def _count_flattens(layer: Layer) -> int:
     if isinstance(layer, Flatten):
         return 1
-    children = getattr(layer, "layers", None) or ([layer.layer] if hasattr(layer, "layer")
-                                                   else [])
-    return sum(_count_flattens(child) for child in children)
+    return sum(_count_flattens(child) for child in layer.children().values())
 
 
 def _leaf(tree: Any, path: tuple[str, ...]) -> Any:

@@ -1,5 +1,10 @@
 """Layers and models as pure functions over parameter pytrees.
 
+Writing a layer takes only the names here: subclass `Layer` (a frozen dataclass of settings),
+declare params with `Param(shape, init)` in `params(x)`, compute in `forward(params, x, ctx)`
+(`ctx` a `Context`); a container lists `children()` (`keyed(*layers)` numbers them) and calls
+them with `ctx(key, x)`. `Layer.run` returns an `Applied`; `walk` lists `Visit`s.
+
 A layer is a pair of pure functions, `init(key, example_input) -> params` and
 `apply(params, x, *, key=None, train=False) -> y`; every layer computes through difprog gates,
 so the hand-written rules carry every gradient of every model. Shapes are inferred at init from
@@ -27,7 +32,8 @@ from difprog.layers._combinators import (
     residual,
     serial,
 )
-from difprog.layers._layer import Layer
+from difprog.layers._context import Context
+from difprog.layers._layer import Applied, Initializer, Input, Layer, Param, keyed, label
 from difprog.layers._memory import Remat, Repeat, remat, repeat
 from difprog.layers._position import PositionEmbedding
 from difprog.layers._sequence import Embedding, MultiHeadAttention
@@ -47,9 +53,19 @@ from difprog.layers._stateless import (
 )
 from difprog.layers._summary import summary
 from difprog.layers._trainable import Conv2D, Dense, LayerNorm, RMSNorm
+from difprog.layers._walk import Visit, walk
 
 __all__ = [
     "Activation",
+    "Applied",
+    "Context",
+    "Initializer",
+    "Input",
+    "Param",
+    "Visit",
+    "keyed",
+    "label",
+    "walk",
     "AvgPool2D",
     "BatchNorm",
     "Conv2D",

@@ -4,7 +4,7 @@ BatchNorm's params are `{'scale', 'offset', 'mean', 'var'}`. `scale` and `offset
 `mean` and `var` are the running statistics, read under `stop_gradient` (so `jax.grad` gives them
 zeros) and changed only through `update_stats`:
 
-    y, stats = model.apply(params, x, train=True, update_stats=True)
+    stats = model.run(params, x, train=True, update_stats=True).stats
     params = layers.merge_stats(optax.apply_updates(params, updates), stats)
 
 `layers.trainable_mask(model, params)` is False at the statistics, for `optax.masked` or
@@ -14,23 +14,20 @@ zeros) and changed only through `update_stats`:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 from jax.nn import initializers
 
-from difprog import gates
+from difprog import arguments, gates
 from difprog.errors import ArgumentError, ShapeError
-from difprog.layers._combinators import Container
-from difprog.layers._layer import Layer, Leaf, Params, join
-from difprog.layers._memory import Remat, Repeat
+from difprog.layers._layer import Input, Layer, Param, Params, join
 
 STATS = ("mean", "var")
 
 
-class BatchNorm(Leaf):
+class BatchNorm(Layer):
     """Batch normalisation over every axis but the last (channels last: (N, C) or NHWC), as
     torch.nn.BatchNorm1d / BatchNorm2d.
 
@@ -40,7 +37,7 @@ class BatchNorm(Leaf):
       params, under `stop_gradient`.
     - Training (`train=True`): mean and var are the batch's (the biased variance), and the
       gradient flows through them (every step a difprog gate: mean, subtract, square, add, sqrt,
-      divide). With `apply(..., train=True, update_stats=True)` the layer also returns its
+      divide). With `run(..., train=True, update_stats=True)` the layer also returns its
       updated running statistics, as torch updates its buffers:
       `mean <- (1 - momentum) mean + momentum batch_mean`,
       `var <- (1 - momentum) var + momentum batch_var * n / (n - 1)` (the unbiased variance over
@@ -57,39 +54,31 @@ class BatchNorm(Leaf):
         >>> sorted(params)
         ['mean', 'offset', 'scale', 'var']
         >>> x = jax.random.normal(jax.random.key(1), (8, 4, 4, 3))
-        >>> y, stats = bn.apply(params, x, train=True, update_stats=True)
-        >>> params = layers.merge_stats(params, stats)
+        >>> out = bn.run(params, x, train=True, update_stats=True)
+        >>> params = layers.merge_stats(params, out.stats)
     """
 
+    momentum: float = 0.1
+    eps: float = 1e-5
     kind = "batch_norm"
-    expects = "an input of rank >= 2, batch first and channels last ((N, C) or NHWC)"
+    takes = Input(min_rank=2, text="an input of rank >= 2, batch first and channels last "
+                                   "((N, C) or NHWC)")
 
-    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, *, name: str | None = None):
-        super().__init__(name=name)
-        for what, value, top in (("momentum", momentum, 1), ("eps", eps, math.inf)):
-            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                    or not 0 < value <= top):
+    def __post_init__(self):
+        for what, top in (("momentum", 1), ("eps", math.inf)):
+            value = getattr(self, what)
+            if not arguments.is_real(value) or not 0 < value <= top:
                 raise ArgumentError(f"BatchNorm: {what} must be a number in (0, {top}], got "
                                     f"{value!r}")
-        self.momentum, self.eps = float(momentum), float(eps)
+            object.__setattr__(self, what, float(value))
 
-    def _settings(self):
-        momentum = [] if self.momentum == 0.1 else [f"momentum={self.momentum}"]
-        eps = [] if self.eps == 1e-5 else [f"eps={self.eps}"]
-        return [*momentum, *eps, *super()._settings()]
+    def params(self, x):
+        inits = {"scale": initializers.ones, "offset": initializers.zeros,
+                 "mean": initializers.zeros, "var": initializers.ones}
+        return {name: Param((x.shape[-1],), init) for name, init in inits.items()}
 
-    def _fits(self, shape):
-        return len(shape) >= 2
-
-    def _param_shapes(self, x_shape):
-        return {name: (x_shape[-1],) for name in ("scale", "offset", *STATS)}
-
-    def _initializers(self, before_relu):
-        return {"scale": initializers.ones, "offset": initializers.zeros,
-                "mean": initializers.zeros, "var": initializers.ones}
-
-    def _forward(self, params, x, run):
-        if run.train:
+    def forward(self, params, x, ctx):
+        if ctx.train:
             axes = tuple(range(x.ndim - 1))
             n = math.prod(x.shape[:-1])
             if n < 2:
@@ -99,8 +88,8 @@ class BatchNorm(Leaf):
             mean = gates.mean(x, axes)
             centered = gates.subtract(x, mean)
             var = gates.mean(gates.square(centered), axes)
-            if run.stats is not None:
-                run.stats[run.path] = self._running(params, mean, var, n)
+            if ctx.stats_wanted:
+                ctx.put_stats(self._running(params, mean, var, n))
         else:
             mean, var = (jax.lax.stop_gradient(params[k]) for k in STATS)
             centered = gates.subtract(x, mean)
@@ -116,20 +105,19 @@ class BatchNorm(Leaf):
 
 
 def merge_stats(params: Params, stats: Mapping[str, Mapping[str, Any]]) -> Params:
-    """The params with the running statistics `apply(..., train=True, update_stats=True)`
-    returned put in place of the old ones (a new dict; `params` is unchanged).
+    """The params with the running statistics `run(..., train=True, update_stats=True).stats` put in place of the old ones (a new dict; `params` is unchanged).
 
     Args:
         params: the model's params.
-        stats: `{path: {'mean': ..., 'var': ...}}`, as apply returned it.
+        stats: `{path: {'mean': ..., 'var': ...}}`, as run returned it.
 
     Example:
-        >>> y, stats = model.apply(params, x, train=True, update_stats=True)
-        >>> params = layers.merge_stats(params, stats)
+        >>> out = model.run(params, x, train=True, update_stats=True)
+        >>> params = layers.merge_stats(params, out.stats)
     """
     if not isinstance(stats, Mapping):
-        raise ArgumentError(f"merge_stats: stats must be the dict apply(..., update_stats=True) "
-                            f"returned, got {type(stats).__name__}")
+        raise ArgumentError(f"merge_stats: stats must be the dict run(..., update_stats=True) "
+                            f"returned as .stats, got {type(stats).__name__}")
     for path, new in stats.items():
         params = _replace(params, path.split("/") if path else [], path, new)
     return params
@@ -178,12 +166,8 @@ def trainable_mask(model: Layer, params: Params) -> Any:
 
 
 def stat_paths(layer: Layer, path: str = "") -> list[str]:
-    """The paths of the BatchNorm layers inside `layer`."""
+    """The paths of the BatchNorm layers inside `layer` (read from its children, nothing run)."""
     if isinstance(layer, BatchNorm):
         return [path]
-    if isinstance(layer, (Remat, Repeat)):
-        return stat_paths(layer.layer, path)
-    if isinstance(layer, Container):
-        return [p for k, child in zip(layer.keys, layer.layers)
-                for p in stat_paths(child, join(path, k))]
-    return []
+    return [p for key, child in layer.children().items()
+            for p in stat_paths(child, join(path, key))]

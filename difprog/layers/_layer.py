@@ -1,92 +1,124 @@
-"""The layer: a pair of pure functions, `init(key, example_input)` and `apply(params, x)`.
+"""The layer contract: a frozen dataclass of settings, a declaration of params, one forward.
 
-Every layer is a `Layer`. Its params are a nested dict whose keys name the layers that own them
-(`{'conv2d_0': {'w': ..., 'b': ...}}`); the slash-joined keys down to a layer are its path, and
-every error names it. Containers hand each child its own path, PRNG key and init hint.
+A layer with params says what params it needs for an input (`params(x) -> {name: Param}`) and
+how it computes (`forward(params, x, ctx)`); a container names its children
+(`children() -> {key: layer}`) and calls them through `ctx(key, x)` in its forward. Everything
+else (init, apply, the checks of inputs and params, errors naming the layer's path, PRNG keys,
+captures, perturbations, running statistics) is the machinery's (`_context.py`).
+
+Params are a nested dict whose keys name the layers that own them
+(`{'conv2d_0': {'w': ..., 'b': ...}}`); the slash-joined keys down to a layer are its path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple, dataclass_transform
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from difprog import gates
-from difprog.errors import ArgumentError, DifprogError, DtypeError, ShapeError
+from difprog.errors import ArgumentError, DtypeError
 
 Params = dict[str, Any]
 Initializer = Callable[[jax.Array, tuple[int, ...], Any], jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
-class InitScope:
-    """Where a layer is initialised: its path, and whether a relu-like activation follows it."""
+class Param:
+    """One param a layer needs: its shape and its initialiser `init(key, shape, dtype)`.
 
-    path: str = ""
-    before_relu: bool = False
+    `init=None` is the default for weights: He normal when a relu-like layer takes the layer's
+    output, Glorot uniform otherwise.
+    """
+
+    shape: tuple[int, ...]
+    init: Initializer | None = None
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
-    """How a layer is applied: its path, its PRNG key, train or eval, what records outputs, and
-    where BatchNorm layers put their updated running statistics (`stats`, {path: {'mean', 'var'}},
-    None when they are not wanted)."""
+class Input:
+    """The inputs a layer takes: a rank (exact, or at least `min_rank`), a dtype kind
+    ('floating', 'integer' or 'any') and how errors describe them."""
 
-    path: str = ""
-    key: jax.Array | None = None
-    train: bool = False
-    recorder: Recorder | None = None
-    perturb: Mapping[str, Any] | None = None
-    stats: dict[str, Any] | None = None
+    rank: int | None = None
+    min_rank: int = 0
+    dtype: str = "floating"
+    text: str = "an array"
 
-
-class Recorder:
-    """Collects the output of every layer a run passes through, in the order layers start
-    (`rows`), and the input of each (`inputs`, row by row)."""
-
-    def __init__(self, wanted: Callable[[str], bool]):
-        self.wanted = wanted
-        self.rows: list[tuple[str, Layer, Any]] = []
-        self.inputs: list[Any] = []
-
-    def start(self, path: str, layer: Layer, x: Any = None) -> int:
-        self.rows.append((path, layer, None))
-        self.inputs.append(x)
-        return len(self.rows) - 1
-
-    def finish(self, row: int, y: Any) -> None:
-        path, layer, _ = self.rows[row]
-        self.rows[row] = (path, layer, y)
-
-    def outputs(self) -> dict[str, Any]:
-        return {path: y for path, _, y in self.rows if path and self.wanted(path)}
+    def fits(self, shape: tuple[int, ...]) -> bool:
+        return len(shape) == self.rank if self.rank is not None else len(shape) >= self.min_rank
 
 
+class Applied(NamedTuple):
+    """What `Layer.run` returns: the output, the captured outputs of inner layers
+    (`{path: output}`) and the updated running statistics (`{path: {'mean', 'var'}}`)."""
+
+    output: Any
+    captured: dict[str, Any]
+    stats: dict[str, Any]
+
+
+@dataclass_transform(frozen_default=True)
 class Layer:
-    """A layer of a model: `init(key, example_input) -> params`, `apply(params, x) -> y`.
+    """A layer: `init(key, example_input) -> params` and `apply(params, x) -> y`, both pure.
 
-    Both are pure: params are a plain pytree of arrays, so `jax.jit`, `jax.grad`, `jax.vmap`,
-    `jax.jvp` and optax take them directly. Like a stax layer, a layer unpacks into the pair:
-    `init, apply = layers.Dense(10)`.
+    A subclass is a frozen dataclass (made one automatically) whose fields are its settings; it
+    checks them in `__post_init__`. It defines:
 
-    Subclasses implement `_init` and `_apply`; `name` is the key their params go under inside a
-    container (numbered, `dense_0`, unless given explicitly).
+    - `forward(self, params, x, ctx) -> y`: the computation, through difprog gates. `ctx.train`
+      and `ctx.key` (its own PRNG key, or None) serve random and train-only behaviour; a
+      container calls its children with `ctx(child_key, x)`.
+    - `params(self, x) -> {name: Param(shape, init)}`: the params it needs for inputs like x
+      (none by default); the machinery draws them at init and checks them at apply.
+    - `children(self) -> {key: layer}` for a container (none by default); `keyed(*layers)`
+      gives them the default keys (`dense_0`, `conv2d_1`, ...).
+    - class attributes: `takes` (an `Input`: rank and dtype, checked before forward), `kind`
+      (the stem of its default key, default the class name in snake case) and `relu_like` (a
+      layer before it draws default weights He normal rather than Glorot uniform).
+
+    Like a stax layer, a layer unpacks into its pair: `init, apply = layers.Dense(10)`.
     """
+
+    name: str | None = dataclasses.field(default=None, kw_only=True)
 
     kind: ClassVar[str] = "layer"
     relu_like: ClassVar[bool] = False
+    takes: ClassVar[Input] = Input()
 
-    def __init__(self, *, name: str | None = None):
-        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
-            raise ArgumentError(f"{type(self).__name__}: name {name!r} must be a non-empty "
-                                f"identifier without '/' (letters, digits, '_', '.', '-')")
-        self.name = name or self.kind
-        self.named = name is not None
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" not in cls.__dict__ and not isinstance(getattr(cls, "kind", None), property):
+            cls.kind = _snake(cls.__name__)
+        written = "__init__" in cls.__dict__  # a hand-written __init__ (varargs, renamed args)
+        inherited = getattr(cls.__init__, "_written", False)  # a subclass keeps its base's
+        dataclasses.dataclass(frozen=True, eq=False, repr=False, init=not inherited)(cls)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_checks_name", False):
+            cls.__init__ = _checking_name(init)
+            cls.__init__._written = written
+
+    # ---- what a layer defines ----
+
+    def forward(self, params: Params, x: Any, ctx: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} defines no forward(params, x, ctx)")
+
+    def params(self, x: Any) -> dict[str, Param]:
+        """The params for inputs like x (anything with .shape and .dtype): `{name: Param}`."""
+        return {}
+
+    def children(self) -> Mapping[str, Layer]:
+        """The child layers of a container, by key (empty for a layer without children)."""
+        return {}
+
+    # ---- what every layer gets ----
+
+    @property
+    def key(self) -> str | None:
+        """The key it asks for inside a container: its name, or None for a numbered key."""
+        return self.name
 
     def init(self, key: jax.Array, example_input: Any) -> Params:
         """Draws fresh params for inputs shaped like `example_input` (an array or ShapeDtypeStruct).
@@ -105,218 +137,160 @@ class Layer:
             >>> jax.tree.map(jnp.shape, params)
             {'dense_0': {'b': (32,), 'w': (64, 32)}, 'dense_1': {'b': (10,), 'w': (32, 10)}}
         """
-        params, _ = self._init(key, _as_struct(example_input, self), InitScope())
-        return params
+        from difprog.layers import _context
+        return _context.init(self, key, as_struct(example_input, self))
 
-    def apply(self, params: Params, x: Any, *, key: jax.Array | None = None, train: bool = False,
-              capture: bool | Callable[[str], bool] | tuple[str, ...] = False,
-              perturb: Mapping[str, Any] | None = None, update_stats: bool = False) -> Any:
+    def apply(self, params: Params, x: Any, *, key: jax.Array | None = None,
+              train: bool = False) -> Any:
         """Runs the layer: `y = layer(params, x)`, every gradient through difprog gates.
 
         Args:
             params: the params `init` returned (or any pytree of the same structure and shapes).
             x: the input.
             key: a PRNG key for random layers (Dropout) when `train=True`.
-            train: training mode (Dropout drops) or evaluation mode (Dropout is the identity).
-            capture: also return the outputs of inner layers, as `(y, {path: output})`: True
-                for every layer, a tuple of paths such as `('conv2d_0', 'dense_0')`, or a
+            train: training mode (Dropout drops, BatchNorm uses the batch's statistics) or
+                evaluation mode.
+
+        Returns:
+            The output, always one array (`run` also gives inner outputs and statistics).
+        """
+        return self.run(params, x, key=key, train=train).output
+
+    def run(self, params: Params, x: Any, *, key: jax.Array | None = None, train: bool = False,
+            capture: bool | Callable[[str], bool] | tuple[str, ...] | str = (),
+            perturb: Mapping[str, Any] | None = None, update_stats: bool = False) -> Applied:
+        """Runs the layer as `apply` does, and returns an `Applied(output, captured, stats)`.
+
+        Args:
+            params, x, key, train: as for `apply`.
+            capture: the inner layers whose outputs to return in `captured` (`{path: output}`):
+                True for every layer, a tuple of paths such as `('conv2d_0', 'dense_0')`, or a
                 predicate on the path.
             perturb: `{path: delta}`: adds delta to the output of the inner layer at each path
                 (through the add gate), so `jax.grad` with respect to a zero delta is the
                 gradient with respect to that layer's output (as Flax's `perturb`).
-            update_stats: with `train=True`, also return the running statistics every BatchNorm
-                layer updated from its batch, `{path: {'mean', 'var'}}` (stop-gradient values;
-                `layers.merge_stats(params, stats)` puts them into the params).
-
-        Returns:
-            The output; `(output, captured)` when `capture` is set; with `update_stats`, the
-            stats come last: `(output, stats)` or `(output, captured, stats)`.
+            update_stats: with `train=True`, `stats` holds the running statistics every
+                BatchNorm layer updated from its batch, `{path: {'mean', 'var'}}` (stop-gradient
+                values; `layers.merge_stats(params, stats)` puts them into the params).
 
         Example:
-            >>> _, out = model.apply(params, x, capture=("dense_0",))
-            >>> zero = jnp.zeros_like(out["dense_0"])
-            >>> jax.grad(lambda d: model.apply(params, x, perturb={"dense_0": d}).sum())(zero)
+            >>> out = model.run(params, x, capture=("dense_0",))
+            >>> zero = jnp.zeros_like(out.captured["dense_0"])
+            >>> jax.grad(lambda d: model.run(params, x, perturb={"dense_0": d}).output.sum())(zero)
         """
-        x = _as_input(x, self)
-        if update_stats is not False and (update_stats is not True or train is not True):
-            raise ArgumentError(
-                f"{self._label('')}: update_stats must be True or False, and True only with "
-                f"train=True (running statistics are updated from the batch statistics of "
-                f"training), got update_stats={update_stats!r}, train={train!r}")
-        recorder = Recorder(_capture_predicate(capture)) if capture else None
-        stats = {} if update_stats else None
-        y = self._call(params, x, Run(key=key, train=train, recorder=recorder,
-                                      perturb=dict(perturb) if perturb else None, stats=stats))
-        if perturb:
-            _check_paths("perturb", perturb, recorder, self, params, x)
-        if capture:
-            _check_captured(capture, recorder, self)
-        out = (y, recorder.outputs()) if capture else (y,)
-        out = (*out, stats) if update_stats else out
-        return out if len(out) > 1 else y
+        from difprog.layers import _context
+        return _context.run(self, params, as_input(x, self), key=key, train=train,
+                            capture=capture, perturb=perturb, update_stats=update_stats)
 
     def __iter__(self) -> Iterator[Callable]:
         yield self.init
         yield self.apply
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(self._settings())})"
-
-    def _settings(self) -> list[str]:
-        """The constructor arguments repr shows, such as `['10']` for Dense(10)."""
-        return [f"name={self.name!r}"] if self.named else []
-
-    def _call(self, params: Params, x: Any, run: Run) -> Any:
-        """Applies the layer at `run.path`, naming its scope and recording its output."""
-        row = run.recorder.start(run.path, self, x) if run.recorder else None
-        with jax.named_scope(run.path.rsplit("/", 1)[-1] or self.name):
-            y = self._apply(params, x, run)
-        if run.perturb and run.path in run.perturb:
-            y = gates.add(y, run.perturb[run.path])
-        if run.recorder:
-            run.recorder.finish(row, y)
-        return y
-
-    def _init(self, key: jax.Array, x: jax.ShapeDtypeStruct, scope: InitScope
-              ) -> tuple[Params, jax.ShapeDtypeStruct]:
-        """The params for inputs like `x`, and the shape and dtype of the output."""
-        raise NotImplementedError
-
-    def _apply(self, params: Params, x: Any, run: Run) -> Any:
-        raise NotImplementedError
-
-    def _label(self, path: str) -> str:
-        """How errors name this layer: its path (or name at the top) and what it is."""
-        return f"layer {path or self.name!r} ({self!r})"
+        shown = []
+        for field in sorted(dataclasses.fields(self), key=lambda f: f.kw_only):
+            value = getattr(self, field.name)
+            if not field.repr:
+                continue
+            if field.metadata.get("star"):
+                shown += [repr(v) for v in value]
+            elif field.default is dataclasses.MISSING and not field.kw_only:
+                shown.append(_short(value))
+            elif not _same(value, _default(field)):
+                shown.append(f"{field.name}={_short(value)}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
-class Leaf(Layer):
-    """A layer with no children: it checks its input and params, then computes with gates.
+def label(layer: Layer, path: str) -> str:
+    """How errors name a layer: its path (its name or kind at the top) and what it is."""
+    return f"layer {path or layer.name or layer.kind!r} ({layer!r})"
 
-    Subclasses set `expects` and `_fits` (the inputs they take), and for trainable layers
-    `_param_shapes` and `_initializers`; `_forward` is the computation.
-    """
 
-    expects: ClassVar[str] = "an array"
-    takes_floats: ClassVar[bool] = True  # False for a layer of integer inputs (token ids)
-
-    def _fits(self, shape: tuple[int, ...]) -> bool:
-        return True
-
-    def _param_shapes(self, x_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-        """The shape of each param for inputs of `x_shape`."""
-        return {}
-
-    def _initializers(self, before_relu: bool) -> dict[str, Initializer]:
-        return {}
-
-    def _forward(self, params: Params, x: Any, run: Run) -> Any:
-        raise NotImplementedError
-
-    def _init(self, key, x, scope):
-        self._check_input(x, scope.path)
-        shapes = self._param_shapes(x.shape)
-        initializers = self._initializers(scope.before_relu)
-        dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
-        keys = jax.random.split(key, len(shapes)) if shapes else []
-        params = {n: initializers[n](k, shape, dtype) for (n, shape), k in zip(shapes.items(), keys)}
-        out = jax.eval_shape(lambda p, x: self._apply(p, x, Run(path=scope.path)), params, x)
-        return params, out
-
-    def _apply(self, params, x, run):
-        self._check_input(x, run.path)
-        self._check_params(params, x.shape, run.path)
-        try:
-            return self._forward(params, x, run)
-        except DifprogError as error:
-            raise type(error)(f"{self._label(run.path)}: {error}") from None
-
-    def _check_input(self, x: Any, path: str) -> None:
-        if not self._fits(tuple(x.shape)):
-            raise ShapeError(f"{self._label(path)} expects {self.expects}, got an input of "
-                             f"shape {tuple(x.shape)}; reshape the input, or change the layers "
-                             f"before it")
-        if self.takes_floats and not jnp.issubdtype(x.dtype, jnp.floating):
-            raise DtypeError(
-                f"{self._label(path)} takes floating inputs, got a {x.dtype} input of shape "
-                f"{tuple(x.shape)}; convert them to the params' dtype first, scaled to the range "
-                f"the model was trained on: 8-bit images as x.astype(jnp.float32) / 255 (the "
-                f"digits of difprog.data are float32 in [0, 1])")
-
-    def _check_params(self, params: Params, x_shape: tuple[int, ...], path: str) -> None:
-        expected = self._param_shapes(tuple(x_shape))
-        if not isinstance(params, Mapping):
-            raise ShapeError(f"{self._label(path)}: params must be a dict with keys "
-                             f"{sorted(expected)}, got {type(params).__name__}")
-        if set(params) != set(expected):
-            where = f"params[{path!r}]" if path else "params"
-            raise ShapeError(
-                f"{self._label(path)}: {where} has keys {sorted(params)} but the layer needs "
-                f"{sorted(expected)} (shapes {_shapes_text(expected)}); pass the params "
-                f"model.init returned")
-        for name, shape in expected.items():
-            got = tuple(np.shape(params[name]))
-            if got != shape:
-                raise ShapeError(
-                    f"{self._label(path)}: param {join(path, name)!r} has shape {got}, but an "
-                    f"input of shape {tuple(x_shape)} needs {shape}; either the input is not "
-                    f"the one the params were initialised for, or the params belong to another "
-                    f"model: feed inputs like the init example, or re-run init")
+def keyed(*layers: Layer, owner: str = "container") -> dict[str, Layer]:
+    """Children under their default keys: the name given, or the kind numbered per kind in order
+    (`conv2d_0`, `conv2d_1`, `dense_0`). Distinct keys are required."""
+    counts: dict[str, int] = {}
+    out: dict[str, Layer] = {}
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise DtypeError(f"{owner}: argument {i} is a {type(layer).__name__}, not a layer; "
+                             f"pass layers such as layers.Dense(10) (note the call)")
+        key = layer.key
+        if key is None:
+            key = f"{layer.kind}_{counts.get(layer.kind, 0)}"
+            counts[layer.kind] = counts.get(layer.kind, 0) + 1
+        if key in out:
+            raise ArgumentError(f"{owner}: layers must have distinct names, but [{key!r}] is "
+                                f"used more than once; rename one of them")
+        out[key] = layer
+    return out
 
 
 def join(path: str, key: str) -> str:
-    """The path of child `key` inside the layer at `path`."""
-    return f"{path}/{key}" if path else key
+    """The path of child `key` inside the layer at `path` (key '' is the same path)."""
+    return f"{path}/{key}" if path and key else path or key
 
 
-def _shapes_text(shapes: Mapping[str, tuple[int, ...]]) -> str:
-    return ", ".join(f"{name}: {shape}" for name, shape in shapes.items())
-
-
-def _as_struct(example: Any, layer: Layer) -> jax.ShapeDtypeStruct:
+def as_struct(example: Any, layer: Layer) -> jax.ShapeDtypeStruct:
     if isinstance(example, jax.ShapeDtypeStruct):
         return example
-    array = _as_input(example, layer)
+    array = as_input(example, layer)
     return jax.ShapeDtypeStruct(array.shape, array.dtype)
 
 
-def _as_input(x: Any, layer: Layer) -> Any:
+def as_input(x: Any, layer: Layer) -> Any:
+    import jax.numpy as jnp
+    import numpy as np
     if isinstance(x, (jax.Array, jax.ShapeDtypeStruct)):
         return x
     if isinstance(x, (np.ndarray, np.generic, int, float)) and not isinstance(x, bool):
         return jnp.asarray(x)
-    raise DtypeError(f"{layer._label('')}: the input must be an array, got {type(x).__name__}")
+    raise DtypeError(f"{label(layer, '')}: the input must be an array, got {type(x).__name__}")
 
 
-def _check_captured(capture: Any, recorder: Recorder, layer: Layer) -> None:
-    if callable(capture) or capture is True:
-        return
-    paths = [path for path, _, _ in recorder.rows if path]
-    unknown = sorted(set((capture,) if isinstance(capture, str) else capture) - set(paths))
-    if unknown:
-        raise ArgumentError(f"{layer._label('')}: cannot capture {unknown}: no layer has that "
-                            f"path; the model's paths are {paths}")
+def _checking_name(init: Callable) -> Callable:
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        name = getattr(self, "name", None)
+        if name is not None and not (isinstance(name, str) and re.fullmatch(
+                r"[A-Za-z_][A-Za-z0-9_.-]*", name)):
+            raise ArgumentError(f"{type(self).__name__}: name {name!r} must be a non-empty "
+                                f"identifier without '/' (letters, digits, '_', '.', '-')")
+
+    __init__._checks_name = True
+    return __init__
 
 
-def _check_paths(what: str, wanted: Mapping[str, Any], recorder: Recorder | None, layer: Layer,
-                 params: Params, x: Any) -> None:
-    """Refuses paths of `wanted` that name no inner layer (a perturbation that was never added)."""
-    if recorder is None:
-        recorder = Recorder(lambda path: True)
-        jax.eval_shape(lambda p, x: layer._call(p, x, Run(recorder=recorder)), params, x)
-    paths = [path for path, _, _ in recorder.rows if path]
-    unknown = sorted(set(wanted) - set(paths))
-    if unknown:
-        raise ArgumentError(f"{layer._label('')}: cannot {what} {unknown}: no layer has that "
-                            f"path; the model's paths are {paths}")
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
-def _capture_predicate(capture: Any) -> Callable[[str], bool]:
-    if capture is True:
-        return lambda path: True
-    if callable(capture):
-        return capture
-    if isinstance(capture, str):
-        capture = (capture,)
-    wanted = set(capture)
-    return lambda path: path in wanted
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        if value is default or bool(value == default):
+            return True
+    except Exception:  # arrays and other values without a plain ==
+        return False
+    return _short(value) == _short(default)
+
+
+def _short(value: Any) -> str:
+    """An int pair (3, 3) as 3; anything else as its repr."""
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1] and all(
+            isinstance(v, int) for v in value):
+        return str(value[0])
+    return repr(value)
+
+
+Layer = dataclass_transform(frozen_default=True)(
+    dataclasses.dataclass(frozen=True, eq=False, repr=False)(Layer))
+Layer.__init__ = _checking_name(Layer.__init__)

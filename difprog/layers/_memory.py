@@ -9,40 +9,44 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 from jax import lax
 
+from difprog import arguments
 from difprog.errors import ArgumentError, ShapeError
-from difprog.layers._layer import Layer, Run
+from difprog.layers._context import Context, call
+from difprog.layers._layer import Layer, join
 
 REMAT_POLICIES = (None, "each", "sqrt")
 
 
-def run_layers(steps: Sequence[tuple], x, *, checkpoint: bool = False):
-    """Applies (params, layer, run) steps in order, all under one jax.checkpoint if asked.
+def run_children(ctx: Context, keys: Sequence[str], x: Any, *, checkpoint: bool = False) -> Any:
+    """The children `keys` of ctx's layer applied in order, all under one jax.checkpoint if asked.
 
     Inside a checkpoint nothing is recorded (recorded values would be the checkpoint's inner
     tracers); PRNG keys go in as arguments so the recomputation draws the same masks, and
     BatchNorm's updated statistics come out as outputs of the checkpoint.
     """
-    if not checkpoint:
-        for params, layer, run in steps:
-            x = layer._call(params, x, run)
+    if not checkpoint or ctx._run.declaring:
+        for key in keys:
+            x = ctx(key, x)
         return x
-    outer = steps[0][2].stats if steps else None
-    layers_ = [(layer, dataclasses.replace(run, key=None, recorder=None, stats=None))
-               for _, layer, run in steps]
+    kids = ctx.layer.children()
+    outer = ctx._run
+    params = [ctx._params if k == "" else ctx._params.get(k, {}) for k in keys]
+    prng = [ctx._child_key(k, kids) for k in keys]
 
-    def segment(params, keys, x):
-        stats = None if outer is None else {}
-        for p, key, (layer, run) in zip(params, keys, layers_):
-            x = layer._call(p, x, dataclasses.replace(run, key=key, stats=stats))
-        return x, stats
+    def segment(params, prng, x):
+        inner = dataclasses.replace(outer, visits=None, stats=None if outer.stats is None else {})
+        for k, p, key in zip(keys, params, prng):
+            x = call(kids[k], p, x, join(ctx.path, k), key, inner)
+        return x, inner.stats
 
-    x, stats = jax.checkpoint(segment)([p for p, _, _ in steps], [r.key for _, _, r in steps], x)
-    if outer is not None:
-        outer.update(stats)
+    x, stats = jax.checkpoint(segment)(params, prng, x)
+    if outer.stats is not None:
+        outer.stats.update(stats)
     return x
 
 
@@ -52,7 +56,7 @@ def segment_length(count: int, remat: int | str | None) -> int:
         return count
     if remat == "sqrt":
         return max(1, math.ceil(math.sqrt(count)))
-    if isinstance(remat, bool) or not isinstance(remat, int) or remat < 1:
+    if not arguments.is_int(remat) or remat < 1:
         raise ArgumentError(f"remat must be None, 'sqrt' or a positive number of layers per "
                             f"checkpointed segment, got {remat!r}")
     return remat
@@ -65,21 +69,29 @@ class Remat(Layer):
     trained model changes no checkpoint.
     """
 
-    def __init__(self, layer: Layer):
-        if not isinstance(layer, Layer):
-            raise ArgumentError(f"remat takes a layer, got {type(layer).__name__}")
-        super().__init__(name=layer.name if layer.named else None)
-        self.layer, self.name, self.named = layer, layer.name, layer.named
-        self.relu_like = layer.relu_like
+    layer: Layer
 
-    def _settings(self):
-        return [repr(self.layer)]
+    def __post_init__(self):
+        if not isinstance(self.layer, Layer):
+            raise ArgumentError(f"remat takes a layer, got {type(self.layer).__name__}")
 
-    def _init(self, key, x, scope):
-        return self.layer._init(key, x, scope)
+    @property
+    def kind(self) -> str:
+        return self.layer.kind
 
-    def _apply(self, params, x, run):
-        return run_layers([(params, self.layer, run)], x, checkpoint=True)
+    @property
+    def key(self) -> str | None:
+        return self.layer.key
+
+    @property
+    def relu_like(self) -> bool:
+        return self.layer.relu_like
+
+    def children(self):
+        return {"": self.layer}
+
+    def forward(self, params, x, ctx):
+        return run_children(ctx, [""], x, checkpoint=True)
 
 
 class Repeat(Layer):
@@ -93,50 +105,36 @@ class Repeat(Layer):
     and its output, a segment one, so sqrt(times / 2) balances the two.)
     """
 
+    layer: Layer
+    times: int
+    remat: str | None = None
     kind = "repeat"
 
-    def __init__(self, layer: Layer, times: int, *, remat: str | None = None,
-                 name: str | None = None):
-        super().__init__(name=name)
-        if not isinstance(layer, Layer):
-            raise ArgumentError(f"repeat takes a layer, got {type(layer).__name__}")
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ArgumentError(f"repeat: times must be a positive int, got {times!r}")
-        if remat not in REMAT_POLICIES:
+    def __post_init__(self):
+        if not isinstance(self.layer, Layer):
+            raise ArgumentError(f"repeat takes a layer, got {type(self.layer).__name__}")
+        arguments.positive_int("repeat", "times", self.times)
+        if self.remat not in REMAT_POLICIES:
             raise ArgumentError(f"repeat: remat must be one of {list(REMAT_POLICIES)}, got "
-                                f"{remat!r}")
-        self.layer, self.times, self.remat = layer, times, remat
+                                f"{self.remat!r}")
 
-    def _settings(self):
-        remat = [] if self.remat is None else [f"remat={self.remat!r}"]
-        return [repr(self.layer), str(self.times), *remat, *super()._settings()]
+    def children(self):
+        return {"": self.layer}
 
-    def _init(self, key, x, scope):
-        init_one = lambda k: self.layer._init(k, x, scope)[0]
-        params = jax.vmap(init_one)(jax.random.split(key, self.times))
-        out = jax.eval_shape(lambda p, x: self._apply(p, x, Run(path=scope.path)), params, x)
-        return params, out
-
-    def _apply(self, params, x, run):
-        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-            if not leaf.shape or leaf.shape[0] != self.times:
-                name = "/".join(str(getattr(p, "key", p)) for p in path)
-                raise ShapeError(f"{self._label(run.path)}: param {name!r} has shape "
-                                 f"{tuple(leaf.shape)}, but a block repeated {self.times} times "
-                                 f"needs its params stacked on a leading axis of {self.times}")
-        keys = None if run.key is None else jax.random.split(run.key, self.times)
-        inner = dataclasses.replace(run, key=None, recorder=None, stats=None)
-        collect = run.stats is not None
+    def forward(self, params, x, ctx):
+        if ctx._run.declaring:
+            ctx._node.stack = self.times
+            return _keeps_shape(x, ctx("", x))
+        self._check_stacked(params)
+        keys = None if ctx.key is None else jax.random.split(ctx.key, self.times)
+        outer = ctx._run
+        collect = outer.stats is not None
 
         def step(h, params_and_key):
             p, key = params_and_key
-            stats = {} if collect else None  # each repetition's statistics, stacked by the scan
-            y = self.layer._call(p, h, dataclasses.replace(inner, key=key, stats=stats))
-            if y.shape != h.shape or y.dtype != h.dtype:
-                raise ShapeError(f"{self._label(run.path)} feeds its block's output back in, so "
-                                 f"the block must keep the shape and dtype of its input, but it "
-                                 f"maps {h.dtype}{tuple(h.shape)} to {y.dtype}{tuple(y.shape)}")
-            return y, stats
+            inner = dataclasses.replace(outer, visits=None, stats={} if collect else None)
+            y = _keeps_shape(h, call(self.layer, p, h, ctx.path, key, inner))
+            return y, inner.stats  # each repetition's statistics, stacked by the scan
 
         if self.remat == "each":
             step = jax.checkpoint(step)
@@ -153,8 +151,24 @@ class Repeat(Layer):
             y, stats = lax.scan(segment, x, jax.tree.map(split, (params, keys)))
             stats = jax.tree.map(lambda a: a.reshape(self.times, *a.shape[2:]), stats)
         if collect:
-            run.stats.update(stats)
+            outer.stats.update(stats)
         return y
+
+    def _check_stacked(self, params):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            if not leaf.shape or leaf.shape[0] != self.times:
+                name = "/".join(str(getattr(p, "key", p)) for p in path)
+                raise ShapeError(f"param {name!r} has shape {tuple(leaf.shape)}, but a block "
+                                 f"repeated {self.times} times needs its params stacked on a "
+                                 f"leading axis of {self.times}")
+
+
+def _keeps_shape(h: Any, y: Any) -> Any:
+    if y.shape != h.shape or y.dtype != h.dtype:
+        raise ShapeError(f"feeds its block's output back in, so the block must keep the shape "
+                         f"and dtype of its input, but it maps {h.dtype}{tuple(h.shape)} to "
+                         f"{y.dtype}{tuple(y.shape)}")
+    return y
 
 
 def remat(layer: Layer) -> Remat:

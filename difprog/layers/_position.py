@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
-from difprog import gates
+from difprog import arguments, gates
 from difprog.errors import ShapeError
-from difprog.layers._layer import Initializer, Leaf
+from difprog.layers._layer import Initializer, Input, Layer, Param
 from difprog.layers._sequence import GPT2_INIT
-from difprog.layers._trainable import _positive_int
 
 
-class PositionEmbedding(Leaf):
+class PositionEmbedding(Layer):
     """Adds a learned vector per position: x (..., seq, features) -> x + table[0:seq].
 
     The rows are looked up with the embedding gate (positions 0..seq-1), so their gradient is
@@ -30,34 +31,24 @@ class PositionEmbedding(Leaf):
         (1, 3, 16)
     """
 
+    context: int
+    init_table: Initializer = dataclasses.field(default=GPT2_INIT, repr=False)
     kind = "position_embedding"
-    expects = "an input of rank >= 2 (..., seq, features)"
+    takes = Input(min_rank=2, text="an input of rank >= 2 (..., seq, features)")
 
     def __init__(self, context: int, *, init: Initializer = GPT2_INIT, name: str | None = None):
-        super().__init__(name=name)
-        self.context = _positive_int("PositionEmbedding", "context", context)
-        self.table_init = init
+        object.__setattr__(self, "context",
+                           arguments.positive_int("PositionEmbedding", "context", context))
+        object.__setattr__(self, "init_table", init)
+        object.__setattr__(self, "name", name)
 
-    def _settings(self):
-        return [str(self.context), *super()._settings()]
-
-    def _fits(self, shape):
-        return len(shape) >= 2
-
-    def _check_input(self, x, path):
-        super()._check_input(x, path)
+    def params(self, x):
         if x.shape[-2] > self.context:
-            raise ShapeError(f"{self._label(path)} has positions for sequences of up to "
-                             f"{self.context} tokens, got an input of shape {tuple(x.shape)} "
-                             f"({x.shape[-2]} tokens); feed at most {self.context}, or build "
-                             f"the model with a longer context")
+            raise ShapeError(f"has positions for sequences of up to {self.context} tokens, got "
+                             f"an input of shape {tuple(x.shape)} ({x.shape[-2]} tokens); feed "
+                             f"at most {self.context}, or build the model with a longer context")
+        return {"table": Param((self.context, x.shape[-1]), self.init_table)}
 
-    def _param_shapes(self, x_shape):
-        return {"table": (self.context, x_shape[-1])}
-
-    def _initializers(self, before_relu):
-        return {"table": self.table_init}
-
-    def _forward(self, params, x, run):
+    def forward(self, params, x, ctx):
         positions = jnp.arange(x.shape[-2], dtype=jnp.int32)
         return gates.add(x, gates.embedding(params["table"], positions))

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
-import jax.numpy as jnp
 from jax.nn import initializers
 
-from difprog import gates
-from difprog.errors import ArgumentError, DtypeError
-from difprog.layers._layer import Initializer, Leaf
-from difprog.layers._trainable import _positive_int
+from difprog import arguments, gates
+from difprog.errors import ArgumentError
+from difprog.layers._layer import Initializer, Input, Layer, Param
 
 GPT2_INIT = initializers.normal(0.02)
 
 
-class Embedding(Leaf):
+class Embedding(Layer):
     """A table of `vocab` learned vectors: integer ids (any shape) -> (*ids.shape, features).
 
     Its gradient scatter-adds into the rows the ids picked (a repeated id accumulates); an id
@@ -34,36 +34,26 @@ class Embedding(Leaf):
         (1, 3, 16)
     """
 
-    kind = "embedding"
-    expects = "integer ids of any shape"
-    takes_floats = False
+    vocab: int
+    features: int
+    init_table: Initializer = dataclasses.field(default=GPT2_INIT, repr=False)
+    kind, takes = "embedding", Input(dtype="integer", text="integer ids of any shape")
 
     def __init__(self, vocab: int, features: int, *, init: Initializer = GPT2_INIT,
                  name: str | None = None):
-        super().__init__(name=name)
-        self.vocab = _positive_int("Embedding", "vocab", vocab)
-        self.features = _positive_int("Embedding", "features", features)
-        self.table_init = init
+        for what, value in (("vocab", vocab), ("features", features)):
+            object.__setattr__(self, what, arguments.positive_int("Embedding", what, value))
+        object.__setattr__(self, "init_table", init)
+        object.__setattr__(self, "name", name)
 
-    def _settings(self):
-        return [str(self.vocab), str(self.features), *super()._settings()]
+    def params(self, x):
+        return {"table": Param((self.vocab, self.features), self.init_table)}
 
-    def _check_input(self, x, path):
-        if not jnp.issubdtype(x.dtype, jnp.integer):
-            raise DtypeError(f"{self._label(path)} takes integer ids, got a {x.dtype} input of "
-                             f"shape {tuple(x.shape)}; pass ids.astype(jnp.int32)")
-
-    def _param_shapes(self, x_shape):
-        return {"table": (self.vocab, self.features)}
-
-    def _initializers(self, before_relu):
-        return {"table": self.table_init}
-
-    def _forward(self, params, x, run):
+    def forward(self, params, x, ctx):
         return gates.embedding(params["table"], x)
 
 
-class MultiHeadAttention(Leaf):
+class MultiHeadAttention(Layer):
     """Self-attention with `heads` heads over inputs (..., seq, features).
 
     q, k and v are affine projections of x (the matmul gate), split into heads of
@@ -87,44 +77,28 @@ class MultiHeadAttention(Leaf):
         (2, 10, 32)
     """
 
+    heads: int
+    causal: bool = False
+    w_init: Initializer | None = dataclasses.field(default=None, repr=False)
+    out_init: Initializer | None = dataclasses.field(default=None, repr=False)
     kind = "multi_head_attention"
-    expects = "an input of rank >= 2 (..., seq, features)"
-    projections = ("q", "k", "v", "o")
+    takes = Input(min_rank=2, text="an input of rank >= 2 (..., seq, features)")
 
-    def __init__(self, heads: int, causal: bool = False, *, w_init: Initializer | None = None,
-                 out_init: Initializer | None = None, name: str | None = None):
-        super().__init__(name=name)
-        self.heads = _positive_int("MultiHeadAttention", "heads", heads)
-        if not isinstance(causal, bool):
-            raise ArgumentError(f"MultiHeadAttention: causal must be True or False, got "
-                                f"{causal!r}")
-        self.causal = causal
-        self.w_init = w_init or initializers.glorot_uniform()
-        self.out_init = out_init or self.w_init
+    def __post_init__(self):
+        arguments.positive_int("MultiHeadAttention", "heads", self.heads)
+        arguments.flag("MultiHeadAttention", "causal", self.causal)
 
-    def _settings(self):
-        return [str(self.heads), *(["causal=True"] if self.causal else []),
-                *super()._settings()]
+    def params(self, x):
+        features = x.shape[-1]
+        if features % self.heads:
+            raise ArgumentError(f"{self.heads} heads must divide the input's {features} "
+                                f"features (input shape {tuple(x.shape)})")
+        w_init = self.w_init or initializers.glorot_uniform()
+        inits = {"q": w_init, "k": w_init, "v": w_init, "o": self.out_init or w_init}
+        return {**{f"w{p}": Param((features, features), init) for p, init in inits.items()},
+                **{f"b{p}": Param((features,), initializers.zeros) for p in inits}}
 
-    def _fits(self, shape):
-        return len(shape) >= 2 and shape[-1] % self.heads == 0
-
-    def _check_input(self, x, path):
-        if len(x.shape) >= 2 and x.shape[-1] % self.heads:
-            raise ArgumentError(f"{self._label(path)}: {self.heads} heads must divide the "
-                                f"input's {x.shape[-1]} features (input shape {tuple(x.shape)})")
-        super()._check_input(x, path)
-
-    def _param_shapes(self, x_shape):
-        features = x_shape[-1]
-        return {**{f"w{p}": (features, features) for p in self.projections},
-                **{f"b{p}": (features,) for p in self.projections}}
-
-    def _initializers(self, before_relu):
-        return {**{f"w{p}": self.w_init for p in "qkv"}, "wo": self.out_init,
-                **{f"b{p}": initializers.zeros for p in self.projections}}
-
-    def _forward(self, params, x, run):
+    def forward(self, params, x, ctx):
         *lead, seq, features = x.shape
         heads_shape = (math.prod(lead), seq, self.heads, features // self.heads)
 

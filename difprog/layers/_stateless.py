@@ -3,61 +3,58 @@ each with `activation`) and Dropout."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from difprog import gates
+from difprog import arguments, gates
 from difprog.errors import ArgumentError
 from difprog.gate import Gate
 from difprog.gates import pair
 from difprog.gates._util import layer_padding
-from difprog.layers._layer import Leaf
+from difprog.layers._layer import Input, Layer
+from difprog.layers._trainable import NHWC
 
 
-class _Pool2D(Leaf):
-    expects = "NHWC input of rank 4 (batch, height, width, channels)"
-    pool: Gate
+class _Pool2D(Layer):
+    window: int | tuple[int, int] = 2
+    stride: int | tuple[int, int] | None = None
+    padding: str | int | tuple = "VALID"
+    dilation: int | tuple[int, int] = 1
+    ceil_mode: bool = False
+    takes = NHWC
+    pool: ClassVar[Gate]
 
-    def __init__(self, window: int | tuple[int, int] = 2, stride: int | tuple[int, int] | None
-                 = None, padding: str | int | tuple = "VALID", *,
-                 dilation: int | tuple[int, int] = 1, ceil_mode: bool = False,
-                 name: str | None = None):
-        super().__init__(name=name)
+    def __post_init__(self):
         layer = type(self).__name__
         try:
-            self.window = pair(window, "window")
-            self.stride = self.window if stride is None else pair(stride, "stride")
-            self.dilation = pair(dilation, "dilation")
+            object.__setattr__(self, "window", pair(self.window, "window"))
+            stride = self.window if self.stride is None else pair(self.stride, "stride")
+            object.__setattr__(self, "stride", stride)
+            object.__setattr__(self, "dilation", pair(self.dilation, "dilation"))
         except ValueError as error:
             raise ArgumentError(f"{layer}: {error}") from None
-        self.padding = layer_padding(layer, padding)
-        self.ceil_mode = _flag(layer, "ceil_mode", ceil_mode)
+        object.__setattr__(self, "padding", layer_padding(layer, self.padding))
+        arguments.flag(layer, "ceil_mode", self.ceil_mode)
 
-    def _options(self):
-        return {"dilation": self.dilation, "ceil_mode": self.ceil_mode}
-
-    def _settings(self):
+    def __repr__(self):
         stride = [] if self.stride == self.window else [f"stride={self.stride}"]
         padding = [] if self.padding == "VALID" else [f"padding={self.padding!r}"]
         defaults = {"dilation": (1, 1), "ceil_mode": False, "count_include_pad": True}
         options = [f"{k}={v}" for k, v in self._options().items() if v != defaults[k]]
-        return [str(self.window[0]) if self.window[0] == self.window[1] else str(self.window),
-                *stride, *padding, *options, *super()._settings()]
+        named = [] if self.name is None else [f"name={self.name!r}"]
+        window = str(self.window[0]) if self.window[0] == self.window[1] else str(self.window)
+        return f"{type(self).__name__}({', '.join([window, *stride, *padding, *options, *named])})"
 
-    def _fits(self, shape):
-        return len(shape) == 4
+    def _options(self):
+        return {"dilation": self.dilation, "ceil_mode": self.ceil_mode}
 
-    def _forward(self, params, x, run):
-        return self.pool(x, window=self.window, stride=self.stride, padding=self.padding,
-                         **self._options())
-
-
-def _flag(layer: str, name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ArgumentError(f"{layer}: {name} must be True or False, got {value!r}")
-    return value
+    def forward(self, params, x, ctx):
+        return type(self).pool(x, window=self.window, stride=self.stride, padding=self.padding,
+                               **self._options())
 
 
 class MaxPool2D(_Pool2D):
@@ -72,8 +69,7 @@ class MaxPool2D(_Pool2D):
         (1, 4, 4, 3)
     """
 
-    kind = "max_pool2d"
-    pool = gates.max_pool2d
+    kind, pool = "max_pool2d", gates.max_pool2d
 
 
 class AvgPool2D(_Pool2D):
@@ -83,22 +79,18 @@ class AvgPool2D(_Pool2D):
     default), False by those inside the input; ceil_mode's overhang never counts.
     """
 
-    kind = "avg_pool2d"
-    pool = gates.avg_pool2d
+    count_include_pad: bool = True
+    kind, pool = "avg_pool2d", gates.avg_pool2d
 
-    def __init__(self, window: int | tuple[int, int] = 2, stride: int | tuple[int, int] | None
-                 = None, padding: str | int | tuple = "VALID", *,
-                 dilation: int | tuple[int, int] = 1, ceil_mode: bool = False,
-                 count_include_pad: bool = True, name: str | None = None):
-        super().__init__(window, stride, padding, dilation=dilation, ceil_mode=ceil_mode,
-                         name=name)
-        self.count_include_pad = _flag("AvgPool2D", "count_include_pad", count_include_pad)
+    def __post_init__(self):
+        super().__post_init__()
+        arguments.flag("AvgPool2D", "count_include_pad", self.count_include_pad)
 
     def _options(self):
         return {**super()._options(), "count_include_pad": self.count_include_pad}
 
 
-class GlobalAvgPool(Leaf):
+class GlobalAvgPool(Layer):
     """The mean over height and width of an NHWC input: (N, H, W, C) -> (N, C), through the mean
     gate (torch's `AdaptiveAvgPool2d(1)` followed by `flatten(1)`).
 
@@ -107,47 +99,40 @@ class GlobalAvgPool(Leaf):
         (2, 512)
     """
 
-    kind = "global_avg_pool"
-    expects = "NHWC input of rank 4 (batch, height, width, channels)"
+    kind, takes = "global_avg_pool", NHWC
 
-    def _fits(self, shape):
-        return len(shape) == 4
-
-    def _forward(self, params, x, run):
+    def forward(self, params, x, ctx):
         return gates.mean(x, (1, 2))
 
 
-class Flatten(Leaf):
+class Flatten(Layer):
     """Keeps the batch axis and flattens the rest: (N, d1, d2, ...) -> (N, d1 d2 ...)."""
 
-    kind = "flatten"
-    expects = "an input of rank >= 1 (batch first)"
+    kind, takes = "flatten", Input(min_rank=1, text="an input of rank >= 1 (batch first)")
 
-    def _fits(self, shape):
-        return len(shape) >= 1
-
-    def _forward(self, params, x, run):
+    def forward(self, params, x, ctx):
         return gates.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
 
 
-class Activation(Leaf):
-    """An elementwise gate as a layer, such as `Activation(gates.gelu)`."""
+class Activation(Layer):
+    """An elementwise gate as a layer, such as `Activation(gates.gelu)`; `settings` are the
+    gate's constants."""
 
-    kind = "activation"
+    gate: Gate
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def __init__(self, gate: Gate, *, name: str | None = None, **settings):
-        super().__init__(name=name)
-        self.gate, self.gate_settings = gate, settings
-        if name is None and type(self) is Activation:
-            self.name = gate.name
+    @property
+    def kind(self) -> str:
+        return self.gate.name
 
-    def _settings(self):
-        own = [] if type(self) is not Activation else [f"gates.{self.gate.name}"]
-        return [*own, *(f"{k}={v!r}" for k, v in self.gate_settings.items()),
-                *super()._settings()]
+    def __repr__(self):
+        own = [f"gates.{self.gate.name}"] if type(self) is Activation else []
+        named = [f"name={self.name!r}"] if self.name is not None else []
+        return (f"{type(self).__name__}("
+                f"{', '.join([*own, *(f'{k}={v!r}' for k, v in self.settings.items()), *named])})")
 
-    def _forward(self, params, x, run):
-        return self.gate(x, **self.gate_settings)
+    def forward(self, params, x, ctx):
+        return self.gate(x, **self.settings)
 
 
 def activation(gate: Gate, *, relu_like: bool = False, doc: str | None = None
@@ -167,7 +152,7 @@ def activation(gate: Gate, *, relu_like: bool = False, doc: str | None = None
         if unknown:
             raise ArgumentError(f"{type(self).__name__}: unknown settings {unknown}; the gate "
                                 f"{gate.name!r} takes {list(gate.static_names)}")
-        Activation.__init__(self, gate, name=name, **settings)
+        Activation.__init__(self, gate, settings, name=name)
 
     class_name = "".join(part.title() for part in gate.name.split("_"))
     return type(class_name, (Activation,), {
@@ -188,10 +173,11 @@ class LeakyRelu(Activation):
     kind, relu_like = "leaky_relu", True
 
     def __init__(self, negative_slope: float = 0.01, *, name: str | None = None):
-        super().__init__(gates.leaky_relu, name=name, negative_slope=float(negative_slope))
+        slope = arguments.real("LeakyRelu", "negative_slope", negative_slope)
+        Activation.__init__(self, gates.leaky_relu, {"negative_slope": slope}, name=name)
 
 
-class Dropout(Leaf):
+class Dropout(Layer):
     """Zeroes each entry with probability `rate` in training, scaling the rest by 1 / (1 - rate).
 
     In evaluation (`train=False`) it is the identity. In training it needs a PRNG key:
@@ -201,24 +187,21 @@ class Dropout(Leaf):
         rate: the probability of dropping an entry, in [0, 1).
     """
 
+    rate: float
     kind = "dropout"
 
-    def __init__(self, rate: float, *, name: str | None = None):
-        super().__init__(name=name)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+    def __post_init__(self):
+        if not arguments.is_real(self.rate) or not 0 <= self.rate < 1:
             raise ArgumentError(f"Dropout: rate is the probability of dropping an entry and "
-                                f"must lie in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+                                f"must lie in [0, 1), got {self.rate!r}")
+        object.__setattr__(self, "rate", float(self.rate))
 
-    def _settings(self):
-        return [str(self.rate), *super()._settings()]
-
-    def _forward(self, params, x, run):
-        if not run.train or self.rate == 0:
+    def forward(self, params, x, ctx):
+        if not ctx.train or self.rate == 0:
             return x
-        if run.key is None:
+        if ctx.key is None:
             raise ArgumentError("needs a PRNG key in training (train=True) to drop entries at "
                                 "random: call apply(params, x, key=jax.random.key(seed), "
                                 "train=True), or apply with train=False to evaluate")
-        keep = jax.random.bernoulli(run.key, 1 - self.rate, jnp.shape(x))
+        keep = jax.random.bernoulli(ctx.key, 1 - self.rate, jnp.shape(x))
         return gates.multiply(x, keep.astype(x.dtype) / (1 - self.rate))

@@ -8,8 +8,10 @@ from typing import Any
 
 import jax
 
-from difprog.layers._combinators import Container, Parallel
-from difprog.layers._layer import Layer, Recorder, Run, _as_struct
+from difprog.layers._combinators import Parallel
+from difprog.layers._layer import Layer, as_struct
+from difprog.layers._memory import Remat, Repeat
+from difprog.layers._walk import walk
 
 
 def summary(model: Layer, example_input: Any, *, print_fn: Callable[[str], Any] = print) -> None:
@@ -30,12 +32,11 @@ def summary(model: Layer, example_input: Any, *, print_fn: Callable[[str], Any] 
         relu_0    Relu()       (8, 32)        0
         total                             2,080 (8.1 KiB)
     """
-    x = _as_struct(example_input, model)
+    x = as_struct(example_input, model)
     params = jax.eval_shape(model.init, jax.random.key(0), x)
-    recorder = Recorder(lambda path: True)
-    jax.eval_shape(lambda p, x: model._call(p, x, Run(recorder=recorder)), params, x)
-    rows = [_row(path, layer, out, params) for path, layer, out in recorder.rows
-            if path or len(recorder.rows) == 1]
+    visits = walk(model, params, x)
+    rows = [_row(v.path, v.layer, v.output, params) for v in visits
+            if v.path or len(visits) == 1]
     total = _count(params)
     size = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))
     header = ("layer", "kind", "output", "params")
@@ -55,13 +56,13 @@ def _row(path: str, layer: Layer, out: Any, params: Any) -> tuple[str, str, str,
     owned = params
     for key in path.split("/") if path else []:
         owned = owned.get(key, {}) if isinstance(owned, dict) else {}
-    name = "  " * depth + (path.rsplit("/", 1)[-1] or layer.name)
+    name = "  " * depth + (path.rsplit("/", 1)[-1] or layer.name or layer.kind)
     return name, _kind(layer), str(tuple(out.shape)), f"{_count(owned):,}"
 
 
 def _kind(layer: Layer) -> str:
     """A leaf's repr; a container's class and merge, since its children have rows of their own."""
-    if not isinstance(layer, Container):
+    if not layer.children() or isinstance(layer, (Remat, Repeat)):
         return repr(layer)
     merge = f"merge={layer.merge!r}" if isinstance(layer, Parallel) else ""
     return f"{type(layer).__name__}({merge})"

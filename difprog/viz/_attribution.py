@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difprog.errors import ArgumentError, DtypeError, ShapeError
-from difprog.layers import Layer
+from difprog.layers import Layer, walk
 
 _CHUNK_VALUES = 2**20  # input values per backward pass of the stacked path points / samples
 
@@ -160,7 +160,8 @@ def grad_cam(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[in
         raise ArgumentError(f"grad_cam: layer must be a layer path such as 'conv2d_1', got "
                             f"{layer!r}")
     try:
-        _, captured = jax.eval_shape(lambda p, x: model.apply(p, x, capture=(layer,)), params, x)
+        captured = jax.eval_shape(lambda p, x: model.run(p, x, capture=(layer,)).captured,
+                                  params, x)
     except ArgumentError as error:
         raise ArgumentError(f"grad_cam: {error}") from None
     shape = captured[layer].shape
@@ -173,10 +174,10 @@ def grad_cam(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[in
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _grad_cam(model, params, x, targets, layer):
     def total(delta):
-        logits, captured = model.apply(params, x, capture=(layer,), perturb={layer: delta})
-        return jnp.sum(_pick(logits, targets)), captured[layer]
+        out = model.run(params, x, capture=(layer,), perturb={layer: delta})
+        return jnp.sum(_pick(out.output, targets)), out.captured[layer]
 
-    _, shape = jax.eval_shape(lambda p, x: model.apply(p, x, capture=(layer,)), params, x)
+    shape = jax.eval_shape(lambda p, x: model.run(p, x, capture=(layer,)).captured, params, x)
     zero = jnp.zeros(shape[layer].shape, shape[layer].dtype)
     gradient, activation = jax.grad(total, has_aux=True)(zero)
     weights = jnp.mean(gradient, axis=(1, 2))
@@ -261,15 +262,8 @@ def _occlusion(model, params, x, targets, corners, window, value, chunk):
 def layer_outputs(model: Layer, params: Any, x: jax.Array) -> dict[str, jax.ShapeDtypeStruct]:
     """The shape and dtype of every inner layer's output for inputs like x, `{path: struct}` in
     the order the layers run (nothing is computed)."""
-    order = []
-
-    def run(params, x):
-        _, captured = model.apply(params, x, capture=True)
-        order.extend(captured)  # the recorder's order; eval_shape's result sorts the keys
-        return captured
-
-    shapes = jax.eval_shape(run, params, x)
-    return {path: shapes[path] for path in order}
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (params, x))
+    return {v.path: v.output for v in walk(model, *shapes) if v.path}
 
 
 def _scores(model: Layer, params: Any, x: jax.Array, targets: jax.Array) -> jax.Array:

@@ -90,9 +90,8 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
 
     def feature_scores(image, key):
         seen = transform(key, image) if transform else image
-        y, captured = model.apply(params, seen, capture=paths) if paths else (
-            model.apply(params, seen), {})
-        return feature({INPUT: image, OUTPUT: y, **captured})
+        out = model.run(params, seen, capture=paths)
+        return feature({INPUT: image, OUTPUT: out.output, **out.captured})
 
     def step(carry, key):
         z, state = carry

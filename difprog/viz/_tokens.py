@@ -78,12 +78,12 @@ def token_attribution(model: Layer, params: Any, ids: Any, position: int = -1,
 def _attribute(model, params, ids, targets, at, layer):
     """(scores, targets): sum_f e * d(sum over the batch of the chosen logits)/de, one backward
     pass for the batch (sequences do not interact); targets None: the predicted tokens."""
-    logits, captured = model.apply(params, ids, capture=(layer,))
+    logits, captured, _ = model.run(params, ids, capture=(layer,))
     targets = jnp.argmax(logits[:, at], -1) if targets is None else targets
     embedded = captured[layer]
 
     def chosen(delta):
-        logits = model.apply(params, ids, perturb={layer: delta})
+        logits = model.run(params, ids, perturb={layer: delta}).output
         return jnp.sum(jnp.take_along_axis(logits[:, at], targets[:, None], -1))
 
     gradient = jax.grad(chosen)(jnp.zeros_like(embedded))

@@ -47,7 +47,7 @@ def test_batch_norm_matches_a_numpy_reference_in_eval_and_training(shape):
     y = bn.apply(p, x)
     want, _, _ = _numpy_batch_norm(x, p, train=False)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
-    y, stats = bn.apply(p, x, train=True, update_stats=True)
+    y, _, stats = bn.run(p, x, train=True, update_stats=True)
     want, mean, var = _numpy_batch_norm(x, p, train=True, momentum=0.3)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(stats[""]["mean"], mean, rtol=1e-5, atol=1e-6)
@@ -75,7 +75,7 @@ def test_batch_norm_training_and_running_averages_match_torch():
     for step in range(3):
         x = _x((4, 5, 6, 3), seed=10 + step)
         want = bn_torch(torch.from_numpy(x.transpose(0, 3, 1, 2))).detach().numpy()
-        y, stats = model.apply(params, x, train=True, update_stats=True)
+        y, _, stats = model.run(params, x, train=True, update_stats=True)
         np.testing.assert_allclose(y, want.transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
         params = layers.merge_stats(params, stats)
         np.testing.assert_allclose(params["bn"]["mean"], bn_torch.running_mean.numpy(),
@@ -147,7 +147,7 @@ def small():
 
 def test_statistics_get_no_gradient_and_no_optimiser_moves_them(small):
     model, x, params = small
-    params = layers.merge_stats(params, model.apply(params, x, train=True, update_stats=True)[1])
+    params = layers.merge_stats(params, model.run(params, x, train=True, update_stats=True).stats)
     grads = jax.jit(jax.grad(lambda p: jnp.sum(model.apply(p, x, train=True) ** 2)))(params)
     assert not np.any(grads["batch_norm_0"]["mean"]) and not np.any(grads["batch_norm_0"]["var"])
     assert np.any(grads["batch_norm_0"]["scale"])
@@ -170,7 +170,7 @@ def test_statistics_come_through_jit_remat_and_repeat_unchanged():
     params = {f"serial_{i}": {"dense_0": {"w": rng.normal(size=(3, 3)).astype(np.float32),
                                           "b": np.zeros(3, np.float32)},
                               "batch_norm_0": _random_params(3, seed=i)} for i in range(2)}
-    stats_of = lambda m: jax.jit(lambda p, x: m.apply(p, x, train=True, update_stats=True))
+    stats_of = lambda m: jax.jit(lambda p, x: m.run(p, x, train=True, update_stats=True)[::2])
     want = stats_of(layers.serial(block(), block()))(params, x)
     got = stats_of(layers.serial(block(), block(), remat=1))(params, x)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), got, want)
@@ -187,12 +187,15 @@ def test_statistics_come_through_jit_remat_and_repeat_unchanged():
 
 def test_update_stats_with_capture_returns_both_and_bad_calls_are_refused(small):
     model, x, params = small
-    y, captured, stats = model.apply(params, x, train=True, update_stats=True,
-                                     capture=("relu_0",))
+    y, captured, stats = model.run(params, x, train=True, update_stats=True,
+                                   capture=("relu_0",))
     assert set(captured) == {"relu_0"} and set(stats) == {"batch_norm_0"}
     np.testing.assert_array_equal(y, model.apply(params, x, train=True))
     with pytest.raises(ArgumentError, match="update_stats.*train=True"):
-        model.apply(params, x, update_stats=True)
+        model.run(params, x, update_stats=True)
+    with pytest.raises(TypeError, match="update_stats"):  # apply returns the output, only
+        model.apply(params, x, train=True, update_stats=True)
+    assert model.run(params, x).stats == {}
     with pytest.raises(ShapeError, match="more than one value per channel"):
         layers.BatchNorm().apply(params["batch_norm_0"], jnp.ones((1, 4)), train=True)
     with pytest.raises(ArgumentError, match="no BatchNorm at 'nope'"):
@@ -213,7 +216,7 @@ def test_a_training_step_updates_the_running_statistics(small):
     y = jnp.arange(4) % 2
     new = make_train_step(model, config, optimizer)(params, optimizer.init(params), x, y,
                                                     jax.random.key(0))[0]
-    stats = model.apply(params, x, train=True, update_stats=True)[1]["batch_norm_0"]
+    stats = model.run(params, x, train=True, update_stats=True).stats["batch_norm_0"]
     for k in ("mean", "var"):
         np.testing.assert_allclose(new["batch_norm_0"][k], stats[k], rtol=1e-6, atol=1e-7)
         assert not np.allclose(new["batch_norm_0"][k], params["batch_norm_0"][k])

@@ -328,7 +328,7 @@ def test_dropout_needs_a_key_in_training_and_keys_differ_per_layer():
     x = jnp.ones((1, 64))
     with pytest.raises(difprog.ArgumentError, match=r"'dropout_0'.*PRNG key.*train=True"):
         model.apply({}, x, train=True)
-    _, captured = model.apply({}, x, key=KEY, train=True, capture=True)
+    captured = model.run({}, x, key=KEY, train=True, capture=True).captured
     first = captured["dropout_0"] != 0
     second = captured["second"] != 0
     assert not np.array_equal(first, second | ~first)
@@ -377,14 +377,16 @@ def test_capture_returns_inner_outputs_by_path():
     model = _two_branch()
     x = _distinct_input((4, 5)).astype(jnp.float32)
     params = model.init(KEY, x)
-    y, captured = model.apply(params, x, capture=("layer_norm_0", "parallel_0/serial_1/dense_1"))
+    y, captured, _ = model.run(params, x, capture=("layer_norm_0", "parallel_0/serial_1/dense_1"))
     assert sorted(captured) == ["layer_norm_0", "parallel_0/serial_1/dense_1"]
     assert captured["layer_norm_0"].shape == (4, 6)
-    _, everything = jax.jit(lambda p, x: model.apply(p, x, capture=True))(params, x)
+    everything = jax.jit(lambda p, x: model.run(p, x, capture=True).captured)(params, x)
     np.testing.assert_allclose(everything["residual_0"], y, rtol=1e-6)
     assert "parallel_0/serial_0/tanh_0" in everything
     with pytest.raises(difprog.ArgumentError, match=r"cannot capture \['nope'\].*layer_norm_0"):
-        model.apply(params, x, capture=("nope",))
+        model.run(params, x, capture=("nope",))
+    with pytest.raises(TypeError, match="capture"):  # apply returns the output, only
+        model.apply(params, x, capture=True)
 
 
 def test_summary_lists_every_layer_with_shapes_and_counts():

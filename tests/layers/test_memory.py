@@ -40,7 +40,7 @@ def test_remat_is_transparent_and_gives_the_same_gradient():
                        rtol=1e-6, atol=1e-7)
     jaxpr = str(jax.make_jaxpr(jax.grad(_loss(wrapped, x)))(params))
     assert "checkpoint" in jaxpr or "remat" in jaxpr
-    _, captured = wrapped.apply(params, x, capture=True)
+    captured = wrapped.run(params, x, capture=True).captured
     assert "serial_0" in captured and "serial_0/dense_0" not in captured
 
 
