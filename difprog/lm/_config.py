@@ -18,6 +18,8 @@ from difprog.errors import (
 )
 from difprog.placement import SHARDS
 
+__all__ = ["LMConfig", "NORMS", "UNRECORDED", "build_model", "make_optimizer", "make_schedule"]
+
 NORMS = ("layer", "rms")
 
 
