@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from difprog import gates, layers, models
-from difprog.train import Placement
+from difprog.placement import Placement
 
 
 def _models(tiny: bool) -> dict:

@@ -28,6 +28,8 @@ from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 from difprog.errors import ArgumentError, CheckpointError
 from difprog.files import atomic, write_bytes
 
+__all__ = ["FORMAT", "checkpoint_path", "latest", "load", "numbered", "save"]
+
 FORMAT = 1
 _HEADER_KEY = "difprog"
 _NATIVE = frozenset(np.dtype(t).name for t in (

@@ -15,6 +15,9 @@ import numpy as np
 
 from difprog.errors import ArgumentError, DtypeError, LabelError, ShapeError
 
+__all__ = ["Dataset", "Text", "UNKNOWN", "batches", "digits", "load", "num_batches",
+           "num_text_windows", "text", "text_batch", "text_windows", "validate"]
+
 
 class Dataset(NamedTuple):
     """Images (N, H, W, C) in [0, 1] and integer labels, split into train and test."""

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from difprog.errors import RunDirectoryError
 from difprog.files import host, temporary_owner
 
+__all__ = ["LOCK_NAME", "RunDirectory", "own"]
+
 LOCK_NAME = ".lock"
 
 

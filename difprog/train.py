@@ -1,50 +1,40 @@
-"""Jit-compiled training with optax: the train step, evaluation, and `fit` with checkpoints.
+"""Jit-compiled training of image classifiers with optax: the train step, evaluation, and `fit`.
 
-`fit` shuffles each epoch with a key derived from the seed and the epoch, and draws each step's
-dropout key from the seed and the step number, so a run resumed from a checkpoint ends with the
-same params as one that was never interrupted. Batches are sharded over the devices of a
-one-axis `jax.sharding.Mesh` ('data'); params and optimiser state are replicated.
-
-A run owns its output directory (`difprog.rundir`), resumes only a checkpoint trained with the
-same settings unless asked (`difprog.provenance` records which epochs ran with which), never
-saves or resumes NaN params (`difprog.checkpoint`), and a crash or a full disk at any moment
-leaves the last good checkpoint intact.
+`fit` describes the image task (init, loss, the shuffled batches of each epoch, the test-set
+evaluation, what checkpoints and metrics.json record) and `difprog.driver.drive` runs it with
+checkpoints, resume, the run lock, provenance and device placement. Each epoch is shuffled with a
+key derived from the seed and the epoch, and each step's dropout key is drawn from the seed and
+the step number, so a run resumed from a checkpoint ends with the same params as one that was
+never interrupted. Batches are sharded over the devices of a one-axis `jax.sharding.Mesh`
+('data'); params and optimiser state are replicated (or split, shard='params'; see
+`difprog.placement`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import os
-import pathlib
-import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from difprog import checkpoint, gates, provenance, rundir
+from difprog import checkpoint, gates, provenance
 from difprog.data import Dataset, batches, num_batches, validate
-from difprog.errors import (
-    ArgumentError,
-    CheckpointError,
-    ConfigMismatchError,
-    NonFiniteLossError,
-    WriteError,
-)
-from difprog.files import kill_point, write_json
+from difprog.driver import Tally, drive
+from difprog.errors import ArgumentError
 from difprog.layers import Layer, merge_stats, stat_paths
-from difprog.progress import Progress, compiling
+from difprog.placement import SHARDS, Placement
+
+__all__ = ["LOSSES", "OPTIMIZERS", "RESULT_FIELDS", "SCHEDULES", "FitResult", "TrainConfig",
+           "evaluate", "fit", "make_eval_step", "make_loss", "make_optimizer", "make_schedule",
+           "make_train_step", "restore"]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
-SHARDS = ("none", "params")
 SCHEDULES = ("constant", "step", "cosine", "linear", "rsqrt")
 LOSSES = {"cross_entropy": gates.softmax_cross_entropy, "hinge": gates.multiclass_hinge_loss}
 
@@ -69,7 +59,7 @@ class TrainConfig:
         devices: how many local devices to shard batches over (None: all).
         shard: 'none' (params and optimiser state replicated on every device: data
             parallelism) or 'params' (each of their arrays split over the devices, so each
-            device holds about 1/devices of them; see `Placement`).
+            device holds about 1/devices of them; see `difprog.placement.Placement`).
         keep_checkpoints: how many of the newest checkpoints to keep.
 
     The fields in `RESULT_FIELDS` decide what a run computes: a resume refuses a checkpoint
@@ -214,70 +204,6 @@ def make_eval_step(model: Layer, config: TrainConfig) -> Callable:
 
 
 
-class Placement:
-    """Puts batches on a one-axis device mesh ('data'); params and optimiser state are replicated
-    on every device (data parallelism) or, with shard='params', split over the devices
-    (FSDP-style: XLA gathers each array where a step needs it)."""
-
-    def __init__(self, devices: int | None = None, shard: str = "none"):
-        available = jax.devices()
-        count = len(available) if devices is None else devices
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(
-                available):
-            raise ArgumentError(f"devices must be between 1 and the {len(available)} devices "
-                                f"available ({available[0].platform}), got {devices!r}")
-        if shard not in SHARDS:
-            raise ArgumentError(f"shard must be one of {list(SHARDS)}, got {shard!r}")
-        if shard == "params" and jax.process_count() > 1:
-            raise ArgumentError("shard='params' runs in one process (its devices, any number); "
-                                "across processes, train with data parallelism (shard='none')")
-        self.mesh = Mesh(np.array(available[:count]), ("data",))
-        self.replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.sharded = NamedSharding(self.mesh, PartitionSpec("data"))
-        self.shard = shard
-
-    @property
-    def count(self) -> int:
-        return self.mesh.size
-
-    def replicate(self, tree: Any) -> Any:
-        return jax.device_put(tree, self.replicated)
-
-    def batch(self, array: np.ndarray) -> jax.Array:
-        """A batch split over the devices, or replicated when its size does not divide evenly."""
-        sharding = self.sharded if len(array) % self.count == 0 else self.replicated
-        if jax.process_count() == 1:
-            return jax.device_put(array, sharding)
-        local = array if sharding is self.replicated else np.array_split(
-            array, jax.process_count())[jax.process_index()]
-        return jax.make_array_from_process_local_data(sharding, local, array.shape)
-
-    def place(self, tree: Any) -> Any:
-        """Params or optimiser state on the devices: replicated, or each array split along
-        `split_axis` of its shape (replicated where no axis divides evenly)."""
-        if self.shard == "none":
-            return self.replicate(tree)
-        return jax.tree.map(lambda leaf: jax.device_put(leaf, self.sharding_of(np.shape(leaf))),
-                            tree)
-
-    def sharding_of(self, shape: tuple[int, ...]) -> NamedSharding:
-        """The sharding of an array of `shape` under shard='params'."""
-        axis = split_axis(shape, self.count)
-        if axis is None:
-            return self.replicated
-        return NamedSharding(self.mesh, PartitionSpec(*[None] * axis, "data"))
-
-
-def split_axis(shape: tuple[int, ...], devices: int) -> int | None:
-    """The axis an array is split along over `devices`: the longest one whose length they
-    divide (the last of equals), so a Dense weight (in, out), a Conv2D kernel (h, w, in, out)
-    and an embedding table (vocab, features) each split along their largest dimension; None
-    (replicated) for scalars, and where no axis divides or there is one device."""
-    fits = [(size, axis) for axis, size in enumerate(shape)
-            if size >= devices and size % devices == 0]
-    return max(fits)[1] if devices > 1 and fits else None
-
-
 def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
         out: str | os.PathLike | None = None, progress: bool = True,
         extra_metrics: Mapping[str, Any] | None = None,
@@ -320,170 +246,91 @@ def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
         >>> result.test_accuracy
     """
     validate(data)
-    placement = Placement(config.devices, config.shard)
-    owned = (contextlib.nullcontext() if out is None
-             else rundir.own(out, exclusive=jax.process_index() == 0))
-    with owned as directory:
-        run = _Run.create(model, data, config, placement, directory, progress, extra_metrics)
-        state = _start(run, allow_changes)
-        for epoch in range(state.epoch, config.epochs):
-            state = _train_epoch(run, state, epoch)
+    state = drive(_ImageTask.create(model, data, config, extra_metrics), out=out,
+                  progress=progress, allow_changes=allow_changes)
     final = state.history[-1]["test_accuracy"] if state.history else float("nan")
     return FitResult(state.params, state.opt_state, state.history, final, state.resumed_from)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Run:
-    """What one call of `fit` trains, where it writes, and its jitted steps."""
+class _ImageTask:
+    """The image classifier as a `difprog.driver.Task`: epochs of shuffled batches, evaluated
+    on the test split after each one."""
 
     model: Layer
     data: Dataset
     config: TrainConfig
-    placement: Placement
-    out: pathlib.Path | None
-    writes: bool
-    progress: bool
     extra: dict
-    steps_per_epoch: int
+    steps_per_unit: int
     optimizer: optax.GradientTransformation
-    keys: tuple[jax.Array, jax.Array, jax.Array]
     train_step: Callable
     eval_step: Callable
+    unit = "epoch"
+    caller = writer = "fit"
+    recorded = ("history",)
+    result_fields = RESULT_FIELDS
 
     @classmethod
-    def create(cls, model, data, config, placement, directory, progress, extra_metrics):
-        """The run of `fit`'s arguments; `directory` is the owned output directory or None."""
+    def create(cls, model, data, config, extra_metrics):
         steps_per_epoch = num_batches(len(data.x_train), config.batch_size)
         optimizer = make_optimizer(config, steps_per_epoch)
-        keys = tuple(jax.random.split(jax.random.key(config.seed), 3))
-        out = None if directory is None else directory.path
-        return cls(model, data, config, placement, out,
-                   directory is not None and directory.exclusive, progress,
-                   dict(extra_metrics or {}), steps_per_epoch, optimizer, keys,
+        return cls(model, data, config, dict(extra_metrics or {}), steps_per_epoch, optimizer,
                    make_train_step(model, config, optimizer), make_eval_step(model, config))
 
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.steps_per_unit
 
-@dataclasses.dataclass(frozen=True)
-class _State:
-    """Where a run stands after `epoch` epochs."""
+    @property
+    def eval_every(self) -> int:
+        return self.steps_per_unit
 
-    params: Any
-    opt_state: Any
-    epoch: int
-    history: list
-    segments: list
-    identity: dict
-    resumed_from: int | None = None
+    def init(self, key):
+        return self.model.init(key, self.data.x_train[:1])
 
+    def identity(self, params) -> dict:
+        name = self.extra.get("model") if isinstance(self.extra.get("model"), str) else None
+        settings = {field: getattr(self.config, field) for field in RESULT_FIELDS}
+        return provenance.identity(settings, params, self.data, name)
 
-def _start(run: _Run, allow_changes: bool) -> _State:
-    """Fresh params, or those of the newest checkpoint in `run.out`; placed on the devices."""
-    params = run.model.init(run.keys[0], run.data.x_train[:1])
-    name = run.extra.get("model") if isinstance(run.extra.get("model"), str) else None
-    settings = {field: getattr(run.config, field) for field in RESULT_FIELDS}
-    state = _State(params, run.optimizer.init(params), 0, [], [],
-                   provenance.identity(settings, params, run.data, name))
-    found = checkpoint.latest(run.out) if run.out is not None else None
-    if found is not None:
-        state = _resume(run, state, found, allow_changes)
-    return dataclasses.replace(state, params=run.placement.place(state.params),
-                               opt_state=run.placement.place(state.opt_state))
+    def batches(self, key, start: int, end: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The batches of steps start..end-1: epoch e shuffled with fold_in(key, e)."""
+        for epoch in range(start // self.steps_per_unit, -(-end // self.steps_per_unit)):
+            for i, batch in enumerate(batches(jax.random.fold_in(key, epoch), self.data.x_train,
+                                              self.data.y_train, self.config.batch_size)):
+                if start <= epoch * self.steps_per_unit + i < end:
+                    yield batch
 
+    def evaluate(self, params, placement: Placement) -> dict:
+        loss, accuracy = evaluate(self.eval_step, params, self.data.x_test, self.data.y_test,
+                                  placement)
+        return {"test_loss": loss, "test_accuracy": accuracy}
 
-def _resume(run: _Run, fresh: _State, found: pathlib.Path, allow_changes: bool) -> _State:
-    """The state of checkpoint `found`, refused when it was trained with other settings."""
-    _, meta = checkpoint.load(found)
-    if not isinstance(meta.get("epoch"), int) or not isinstance(meta.get("history"), list):
-        raise CheckpointError(f"{str(found)!r} was not written by fit (its metadata has no "
-                              f"epoch and history); move it out of the output directory")
-    segments = provenance.recorded_segments(meta, RESULT_FIELDS)
-    changed = provenance.differences(segments[-1]["config"] if segments else {}, fresh.identity)
-    if changed and not allow_changes:
-        raise ConfigMismatchError(
-            f"{str(found)!r} was trained with other settings than this run's: "
-            f"{'; '.join(changed)}. Run with the checkpoint's settings to resume it, choose "
-            f"another output directory for a new run, or allow the changes (fit(..., "
-            f"allow_changes=True), difprog train --allow-changes) to continue with the new "
-            f"settings; metrics.json then records which epochs ran with which")
-    template = {"params": fresh.params, "opt_state": fresh.opt_state}
-    tree, meta = checkpoint.load(found, template)
-    if run.writes:
-        _sync_metrics(run.out, found, meta, run.placement.count)
-    note = f" with changed settings: {'; '.join(changed)}" if changed else ""
-    print(f"resuming from {found} (epoch {meta['epoch']} of {run.config.epochs}){note}",
-          file=sys.stderr)
-    return dataclasses.replace(fresh, params=tree["params"], opt_state=tree["opt_state"],
-                               epoch=meta["epoch"], history=meta["history"], segments=segments,
-                               resumed_from=meta["epoch"])
+    def summary(self, tally: Tally) -> dict:
+        return {"train_loss": tally.loss_sum / tally.seen,
+                "train_accuracy": tally.aux_sum / tally.seen}
 
+    def postfix(self, tally: Tally) -> dict:
+        return {"loss": f"{tally.loss_sum / tally.seen:.4f}",
+                "acc": f"{tally.aux_sum / tally.seen:.2%}"}
 
-def _train_epoch(run: _Run, state: _State, epoch: int) -> _State:
-    """Runs epoch `epoch` (counting from 0), evaluates, reports and saves; the new state."""
-    began = time.perf_counter()
-    params, opt_state, loss, accuracy = _run_steps(run, state, epoch)
-    if epoch == (state.resumed_from or 0):
-        compiling("the evaluation step", run.progress)
-    test_loss, test_accuracy = evaluate(run.eval_step, params, run.data.x_test,
-                                        run.data.y_test, run.placement)
-    kill_point("evaluated")
-    history = [*state.history, {"epoch": epoch + 1, "train_loss": loss,
-                                "train_accuracy": accuracy, "test_loss": test_loss,
-                                "test_accuracy": test_accuracy}]
-    if run.progress:
-        print(f"epoch {epoch + 1:>3}/{run.config.epochs}  loss {loss:.4f}  accuracy "
-              f"{accuracy:.2%}  test loss {test_loss:.4f}  test accuracy {test_accuracy:.2%}  "
-              f"({time.perf_counter() - began:.1f} s)", file=sys.stderr)
-    state = dataclasses.replace(
-        state, params=params, opt_state=opt_state, epoch=epoch + 1, history=history,
-        segments=provenance.extend(state.segments, state.identity, epoch + 1))
-    if run.writes:
-        _save(run, state, seconds=time.perf_counter() - began)
-    return state
+    def report(self, entry: dict, tally: Tally, trained: float, elapsed: float) -> str:
+        return (f"epoch {entry['epoch']:>3}/{self.config.epochs}  loss {entry['train_loss']:.4f}"
+                f"  accuracy {entry['train_accuracy']:.2%}  test loss {entry['test_loss']:.4f}  "
+                f"test accuracy {entry['test_accuracy']:.2%}  ({elapsed:.1f} s)")
 
+    def record(self, state) -> dict:
+        return {"extra": self.extra}
 
-def _run_steps(run: _Run, state: _State, epoch: int) -> tuple[Any, Any, float, float]:
-    """The training steps of one epoch: (params, opt_state, mean loss, accuracy)."""
-    _, shuffle_key, dropout_key = run.keys
-    params, opt_state, loss_sum, correct, seen = state.params, state.opt_state, 0.0, 0, 0
-    bar = Progress(run.steps_per_epoch, f"epoch {epoch + 1}/{run.config.epochs}",
-                   enabled=run.progress, unit="steps")
-    with bar:
-        for i, (xb, yb) in enumerate(batches(jax.random.fold_in(shuffle_key, epoch),
-                                             run.data.x_train, run.data.y_train,
-                                             run.config.batch_size)):
-            step = epoch * run.steps_per_epoch + i
-            if i == 0 and epoch == (state.resumed_from or 0):
-                compiling("the train step", run.progress)
-            params, opt_state, loss, right = run.train_step(
-                params, opt_state, run.placement.batch(xb), run.placement.batch(yb),
-                jax.random.fold_in(dropout_key, step))
-            kill_point("step")
-            loss = float(loss)
-            if not math.isfinite(loss):
-                raise _nonfinite_loss(run, loss, step, epoch, i)
-            loss_sum, correct, seen = (loss_sum + loss * len(yb), correct + int(right),
-                                       seen + len(yb))
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}")
-            bar.update(1)
-    return params, opt_state, loss_sum / seen, correct / seen
+    def metrics(self, state, checkpoint_name: str, devices: int, elapsed: float | None) -> dict:
+        """metrics.json: the extra metrics, the last epoch's, and the whole history."""
+        history = state.history
+        return {**self.extra, **(history[-1] if history else {}),
+                "epochs": state.step // self.steps_per_unit, "seed": self.config.seed,
+                "checkpoint": checkpoint_name, "devices": devices, "last_epoch_seconds": elapsed,
+                "config": dataclasses.asdict(self.config), "history": history,
+                "segments": state.segments}
 
-
-def _nonfinite_loss(run: _Run, loss: float, step: int, epoch: int, batch: int
-                    ) -> NonFiniteLossError:
-    """The error for a NaN or infinite loss, naming the step and the checkpoint kept."""
-    return nonfinite_loss_error(run.out, loss, f"step {step} (epoch {epoch + 1}, batch "
-                                               f"{batch + 1} of {run.steps_per_epoch})")
-
-
-def nonfinite_loss_error(out: pathlib.Path | None, loss: float, where: str
-                         ) -> NonFiniteLossError:
-    """The error for a NaN or infinite loss at `where`, naming the checkpoint kept in `out`."""
-    kept = checkpoint.latest(out) if out is not None else None
-    return NonFiniteLossError(
-        f"the training loss became {loss} at {where}; training stopped. "
-        + (f"The last good checkpoint, {kept}, is kept. " if kept else
-           "No checkpoint was written yet. ")
-        + "Lower the learning rate or check the data for NaN or Inf values.")
 
 
 def restore(path: str | os.PathLike, model: Layer, example_input: np.ndarray
@@ -505,58 +352,3 @@ def evaluate(eval_step: Callable, params: Any, x: np.ndarray, y: np.ndarray,
         loss, right = eval_step(params, placement.batch(xb), placement.batch(yb))
         loss_sum, correct = loss_sum + float(loss), correct + int(right)
     return loss_sum / len(y), correct / len(y)
-
-
-def _save(run: _Run, state: _State, *, seconds: float) -> None:
-    """Writes the epoch's checkpoint, prunes the oldest, then rewrites metrics.json."""
-    meta = {"epoch": state.epoch, "seed": run.config.seed,
-            "config": dataclasses.asdict(run.config), "history": state.history,
-            "segments": state.segments, "extra": run.extra}
-    save_numbered(run.out, state.epoch, {"params": state.params, "opt_state": state.opt_state},
-                  meta, run.config.keep_checkpoints, f"epoch {state.epoch}",
-                  lambda name: _metrics(meta, name, run.placement.count, seconds))
-
-
-def save_numbered(out: pathlib.Path, number: int, tree: Any, meta: Mapping[str, Any],
-                  keep: int, where: str, metrics: Callable[[str], dict]) -> None:
-    """Writes checkpoint `number` of a run, prunes all but the newest `keep`, then rewrites
-    metrics.json (`metrics(checkpoint name)`); a failed write names `where` training stopped
-    and the checkpoint kept."""
-    try:
-        path = checkpoint.save(checkpoint.checkpoint_path(out, number), tree, metadata=meta)
-        kill_point("checkpoint-saved")
-        for old in checkpoint.numbered(out)[:-keep]:
-            old.unlink()
-        kill_point("pruned")
-        write_json(out / "metrics.json", metrics(path.name))
-        kill_point("metrics-written")
-    except WriteError as error:
-        kept = checkpoint.latest(out)
-        stopped = WriteError(f"{error}; training stopped at {where}; "
-                             + (f"the last good checkpoint, {kept}, is intact, and the same "
-                                f"command resumes from it" if kept else "no checkpoint was "
-                                "written yet"))
-        stopped.errno = error.errno
-        raise stopped from error
-
-
-def _metrics(meta: Mapping[str, Any], checkpoint_name: str, devices: int,
-             seconds: float | None) -> dict:
-    """The contents of metrics.json for a checkpoint with metadata `meta`."""
-    history = meta["history"]
-    return {**meta.get("extra", {}), **(history[-1] if history else {}), "epochs": meta["epoch"],
-            "seed": meta["seed"], "checkpoint": checkpoint_name, "devices": devices,
-            "last_epoch_seconds": seconds, "config": meta["config"], "history": history,
-            "segments": meta.get("segments", [])}
-
-
-def _sync_metrics(out: pathlib.Path, found: pathlib.Path, meta: Mapping[str, Any],
-                  devices: int) -> None:
-    """Rewrites metrics.json from checkpoint `found` when a crash left it behind or missing."""
-    try:
-        written = json.loads((out / "metrics.json").read_text())
-    except (OSError, ValueError):
-        written = {}
-    if written.get("epochs") != meta["epoch"] or written.get("checkpoint") != found.name:
-        write_json(out / "metrics.json", _metrics(meta, found.name, devices, None))
-

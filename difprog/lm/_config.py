@@ -16,7 +16,9 @@ from difprog import models
 from difprog.errors import (
     ArgumentError,
 )
-from difprog.train import SHARDS
+from difprog.placement import SHARDS
+
+__all__ = ["LMConfig", "NORMS", "UNRECORDED", "build_model", "make_optimizer", "make_schedule"]
 
 NORMS = ("layer", "rms")
 
@@ -47,7 +49,7 @@ class LMConfig:
         devices: local devices to shard each batch over (None: all); does not change the result
             beyond float rounding.
         shard: 'none' (params and AdamW state replicated on every device) or 'params' (split
-            over the devices, FSDP-style; see `difprog.train.Placement`); does not change the
+            over the devices, FSDP-style; see `difprog.placement.Placement`); does not change the
             result beyond float rounding.
         keep_checkpoints: how many of the newest checkpoints to keep; does not change the result.
     """

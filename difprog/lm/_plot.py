@@ -8,6 +8,8 @@ import textwrap
 
 import numpy as np
 
+__all__ = ["plot_losses"]
+
 
 def plot_losses(history: list[dict], curve: list[float], path: str | os.PathLike,
                 *, title: str = "") -> pathlib.Path:

@@ -20,6 +20,8 @@ from difprog.errors import (
 )
 from difprog.lm._config import LMConfig, build_model, make_optimizer
 
+__all__ = ["Checkpointed", "generate", "load_lm", "sample"]
+
 
 class Checkpointed(NamedTuple):
     """A trained language model read back from a checkpoint: model, params and tokenizer."""

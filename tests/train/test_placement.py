@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from difprog.errors import ArgumentError
-from difprog.train import Placement, TrainConfig, split_axis
+from difprog.placement import Placement, split_axis
+from difprog.train import TrainConfig
 
 
 def test_split_axis_takes_the_longest_axis_the_devices_divide():
@@ -33,7 +34,8 @@ import jax
 jax.config.update("jax_num_cpu_devices", 4)
 import numpy as np
 from difprog import checkpoint, data, layers
-from difprog.train import Placement, TrainConfig, fit
+from difprog.placement import Placement
+from difprog.train import TrainConfig, fit
 full = data.digits()
 small = data.Dataset("s", full.x_train[:256], full.y_train[:256], full.x_test[:64],
                      full.y_test[:64], 10)

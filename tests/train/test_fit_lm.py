@@ -1,12 +1,10 @@
 """Language-model training and sampling (difprog.lm, difprog train --model gpt, difprog sample):
-the schedule and optimiser, checkpoints and metrics, determinism, resume after a kill, refused
-resumes, seeded sampling against a naive loop, and the command line."""
+the schedule and optimiser, checkpoints and metrics, determinism, refused resumes (after a kill:
+test_kill_and_resume.py), seeded sampling against a naive loop, and the command line."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 
@@ -148,25 +146,6 @@ def test_context_must_match_the_corpus(corpus):
 def _difprog(*args, env=None):
     return subprocess.run([sys.executable, "-m", "difprog.cli", *args], capture_output=True,
                           text=True, env=env, timeout=300, check=False)
-
-
-@pytest.mark.slow
-def test_a_killed_run_resumes_to_the_same_bytes(straight, text_file, tmp_path):
-    """SIGKILL mid-stretch (step 5, after checkpoint 3), then the same command resumes: the
-    final checkpoint equals the uninterrupted run's byte for byte."""
-    out, _ = straight
-    killed = _difprog(*CLI, "--data", str(text_file), "--out", str(tmp_path),
-                      env={**os.environ, "DIFPROG_TEST_KILL_AT": "step:5"})
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_0003.safetensors"]
-    done = _difprog(*CLI, "--data", str(text_file), "--out", str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    assert "resuming from" in done.stderr and "after 6 steps" in done.stdout
-    for name in ("checkpoint_0003.safetensors", "checkpoint_0006.safetensors"):
-        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
-    for picture in ("loss.png", "attribution.png"):
-        assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "a sample" in done.stdout
 
 
 def test_sampling_is_seeded_and_greedy_equals_a_naive_loop(straight):

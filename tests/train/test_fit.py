@@ -1,11 +1,10 @@
-"""Training: optimisers, schedules, weight decay, fit with checkpoints, resume (also after a
-kill), byte-identical checkpoints, NaN handling, several devices, and the command line."""
+"""Training image models: optimisers, schedules, weight decay, fit with checkpoints, resume
+(after a kill: test_kill_and_resume.py), byte-identical checkpoints, NaN handling, several devices, and the command line."""
 
 from __future__ import annotations
 
 import json
 import math
-import signal
 import subprocess
 import sys
 import time
@@ -173,67 +172,6 @@ def _finish(process, timeout=300):
 
 TRAIN_ARGS = ["train", "--model", "mlp", "--epochs", "4", "--batch-size", "128",
               "--no-progress"]
-
-
-KILL_ARGS = ["train", "--model", "linear", "--epochs", "5", "--batch-size", "256",
-             "--no-progress"]
-# Each killed run starts where the one before left off (6 steps an epoch, 2 atomic writes per
-# epoch and one more for metrics.json when a resume finds it behind its checkpoint): the kill
-# point (DIFPROG_TEST_KILL_AT, see difprog.files.kill_point) and the checkpoints left after it.
-KILLS = [
-    ("created:1", []),  # epoch 1's temporary checkpoint just created, empty
-    ("half-written:1", []),  # half of epoch 1's checkpoint in its temporary
-    ("synced:1", []),  # epoch 1's temporary complete and fsynced, not yet renamed
-    ("half-written:2", [1]),  # checkpoint 1 renamed, half of metrics.json's temporary written
-    ("written:1", [1]),  # the resume rewriting metrics.json (missing) behind checkpoint 1
-    ("renamed:2", [1, 2]),  # checkpoint 2 renamed, its directory not yet fsynced
-    ("step:3", [1, 2]),  # mid-epoch 3
-    ("evaluated:1", [1, 2]),  # epoch 3 trained and evaluated, not saved
-    ("checkpoint-saved:1", [1, 2, 3]),  # checkpoint 3 renamed, before pruning
-    ("metrics-written:1", [2, 3, 4]),  # epoch 4 saved, pruned and in metrics.json
-    ("pruned:1", [3, 4, 5]),  # the last checkpoint renamed, metrics.json not yet rewritten
-]
-
-
-def _assert_intact(directory, epochs):
-    """Only whole files are visible: the checkpoints of `epochs`, each loadable, valid JSON."""
-    visible = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
-    assert visible == [f"checkpoint_{e:04d}.safetensors" for e in epochs] + (
-        ["metrics.json"] if (directory / "metrics.json").exists() else [])
-    for epoch in epochs:
-        assert checkpoint.load(directory / f"checkpoint_{epoch:04d}.safetensors")[1]["epoch"] \
-            == epoch
-    if (directory / "metrics.json").exists():
-        json.loads((directory / "metrics.json").read_text())
-
-
-@pytest.mark.slow
-def test_a_run_killed_at_any_point_resumes_to_the_same_checkpoints(tmp_path):
-    """SIGKILL at 11 points of writing, training and resuming (one after another, each run
-    resuming what the last left); the last resume ends with the bytes of an uninterrupted run."""
-    import os
-
-    straight = _difprog(*KILL_ARGS, "--out", str(tmp_path / "straight"))
-    killed = tmp_path / "killed"
-    for point, epochs in KILLS:
-        process = _difprog(*KILL_ARGS, "--out", str(killed),
-                           env={**os.environ, "DIFPROG_TEST_KILL_AT": point})
-        out, err = process.communicate(timeout=300)
-        assert process.returncode == -signal.SIGKILL, (point, out, err)
-        _assert_intact(killed, epochs)
-    out, err = _finish(_difprog(*KILL_ARGS, "--out", str(killed)))
-    _finish(straight)
-    assert "resuming from" in err and "after 5 epochs" in out
-    for epoch in (3, 4, 5):
-        name = f"checkpoint_{epoch:04d}.safetensors"
-        assert (killed / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
-    metrics = [json.loads((d / "metrics.json").read_text())
-               for d in (killed, tmp_path / "straight")]
-    for m in metrics:
-        m.pop("last_epoch_seconds")
-    assert metrics[0] == metrics[1]
-    assert sorted(p.name for p in killed.iterdir()) == sorted(
-        p.name for p in (tmp_path / "straight").iterdir()), "no temporary or lock is left"
 
 
 SHARDED_SCRIPT = """
