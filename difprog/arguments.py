@@ -82,8 +82,7 @@ def one_of(owner: str, name: str, value: Any, choices: Iterable[Any]) -> Any:
         for choice in choices:
             if type(choice) is type(value) and choice == value:
                 return value
-    raise ArgumentError(f"{owner}: {name} must be one of "
-                        f"{', '.join(map(repr, choices))}, got {value!r}")
+    raise ArgumentError(f"{owner}: {name} must be one of {list(choices)}, got {value!r}")
 
 
 def _int_range(minimum: int | None, maximum: int | None) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from jax.nn import initializers
 
-from difprog import layers
+from difprog import arguments, layers
 from difprog import layers as _layers  # `gpt` has an argument named layers
 from difprog._resnet import resnet18
 from difprog.errors import ArgumentError
@@ -74,41 +74,46 @@ def gpt(vocab: int, layers: int = 4, heads: int = 4, features: int = 128, contex
         >>> model.apply(params, jnp.zeros((4, 16), jnp.int32)).shape
         (4, 16, 100)
     """
-    for what, value in (("vocab", vocab), ("layers", layers), ("heads", heads),
-                        ("features", features), ("context", context)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ArgumentError(f"gpt: {what} must be a positive int, got {value!r}")
-    if features % heads:
-        raise ArgumentError(f"gpt: heads={heads} must divide features={features}")
-    if (isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float))
-            or not math.isfinite(mlp_ratio) or round(mlp_ratio * features) < 1):
-        raise ArgumentError(f"gpt: mlp_ratio must be a positive number (at least 1 / features), "
-                            f"got {mlp_ratio!r}")
-    if norm not in _NORMS:
-        raise ArgumentError(f"gpt: norm must be one of {sorted(_NORMS)}, got {norm!r}")
-    if not isinstance(gelu_approximate, bool):
-        raise ArgumentError(f"gpt: gelu_approximate must be True or False, got "
-                            f"{gelu_approximate!r}")
-    drop = [_layers.Dropout(dropout)] if dropout else []  # Dropout checks the rate
+    _check_gpt(vocab, layers, heads, features, context, mlp_ratio, norm, gelu_approximate)
+    drop = (_layers.Dropout(dropout),) if dropout else ()  # Dropout checks the rate
     weights = initializers.normal(0.02)
-    hidden, out_weights = round(mlp_ratio * features), initializers.normal(0.02 / math.sqrt(2 * layers))
-
-    def block(i: int) -> _layers.Serial:
-        attention = _layers.residual(
-            _NORMS[norm](), _layers.MultiHeadAttention(heads, causal=True, w_init=weights,
-                                                       out_init=out_weights),
-            *drop, name="attention")
-        mlp = _layers.residual(
-            _NORMS[norm](), _layers.Dense(hidden, w_init=weights),
-            _layers.Gelu(approximate=gelu_approximate),
-            _layers.Dense(features, w_init=out_weights), *drop, name="mlp")
-        return _layers.serial(attention, mlp, name=f"block_{i}")
-
+    out_weights = initializers.normal(0.02 / math.sqrt(2 * layers))
+    hidden, make_norm = round(mlp_ratio * features), _NORMS[norm]
+    blocks = (_gpt_block(i, heads, features, hidden, make_norm, drop, gelu_approximate, weights,
+                         out_weights) for i in range(layers))
     return _layers.serial(
         _layers.Embedding(vocab, features, name="embedding"),
-        _layers.PositionEmbedding(context, name="position"), *drop,
-        *(block(i) for i in range(layers)),
-        _NORMS[norm](name="norm"), _layers.Dense(vocab, w_init=weights, name="head"))
+        _layers.PositionEmbedding(context, name="position"), *drop, *blocks,
+        make_norm(name="norm"), _layers.Dense(vocab, w_init=weights, name="head"))
+
+
+def _gpt_block(i: int, heads: int, features: int, hidden: int, make_norm: Callable,
+               drop: tuple, gelu_approximate: bool, weights: Callable,
+               out_weights: Callable) -> _layers.Serial:
+    """Block i: `x + attention(norm(x))`, then `x + mlp(norm(x))`, dropout on each branch."""
+    attention = _layers.residual(
+        make_norm(), _layers.MultiHeadAttention(heads, causal=True, w_init=weights,
+                                                out_init=out_weights),
+        *drop, name="attention")
+    mlp = _layers.residual(
+        make_norm(), _layers.Dense(hidden, w_init=weights),
+        _layers.Gelu(approximate=gelu_approximate),
+        _layers.Dense(features, w_init=out_weights), *drop, name="mlp")
+    return _layers.serial(attention, mlp, name=f"block_{i}")
+
+
+def _check_gpt(vocab, layers, heads, features, context, mlp_ratio, norm, gelu_approximate):
+    for what, value in (("vocab", vocab), ("layers", layers), ("heads", heads),
+                        ("features", features), ("context", context)):
+        arguments.positive_int("gpt", what, value)
+    if features % heads:
+        raise ArgumentError(f"gpt: heads={heads} must divide features={features}")
+    if not arguments.is_real(mlp_ratio) or not math.isfinite(mlp_ratio) or round(
+            mlp_ratio * features) < 1:
+        raise ArgumentError(f"gpt: mlp_ratio must be a positive number (at least 1 / features), "
+                            f"got {mlp_ratio!r}")
+    arguments.one_of("gpt", "norm", norm, sorted(_NORMS))
+    arguments.flag("gpt", "gelu_approximate", gelu_approximate)
 
 
 _NORMS = {"layer": _layers.LayerNorm, "rms": _layers.RMSNorm}

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from difprog import arguments
 from difprog.errors import ArgumentError
 from difprog.layers import Layer
 from difprog.progress import Progress, compiling
@@ -77,15 +78,41 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
         >>> result = visualize(model, params, class_logit(range(10)) - 0.05 * total_variation(),
         ...                    (10, 8, 8, 1))
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ArgumentError(f"visualize: steps must be a positive int, got {steps!r}")
+    arguments.positive_int("visualize", "steps", steps)
     shape = _image_shape(shape)
     param = parameterization or fourier()
     transform = standard_transforms(shape[1]) if transforms is None else transforms or None
     optimizer = optimizer or optax.adam(learning_rate)
     image_of = _image_function(param, shape, value_range)
-    paths = tuple(sorted(objective.paths - {INPUT, OUTPUT}))
+    step = _ascent_step(model, params, objective, image_of, transform, optimizer,
+                        scale_regularizers)
+    run = jax.jit(lambda z, state, keys: jax.lax.scan(step, (z, state), keys))
+    init_key, step_key = jax.random.split(jax.random.key(seed))
+    z = param.init(init_key, shape)
+    state = optimizer.init(z)
+    keys = jax.random.split(step_key, steps)
+    history = []
+    bar = Progress(steps, f"visualizing {objective.name}", enabled=progress, unit="steps")
+    with bar:
+        for start in range(0, steps, chunk):
+            size = len(keys[start:start + chunk])
+            if start == 0 or size < chunk:  # a scan of a new length compiles
+                compiling(f"the visualisation loop ({size} steps a call)", progress)
+            (z, state), values = run(z, state, keys[start:start + chunk])
+            history.append(np.asarray(values))
+            bar.set_postfix(score=f"{float(np.mean(history[-1][-1])):.3f}")
+            bar.update(len(history[-1]))
+    images = np.asarray(jax.jit(image_of)(z))
+    return Visualization(images, np.concatenate(history), objective.name)
 
+
+def _ascent_step(model: Layer, params: Any, objective: Objective, image_of: Callable,
+                 transform: Transform | None, optimizer: optax.GradientTransformation,
+                 scale_regularizers: bool) -> Callable:
+    """One step of gradient ascent on the image parameters z: `((z, state), key) ->
+    ((z, state), scores)`, the regularisers' gradient scaled to the objective's (see
+    `visualize`)."""
+    paths = tuple(sorted(objective.paths - {INPUT, OUTPUT}))
     feature, penalty = objective.parts() if scale_regularizers else (objective.score, None)
 
     def feature_scores(image, key):
@@ -107,24 +134,7 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
         updates, state = optimizer.update(grads, state, z)
         return (optax.apply_updates(z, updates), state), values
 
-    run = jax.jit(lambda z, state, keys: jax.lax.scan(step, (z, state), keys))
-    init_key, step_key = jax.random.split(jax.random.key(seed))
-    z = param.init(init_key, shape)
-    state = optimizer.init(z)
-    keys = jax.random.split(step_key, steps)
-    history = []
-    bar = Progress(steps, f"visualizing {objective.name}", enabled=progress, unit="steps")
-    with bar:
-        for start in range(0, steps, chunk):
-            size = len(keys[start:start + chunk])
-            if start == 0 or size < chunk:  # a scan of a new length compiles
-                compiling(f"the visualisation loop ({size} steps a call)", progress)
-            (z, state), values = run(z, state, keys[start:start + chunk])
-            history.append(np.asarray(values))
-            bar.set_postfix(score=f"{float(np.mean(history[-1][-1])):.3f}")
-            bar.update(len(history[-1]))
-    images = np.asarray(jax.jit(image_of)(z))
-    return Visualization(images, np.concatenate(history), objective.name)
+    return step
 
 
 def _rms(grads: jax.Array) -> jax.Array:
