@@ -1,5 +1,5 @@
 """difprog.cluster: the environment read before jax.distributed.initialize, and the arguments of
-start_devices, refused by name (joining a real cluster: tests/test_distributed.py)."""
+start_devices, refused by name (joining a real cluster: tests/train/test_distributed.py)."""
 
 from __future__ import annotations
 

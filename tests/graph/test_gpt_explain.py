@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.test_gpt import _perturbed
+from tests.models.test_gpt import _perturbed
 
 from difprog import explain, gates, models
 

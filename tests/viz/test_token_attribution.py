@@ -1,6 +1,6 @@
 """Seeing inside the language model: `apply(..., perturb=)` (gradients at a layer's output),
 `viz.token_attribution` against jax.grad of a plain-jnp reference, causality, and its picture
-(`explain` of a gpt training step: tests/test_gpt_explain.py)."""
+(`explain` of a gpt training step: tests/graph/test_gpt_explain.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.test_gpt import _perturbed, reference_blocks, reference_embed
+from tests.models.test_gpt import _perturbed, reference_blocks, reference_embed
 
 from difprog import data, layers, models, viz
 from difprog.errors import ArgumentError, DtypeError
