@@ -22,7 +22,7 @@ from difprog.errors import (
     ShapeError,
     WriteError,
 )
-from difprog.gate import Gate, elementwise, gate, linear
+from difprog.gate import Gate, bilinear, elementwise, gate, linear
 from difprog.graph import Explanation, Node, explain
 from difprog.modes import ModesReport, compare_modes, hessian, hvp
 
@@ -45,6 +45,7 @@ __all__ = [
     "RunDirectoryError",
     "ShapeError",
     "WriteError",
+    "bilinear",
     "check_gate",
     "checkpoint",
     "compare_modes",

@@ -42,7 +42,7 @@ import inspect
 import keyword
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -71,13 +71,23 @@ def _max(x, y=None, **kwargs):
     return gates.max(x, **kwargs) if y is None else gates.maximum(x, y, **kwargs)
 
 
-FUNCTIONS: dict[str, Callable] = {
-    **{name: gates.ALL[name] for name in (
-        "exp", "log", "sqrt", "abs", "square", "reciprocal", "power", "sigmoid", "tanh", "relu",
-        "leaky_relu", "softplus", "gelu", "sum", "mean", "logsumexp", "softmax", "log_softmax",
-        "maximum", "minimum", "matmul")},
-    "max": _max, "min": gates.minimum,
-}
+class _Functions(Mapping):
+    """The functions expressions call: every gate registered with `expression=...`, under those
+    names, read from the registry at each use (a gate registered later is callable too); `max`
+    is `_max`, the maximum gate with two arguments and the max reduction with one."""
+
+    def __getitem__(self, name: str) -> Callable:
+        gate = gates.REGISTRY.functions[name]
+        return _max if gate is gates.max else gate
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(gates.REGISTRY.functions)
+
+    def __len__(self) -> int:
+        return len(gates.REGISTRY.functions)
+
+
+FUNCTIONS: Mapping[str, Callable] = _Functions()
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
 
 

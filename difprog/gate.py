@@ -18,14 +18,17 @@ differentiable array inputs, parameters with a default (axis, eps, stride...) ar
 constants, and `nondiff` names array inputs that get no derivative (integer labels, say); a
 `nondiff` parameter with the default None is an optional array (a mask), None when left out.
 
-Three builders make gates, so that each derivative is written once, by hand:
+Four builders make gates, so that each derivative is written once, by hand; all take the same
+options (name, nondiff, static, check, and pytree_inputs where the rules allow pytrees):
 
 - `gate(forward, backward=..., tangent=...)`: both rules written out;
 - `elementwise(forward, derivative)`: the local derivative d out / d input of an elementwise
   operation; backward = g * derivative (summed back over broadcast axes), tangent = sum of
   dx * derivative;
 - `linear(forward, backward)`: a linear operation's tangent is the forward applied to the
-  tangents, so only the backward is written.
+  tangents, so only the backward is written;
+- `bilinear(forward, backward)`: an operation linear in each input on its own (matmul, a
+  convolution) has the tangent f(dx, w) + f(x, dw), so only the backward is written.
 
 This module is the record and its builders; binding arguments, checking them and telling JAX
 about a gate is `difprog.adapter`'s job.
@@ -45,7 +48,7 @@ import jax.numpy as jnp
 from difprog import adapter
 from difprog.errors import ArgumentError
 
-__all__ = ["Gate", "elementwise", "gate", "linear"]
+__all__ = ["Gate", "bilinear", "elementwise", "gate", "linear"]
 
 Backward = Callable[..., tuple]
 Tangent = Callable[..., Any]
@@ -56,7 +59,7 @@ class Gate:
     """A differentiable operation with hand-written backward and tangent rules.
 
     Call it like the jax.numpy function it stands for. Build one with `difprog.gate`,
-    `difprog.gate.elementwise` or `difprog.gate.linear`.
+    `difprog.gate.elementwise`, `difprog.gate.linear` or `difprog.gate.bilinear`.
 
     Attributes:
         forward: the computation in plain jax.numpy, the reference JAX's autodiff can check.
@@ -178,13 +181,15 @@ def gate(
 
 
 def elementwise(forward: Callable, derivative: Callable, *, name: str | None = None,
-                static: tuple[str, ...] = (), check: Callable | None = None) -> Gate:
+                nondiff: tuple[str, ...] = (), static: tuple[str, ...] = (),
+                check: Callable | None = None) -> Gate:
     """A gate from an elementwise forward and its hand-written local derivative.
 
     `derivative(out, x, y, **static)` gives d out / d x (and d out / d y: a tuple with one
-    entry per input when there are several), elementwise and broadcastable against `out`. The
-    backward rule multiplies the upstream gradient by each entry and sums broadcast axes back
-    (the copy gate adds); the tangent rule is the sum of each input tangent times its entry.
+    entry per differentiable input when there are several), elementwise and broadcastable
+    against `out`; it gets every argument, `nondiff` ones included. The backward rule multiplies
+    the upstream gradient by each entry and sums broadcast axes back (the copy gate adds); the
+    tangent rule is the sum of each input tangent times its entry. The options are `gate`'s.
 
     Example:
         >>> cube = elementwise(lambda x: x ** 3, lambda out, x: 3 * x ** 2, name="cube")
@@ -202,7 +207,7 @@ def elementwise(forward: Callable, derivative: Callable, *, name: str | None = N
 
     made = gate(forward, backward=_named(backward, forward, "backward", "g * d out / d input"),
                 tangent=_named(tangent, forward, "tangent", "sum of d input * d out / d input"),
-                name=name, static=static, check=check)
+                name=name, nondiff=nondiff, static=static, check=check)
     return made
 
 
@@ -230,11 +235,15 @@ def _partials(derivative: Callable, out: Any, arguments: dict) -> tuple:
 
 
 def linear(forward: Callable, backward: Backward, *, name: str | None = None,
-           static: tuple[str, ...] = (), pytree_inputs: bool = False,
-           check: Callable | None = None) -> Gate:
-    """A gate that is linear in its inputs: its tangent is the forward applied to the tangents.
+           nondiff: tuple[str, ...] = (), static: tuple[str, ...] = (),
+           pytree_inputs: bool = False, check: Callable | None = None) -> Gate:
+    """A gate that is linear in its differentiable inputs: its tangent is the forward applied to
+    the tangents (`nondiff` inputs and constants as they are).
 
-    Only the backward rule (the transpose) is written by hand.
+    Only the backward rule (the transpose) is written by hand. The options are `gate`'s.
+
+    Example:
+        >>> twice = linear(lambda x: 2 * x, lambda g, out, x: (2 * g,), name="twice")
     """
     def tangent(*args, **kwargs):
         tangents, _, arguments = _tangent_arguments(made, args, kwargs)
@@ -242,7 +251,34 @@ def linear(forward: Callable, backward: Backward, *, name: str | None = None,
 
     made = gate(forward, backward=backward,
                 tangent=_named(tangent, forward, "tangent", "the forward applied to the tangents"),
-                name=name, static=static, pytree_inputs=pytree_inputs, check=check)
+                name=name, nondiff=nondiff, static=static, pytree_inputs=pytree_inputs,
+                check=check)
+    return made
+
+
+def bilinear(forward: Callable, backward: Backward, *, name: str | None = None,
+             nondiff: tuple[str, ...] = (), static: tuple[str, ...] = (),
+             pytree_inputs: bool = False, check: Callable | None = None) -> Gate:
+    """A gate that is linear in each differentiable input on its own (matmul, a convolution):
+    its tangent is derived from the forward once, d f(x, w) = f(dx, w) + f(x, dw), the forward
+    applied with one input replaced by its tangent, summed over the inputs.
+
+    Only the backward rule is written by hand. The options are `gate`'s.
+
+    Example:
+        >>> dot = bilinear(lambda x, w: x @ w, lambda g, out, x, w: (g * w, g * x), name="dot")
+    """
+    def tangent(*args, **kwargs):
+        tangents, _, arguments = _tangent_arguments(made, args, kwargs)
+        terms = [forward(**{**arguments, input_name: t})
+                 for input_name, t in zip(made.input_names, tangents)]
+        return functools.reduce(lambda a, b: a + b, terms)
+
+    made = gate(forward, backward=backward,
+                tangent=_named(tangent, forward, "tangent",
+                               "the sum over inputs of the forward with that input's tangent"),
+                name=name, nondiff=nondiff, static=static, pytree_inputs=pytree_inputs,
+                check=check)
     return made
 
 

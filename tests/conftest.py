@@ -87,3 +87,23 @@ def linear_run(tmp_path_factory):
     assert main(["train", "--model", "linear", "--epochs", "1", "--out", str(out),
                  "--no-progress"]) == 0
     return out
+
+
+def grad_of_sum(f, argnums=0):
+    """The gradient of sum(f(...)) with respect to `argnums`."""
+    return jax.grad(lambda *a: jnp.sum(f(*a)), argnums)
+
+
+def torch_or_skip():
+    """(torch, torch.nn.functional), or the test is skipped where torch is not installed."""
+    torch = pytest.importorskip("torch")
+    return torch, torch.nn.functional
+
+
+def torch_tensor(torch, a, grad=True):
+    """`a` as a float64 torch tensor (requiring its gradient unless `grad` is False)."""
+    return torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=grad)
+
+
+# Values from -1e4 to 1e4: the stable forms give finite values and gradients at all of them.
+EXTREME_VALUES = jnp.array([-1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4], jnp.float32)

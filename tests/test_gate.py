@@ -241,13 +241,6 @@ class TestBadInput:
             loss(bad)(jnp.ones((2, 3)))
 
 
-def test_explicit_padding_pairs_given_as_lists():
-    x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1))
-    explicit = gates.conv2d(x, w, padding=[[1, 1], [1, 1]])
-    np.testing.assert_array_equal(explicit, gates.conv2d(x, w, padding="SAME"))
-    assert difprog.check_gate(gates.conv2d, x * 0.5, w * 0.3, padding=[[2, 0], [0, 1]]).ok
-
-
 class TestBuilders:
     """elementwise and linear: each derivative written once, both rules still proven."""
 
@@ -305,3 +298,56 @@ class TestBuilders:
         with pytest.raises(dataclasses.FrozenInstanceError):
             gates.exp.backward = None
         assert gates.add.input_names == ("x", "y") and gates.sum.static_names == ("axis",)
+
+    def test_elementwise_takes_nondiff_inputs(self):
+        from difprog.gate import elementwise
+
+        scaled = elementwise(lambda x, s: x * s, lambda out, x, s: s, nondiff=("s",),
+                             name="scaled")
+        x, s = np.array([0.5, -1.5, 2.0]), np.array([2.0, 3.0, -1.0])
+        assert scaled.input_names == ("x",) and scaled.nondiff == ("s",)
+        np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(scaled(x, s)))(x), s)
+        np.testing.assert_allclose(jax.jvp(lambda x: scaled(x, s), (x,), (np.ones(3),))[1], s)
+        assert difprog.check_gate(scaled, x, s).ok
+
+    def test_builders_take_the_same_options(self):
+        import inspect
+
+        from difprog.gate import bilinear, elementwise, gate, linear
+
+        options = lambda f: {n for n, p in inspect.signature(f).parameters.items()
+                             if p.kind is p.KEYWORD_ONLY} - {"backward", "tangent"}
+        assert options(linear) == options(bilinear) == options(gate)
+        assert options(elementwise) == options(gate) - {"pytree_inputs"}  # arrays, elementwise
+
+    def test_bilinear_tangent_is_the_forward_with_each_input_replaced(self):
+        from difprog.gate import bilinear
+
+        calls = []
+
+        def forward(x, w, scale=1.0):
+            calls.append(scale)
+            return scale * (x @ w)
+
+        def backward(g, out, x, w, scale):
+            return scale * g @ w.T, scale * x.T @ g
+
+        matmul = bilinear(forward, backward, name="scaled_matmul")
+        rng = np.random.default_rng(0)
+        x, w, dx, dw = (rng.standard_normal(s) for s in [(3, 4), (4, 2), (3, 4), (4, 2)])
+        out = matmul.forward(x, w, 2.0)
+        calls.clear()
+        tangent = matmul.tangent(dx, dw, out, x, w, scale=2.0)
+        np.testing.assert_allclose(tangent, 2.0 * (dx @ w + x @ dw), rtol=1e-12)
+        assert calls == [2.0, 2.0]  # the forward, once per input, with the constants given
+        assert difprog.check_gate(matmul, x, w, scale=2.0).ok
+        wrong = bilinear(forward, lambda g, out, x, w, scale: (g @ w.T, scale * x.T @ g),
+                         name="scaled_matmul")
+        assert not difprog.check_gate(wrong, x, w, scale=2.0).ok
+
+    def test_matmul_conv2d_and_embedding_state_their_tangent_once(self):
+        """Their tangent rules are the builders', derived from the forward."""
+        assert gates.matmul.tangent.__doc__.startswith("tangent of matmul: the sum over inputs")
+        assert gates.conv2d.tangent.__doc__.startswith("tangent of conv2d: the sum over inputs")
+        assert gates.embedding.tangent.__doc__ == \
+            "tangent of embedding: the forward applied to the tangents"

@@ -15,13 +15,16 @@ from jax.scipy.special import erf
 from difprog.errors import ArgumentError, DtypeError
 from difprog.gate import elementwise
 from difprog.gates._util import check_real, keep_nan
+from difprog.gates.points import away_from_zero, beyond, empty, empty_unary, normal, unary
+from difprog.gates.registry import register
 
 
 def _relu(x):
     """relu(x) = max(x, 0); d = 1 for x > 0, else 0 (relu'(0) = 0, as in JAX). NaN stays NaN."""
     return jax.nn.relu(x)
 
-relu = elementwise(_relu, lambda out, x: jnp.sign(out))
+relu = register(elementwise(_relu, lambda out, x: jnp.sign(out)), points=unary(away_from_zero),
+                zero_size=empty_unary, domain="real", expression=True)
 
 
 def _leaky_relu(x, negative_slope=0.01):
@@ -34,7 +37,12 @@ def _leaky_relu_derivative(out, x, negative_slope):
 def _check_leaky_relu(x, negative_slope):
     check_real("leaky_relu", "negative_slope", negative_slope)
 
-leaky_relu = elementwise(_leaky_relu, _leaky_relu_derivative, check=_check_leaky_relu)
+leaky_relu = register(
+    elementwise(_leaky_relu, _leaky_relu_derivative, check=_check_leaky_relu),
+    points=lambda rng: [((away_from_zero(rng, 3, 4),), {}),
+                        ((away_from_zero(rng, 6),), {"negative_slope": 0.2})],
+    zero_size=lambda: [((empty(0, 3),), {"negative_slope": 0.2})],
+    bad={"negative_slope": ("x", 1j, None)}, domain="real", expression=True)
 
 
 def _sigmoid(x):
@@ -42,14 +50,16 @@ def _sigmoid(x):
     e = jnp.exp(-jnp.abs(x))
     return jnp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
-sigmoid = elementwise(_sigmoid, lambda out, x: out * (1 - out))
+sigmoid = register(elementwise(_sigmoid, lambda out, x: out * (1 - out)), points=unary(normal),
+                   zero_size=empty_unary, domain="real", expression=True)
 
 
 def _tanh(x):
     """tanh(x); d tanh = 1 - tanh^2."""
     return jnp.tanh(x)
 
-tanh = elementwise(_tanh, lambda out, x: 1 - out * out)
+tanh = register(elementwise(_tanh, lambda out, x: 1 - out * out), points=unary(normal),
+                zero_size=empty_unary, domain="real", expression=True)
 
 
 def _softplus(x, beta=1.0, threshold=20.0):
@@ -68,7 +78,18 @@ def _check_softplus(x, beta, threshold):
                             f"(softplus divides by it), got {beta!r}")
     check_real("softplus", "threshold", threshold)
 
-softplus = elementwise(_softplus, _softplus_derivative, check=_check_softplus)
+def _softplus_points(rng):
+    return [*unary(normal)(rng), ((normal(rng, 3, 4),), {"beta": 2.0, "threshold": 30.0}),
+            ((beyond(rng, 0.5, 6),), {"beta": 2.0, "threshold": 1.0}),
+            ((beyond(rng, 1.0, 2, 3),), {"beta": -1.5, "threshold": -1.5})]
+
+softplus = register(
+    elementwise(_softplus, _softplus_derivative, check=_check_softplus),
+    points=_softplus_points,
+    zero_size=lambda: [*empty_unary(), ((empty(0, 3),), {"beta": -2.0, "threshold": 1.0})],
+    bad={"beta": (0, 0.0, -0.0, "a", 1j, math.nan, math.inf, True, None),
+         "threshold": ("a", 1j, math.nan, -math.inf, True, None)},
+    domain="real", expression=True)
 
 
 _GELU_C, _GELU_A = math.sqrt(2 / math.pi), 0.044715  # the tanh form's constants
@@ -102,4 +123,9 @@ def _check_gelu(x, approximate):
                          f"torch's approximate='tanh') or False (exact), got {approximate!r} "
                          f"({type(approximate).__name__})")
 
-gelu = elementwise(_gelu, _gelu_derivative, check=_check_gelu)
+gelu = register(
+    elementwise(_gelu, _gelu_derivative, check=_check_gelu),
+    points=lambda rng: [*unary(normal)(rng), ((normal(rng, 3, 4),), {"approximate": True}),
+                        ((3 * normal(rng, 6),), {"approximate": True})],
+    zero_size=lambda: [*empty_unary(), ((empty(3, 0),), {"approximate": True})],
+    bad={"approximate": (1, 0, 1.0, "tanh", "none", None)}, domain="real", expression=True)

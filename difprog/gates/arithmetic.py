@@ -3,7 +3,8 @@
 Patterns from the lectures: the add gate distributes the gradient, the mul gate swaps its inputs,
 a broadcast (copy) adds gradients back up, the max gate routes the gradient to the winner.
 Elementwise gates state their local derivative once (`elementwise`); linear gates state their
-backward and take the forward as their tangent (`linear`).
+backward and take the forward as their tangent (`linear`). Each gate is registered beside its
+rules with the points at which it is proven.
 """
 
 from __future__ import annotations
@@ -12,6 +13,18 @@ import jax.numpy as jnp
 
 from difprog.gate import elementwise, gate, linear, unbroadcast
 from difprog.gates._util import keep_nan
+from difprog.gates.points import (
+    apart,
+    away_from_zero,
+    binary,
+    empty,
+    empty_binary,
+    empty_unary,
+    normal,
+    positive,
+    unary,
+)
+from difprog.gates.registry import register
 
 
 def _add(x, y):
@@ -21,7 +34,8 @@ def _add(x, y):
 def _add_backward(g, out, x, y):
     return unbroadcast(g, x.shape), unbroadcast(g, y.shape)
 
-add = linear(_add, _add_backward)
+add = register(linear(_add, _add_backward), points=binary(normal), zero_size=empty_binary,
+               affine=("x", "y"), domain="real")
 
 
 def _subtract(x, y):
@@ -31,24 +45,16 @@ def _subtract(x, y):
 def _subtract_backward(g, out, x, y):
     return unbroadcast(g, x.shape), unbroadcast(-g, y.shape)
 
-subtract = linear(_subtract, _subtract_backward)
-
-
-def _negative(x):
-    """negative(x) = -x; d = -1."""
-    return -x
-
-def _negative_backward(g, out, x):
-    return (-g,)
-
-negative = linear(_negative, _negative_backward)
+subtract = register(linear(_subtract, _subtract_backward), points=binary(normal),
+                    zero_size=empty_binary, affine=("x", "y"), domain="real")
 
 
 def _multiply(x, y):
     """multiply(x, y) = x y; d/dx = y, d/dy = x: the mul gate swaps its inputs."""
     return x * y
 
-multiply = elementwise(_multiply, lambda out, x, y: (y, x))
+multiply = register(elementwise(_multiply, lambda out, x, y: (y, x)), points=binary(normal),
+                    zero_size=empty_binary, domain="real")
 
 
 def _divide(x, y):
@@ -59,21 +65,39 @@ def _divide_derivative(out, x, y):
     slope = 1 / y
     return slope, -out * slope
 
-divide = elementwise(_divide, _divide_derivative)
+def _divide_points(rng):
+    return [((normal(rng, *a), away_from_zero(rng, *b)), {})
+            for a, b in [((), ()), ((3, 4), (4,)), ((2, 1, 4), (3, 1))]]
+
+divide = register(elementwise(_divide, _divide_derivative), points=_divide_points,
+                  zero_size=empty_binary)
+
+
+def _negative(x):
+    """negative(x) = -x; d = -1."""
+    return -x
+
+def _negative_backward(g, out, x):
+    return (-g,)
+
+negative = register(linear(_negative, _negative_backward), points=unary(normal),
+                    zero_size=empty_unary, affine=("x",), domain="real")
 
 
 def _square(x):
     """square(x) = x^2; d = 2 x."""
     return x * x
 
-square = elementwise(_square, lambda out, x: 2 * x)
+square = register(elementwise(_square, lambda out, x: 2 * x), points=unary(normal),
+                  zero_size=empty_unary, domain="real", expression=True)
 
 
 def _sqrt(x):
     """sqrt(x); d = 1 / (2 sqrt(x))."""
     return jnp.sqrt(x)
 
-sqrt = elementwise(_sqrt, lambda out, x: 1 / (2 * out))
+sqrt = register(elementwise(_sqrt, lambda out, x: 1 / (2 * out)), points=unary(positive),
+                zero_size=empty_unary, domain="positive", expression=True)
 
 
 def _power(x, p):
@@ -101,35 +125,54 @@ def _times(tangent, slope):
 
 # Not `elementwise`: its tangent, sum of dx * d/dx, would turn power(x, 3.0)'s unused
 # 0 * d/dp = 0 * NaN at x < 0 into a NaN tangent.
-power = gate(_power, backward=_power_backward, tangent=_power_tangent)
+def _power_points(rng):
+    return [((positive(rng, 3, 4), 3.0), {}), ((positive(rng, 5), 0.5), {}),
+            ((positive(rng, 2, 3), -1.5), {}), ((positive(rng, 3, 4), normal(rng, 4)), {}),
+            ((positive(rng, 2, 1, 4), normal(rng, 3, 1)), {}),
+            ((positive(rng, 5), normal(rng, 2, 5)), {})]
+
+def _power_zero_size():
+    return [((empty(2, 0), 3.0), {}), ((empty(0), 0.5), {}), ((empty(0, 3), empty(3)), {}),
+            ((empty(2, 1), empty(0)), {})]
+
+power = register(gate(_power, backward=_power_backward, tangent=_power_tangent),
+                 points=_power_points, zero_size=_power_zero_size, expression=True)
 
 
 def _exp(x):
     """exp(x); d = exp(x) = out."""
     return jnp.exp(x)
 
-exp = elementwise(_exp, lambda out, x: out)
+exp = register(elementwise(_exp, lambda out, x: out), points=unary(normal),
+               zero_size=empty_unary, domain="real", expression=True)
 
 
 def _log(x):
     """log(x); d = 1 / x."""
     return jnp.log(x)
 
-log = elementwise(_log, lambda out, x: 1 / x)
+log = register(elementwise(_log, lambda out, x: 1 / x), points=unary(positive),
+               zero_size=empty_unary, domain="positive", expression=True)
 
 
 def _reciprocal(x):
     """reciprocal(x) = 1 / x; d = -1 / x^2 = -out^2."""
     return 1 / x
 
-reciprocal = elementwise(_reciprocal, lambda out, x: -out * out)
+reciprocal = register(elementwise(_reciprocal, lambda out, x: -out * out),
+                      points=unary(away_from_zero), zero_size=empty_unary, domain="positive",
+                      expression=True)
 
 
 def _abs(x):
     """abs(x) = |x|; d = 1 for x >= 0 and -1 below (abs'(0) = 1, as in JAX); NaN stays NaN."""
     return jnp.abs(x)
 
-abs = elementwise(_abs, lambda out, x: keep_nan(x, jnp.where(x >= 0, 1, -1).astype(x.dtype)))
+def _abs_derivative(out, x):
+    return keep_nan(x, jnp.where(x >= 0, 1, -1).astype(x.dtype))
+
+abs = register(elementwise(_abs, _abs_derivative), points=unary(away_from_zero),
+               zero_size=empty_unary, domain="real", expression=True)
 
 
 def _maximum(x, y):
@@ -140,7 +183,13 @@ def _maximum_derivative(out, x, y):
     share = _winner_share(x, y)
     return share, 1 - share
 
-maximum = elementwise(_maximum, _maximum_derivative)
+def _apart_points(rng):
+    """Points of maximum and minimum: the two inputs tie or differ by at least 0.2."""
+    return [((apart(rng, *a), apart(rng, *b) + 0.2), {})
+            for a, b in [((), ()), ((5,), (5,)), ((3, 4), (4,)), ((2, 1, 4), (3, 1))]]
+
+maximum = register(elementwise(_maximum, _maximum_derivative), points=_apart_points,
+                   zero_size=empty_binary, domain="real", expression=True)
 
 
 def _minimum(x, y):
@@ -151,7 +200,8 @@ def _minimum_derivative(out, x, y):
     share = _winner_share(y, x)
     return share, 1 - share
 
-minimum = elementwise(_minimum, _minimum_derivative)
+minimum = register(elementwise(_minimum, _minimum_derivative), points=_apart_points,
+                   zero_size=empty_binary, domain="real", expression=("minimum", "min"))
 
 
 def _winner_share(x, y):

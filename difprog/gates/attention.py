@@ -23,11 +23,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from difprog.errors import DtypeError, ShapeError
 from difprog.gate import gate
 from difprog.gates._util import check_flag, check_real
+from difprog.gates.points import empty, normal
+from difprog.gates.registry import register
 
 # Rows of queries and keys per block: XLA:CPU's matmuls like blocks of a few hundred. Inputs no
 # longer than a block run as one block (the check points: exact and cheap to compile).
@@ -382,5 +385,35 @@ def _check_mask(name, mask, scores):
                          f"q_seq, k_seq) = {list(scores)}")
 
 
-attention = gate(_attention, backward=_attention_backward, tangent=_attention_tangent,
-                 nondiff=("mask",), check=_check_attention)
+# --- Registration --------------------------------------------------------------------------------
+
+def _attention_points(rng):
+    """Self-attention first (both rules matter), then cross lengths, causal, a boolean mask
+    (broadcast over heads, then over batch and heads), grouped-query heads and a scale."""
+    qkv = lambda q, k, v: (normal(rng, *q), normal(rng, *k), normal(rng, *v))
+    return [(qkv((2, 5, 2, 3), (2, 5, 2, 3), (2, 5, 2, 3)), {}),
+            (qkv((1, 6, 2, 4), (1, 4, 2, 4), (1, 4, 2, 3)), {"causal": True}),
+            ((*qkv((2, 4, 4, 3), (2, 5, 2, 3), (2, 5, 2, 3)), rng.random((2, 1, 4, 5)) > 0.3),
+             {}),
+            ((*qkv((1, 5, 2, 3), (1, 5, 2, 3), (1, 5, 2, 3)), rng.random((5, 5)) > 0.3),
+             {"causal": True, "scale": 0.5})]
+
+
+def _attention_zero_size():
+    z = empty
+    return [((z(0, 3, 2, 4), z(0, 5, 2, 4), z(0, 5, 2, 4)), {}),
+            ((z(2, 0, 2, 4), z(2, 3, 2, 4), z(2, 3, 2, 4)), {"causal": True}),
+            ((z(1, 3, 2, 4), z(1, 0, 2, 4), z(1, 0, 2, 4)), {}),
+            ((z(1, 3, 2, 0), z(1, 4, 2, 0), z(1, 4, 2, 3)), {"causal": True}),
+            ((z(1, 3, 2, 4), z(1, 4, 1, 4), z(1, 4, 1, 0)), {}),
+            ((z(1, 3, 0, 4), z(1, 4, 0, 4), z(1, 4, 0, 4)), {}),
+            ((z(1, 0, 2, 4), z(1, 4, 2, 4), z(1, 4, 2, 4), np.ones((1, 1, 0, 4), bool)),
+             {"scale": 0.5})]
+
+
+attention = register(
+    gate(_attention, backward=_attention_backward, tangent=_attention_tangent,
+         nondiff=("mask",), check=_check_attention),
+    points=_attention_points, zero_size=_attention_zero_size,
+    bad={"causal": (1, 0, "yes", None, 1.0),
+         "scale": ("a", 1j, math.nan, math.inf, True, (1.0,))})

@@ -23,8 +23,10 @@ import numpy as np
 from jax import lax
 
 from difprog.errors import ArgumentError, ShapeError
-from difprog.gate import gate, linear
+from difprog.gate import bilinear, gate, linear
 from difprog.gates._util import check_count, check_flag, check_padding, check_pair, pair
+from difprog.gates.points import distinct, empty, normal
+from difprog.gates.registry import register
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _PATCH_BYTES = 4 << 20
@@ -97,10 +99,6 @@ def _weight_grad_by_patches(x, g, kernel, strides, dilation, pads, groups):
     slices = (x.reshape(n // size, size, *x.shape[1:]), g.reshape(n // size, size, *g.shape[1:]))
     return lax.map(one_slice, slices).sum(0).reshape(*kernel, c // groups, g.shape[3])
 
-def _conv2d_tangent(dx, dw, out, x, w, stride, padding, dilation, groups):
-    return (_conv2d(dx, w, stride, padding, dilation, groups)
-            + _conv2d(x, dw, stride, padding, dilation, groups))
-
 def _check_conv2d(x, w, stride, padding, dilation, groups):
     if x.ndim != 4 or w.ndim != 4:
         raise ShapeError(f"gate 'conv2d' needs x of rank 4 (N, H, W, C) and w of rank 4 "
@@ -123,7 +121,42 @@ def _check_conv2d(x, w, stride, padding, dilation, groups):
     dilation = check_pair("conv2d", "dilation", dilation)
     _check_fit("conv2d", x, w.shape[:2], dilation, strides, check_padding("conv2d", padding))
 
-conv2d = gate(_conv2d, backward=_conv2d_backward, tangent=_conv2d_tangent, check=_check_conv2d)
+def _conv2d_points(rng):
+    return [
+        ((normal(rng, 2, 5, 5, 3), normal(rng, 3, 3, 3, 4)), {}),
+        ((normal(rng, 1, 6, 7, 2), normal(rng, 3, 2, 2, 3)), {"stride": 2, "padding": "VALID"}),
+        ((normal(rng, 1, 5, 6, 2), normal(rng, 2, 3, 2, 2)), {"stride": (2, 1)}),
+        ((normal(rng, 1, 7, 6, 2), normal(rng, 2, 3, 2, 3)), {"dilation": 2, "padding": 1}),
+        ((normal(rng, 2, 6, 5, 4), normal(rng, 3, 3, 2, 6)),
+         {"groups": 2, "padding": (1, 0), "stride": 2}),
+        ((normal(rng, 1, 5, 6, 3), normal(rng, 3, 3, 1, 6)),
+         {"groups": 3, "dilation": (1, 2), "padding": "same"}),
+        ((normal(rng, 1, 6, 5, 2), normal(rng, 3, 2, 2, 2)),
+         {"padding": ((0, 2), (1, 0)), "dilation": (2, 1), "stride": (1, 2)}),
+    ]
+
+def _conv2d_zero_size():
+    z = empty
+    return [((z(0, 5, 5, 2), z(3, 3, 2, 4)), {}), ((z(1, 5, 5, 0), z(3, 3, 0, 4)), {}),
+            ((z(1, 5, 5, 2), z(3, 3, 2, 0)), {}), ((z(1, 0, 5, 2), z(3, 3, 2, 4)), {}),
+            ((z(0, 6, 6, 2), z(3, 3, 2, 4)), {"stride": 2, "padding": "VALID"}),
+            ((z(1, 0, 2, 2), z(2, 2, 2, 3)), {"padding": ((1, 1), (0, 0))}),
+            ((z(0, 5, 5, 4), z(3, 3, 2, 4)), {"groups": 2, "dilation": 2, "padding": 1}),
+            ((z(1, 5, 5, 0), z(3, 3, 0, 4)), {"groups": 2}),
+            ((z(1, 5, 5, 4), z(3, 3, 1, 0)), {"groups": 4, "padding": (1, 2)})]
+
+_BAD_STRIDE = (0, -1, "x", 1.5, (1,), (1, 2, 3), (0, 1), (1, 1.0), True)
+_BAD_PADDING = ("bogus", ((1, 1),), ((1, 1, 1), (1, 1)), (("a", "b"), (1, 1)),
+                ((-1, 0), (0, 0)), None, "SAME ", -1, 1.5, True, (1, -1), (1, 2, 3),
+                ((1, 1), 2), (), (1.0, 1))
+
+# Bilinear: its tangent, conv2d(dx, w) + conv2d(x, dw), comes from the forward.
+conv2d = register(
+    bilinear(_conv2d, _conv2d_backward, check=_check_conv2d),
+    points=_conv2d_points, zero_size=_conv2d_zero_size,
+    bad={"stride": (*_BAD_STRIDE, None), "padding": _BAD_PADDING,
+         "dilation": (*_BAD_STRIDE, None),
+         "groups": (0, -1, 1.5, "a", True, None, (1,), 2, 3)})
 
 
 def _max_pool2d(x, window=2, stride=None, padding="VALID", dilation=1, ceil_mode=False):
@@ -151,8 +184,41 @@ def _max_pool2d_tangent(dx, out, x, window, stride, padding, dilation, ceil_mode
     tangents = _windows(dx, win, 0)
     return jnp.where(jnp.isnan(out), jnp.nan, jnp.take_along_axis(tangents, winner[None], 0)[0])
 
-max_pool2d = gate(_max_pool2d, backward=_max_pool2d_backward, tangent=_max_pool2d_tangent,
-                  check=lambda x, **kw: _check_pool("max_pool2d", x, **kw))
+def _pool_points(sample):
+    return lambda rng: [
+        ((sample(rng, 2, 4, 4, 3),), {}),
+        ((sample(rng, 1, 5, 5, 2),), {"window": 3, "stride": 2, "padding": "SAME"}),
+        ((sample(rng, 1, 5, 6, 2),), {"window": (2, 3), "stride": 1})]
+
+def _max_pool2d_points(rng):
+    return [
+        *_pool_points(distinct)(rng),
+        ((distinct(rng, 1, 8, 7, 2),),
+         {"window": 3, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True}),
+        ((distinct(rng, 2, 5, 6, 1),),
+         {"window": (2, 3), "stride": 2, "padding": (1, 0), "ceil_mode": True}),
+        ((distinct(rng, 1, 5, 5, 2),), {"padding": ((1, 0), (0, 1)), "stride": (1, 2)}),
+    ]
+
+def _pool_zero_size():
+    z = empty
+    return [((z(0, 4, 4, 2),), {}), ((z(1, 4, 4, 0),), {}),
+            ((z(1, 0, 4, 2),), {"padding": "SAME"}),
+            ((z(1, 0, 4, 2),), {"padding": ((1, 1), (0, 0))}),
+            ((z(0, 5, 5, 2),), {"window": 3, "stride": 2, "padding": 1, "dilation": 2,
+                                "ceil_mode": True}),
+            ((z(1, 0, 4, 2),), {"padding": (1, 0), "ceil_mode": True})]
+
+_BAD_FLAG = (1, 0, "yes", None, 1.0)
+_BAD_POOL = {"window": ("x", 0, (2,), 1.5, True, None, (2, -2)), "stride": _BAD_STRIDE,
+             # 5, (0, 2): windows of padding only
+             "padding": (*_BAD_PADDING, 5, (0, 2)), "dilation": _BAD_STRIDE,
+             "ceil_mode": _BAD_FLAG}
+
+max_pool2d = register(
+    gate(_max_pool2d, backward=_max_pool2d_backward, tangent=_max_pool2d_tangent,
+         check=lambda x, **kw: _check_pool("max_pool2d", x, **kw)),
+    points=_max_pool2d_points, zero_size=_pool_zero_size, bad=_BAD_POOL)
 
 
 def _avg_pool2d(x, window=2, stride=None, padding="VALID", dilation=1, ceil_mode=False,
@@ -179,8 +245,25 @@ def _avg_pool2d_backward(g, out, x, window, stride, padding, dilation, ceil_mode
     return (lax.reduce_window(spread, 0.0, lax.add, (1, *win.kernel, 1), (1, 1, 1, 1), "VALID",
                               window_dilation=(1, *win.dilation, 1)),)
 
-avg_pool2d = linear(_avg_pool2d, _avg_pool2d_backward,
-                    check=lambda x, **kw: _check_pool("avg_pool2d", x, **kw))
+def _avg_pool2d_points(rng):
+    return [
+        *_pool_points(normal)(rng),
+        ((normal(rng, 1, 6, 7, 2),),
+         {"window": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False}),
+        ((normal(rng, 2, 7, 8, 1),),
+         {"window": (2, 3), "dilation": 2, "padding": (1, 1), "ceil_mode": True}),
+        ((normal(rng, 1, 4, 5, 2),),
+         {"padding": ((1, 0), (0, 1)), "stride": 1, "count_include_pad": False}),
+    ]
+
+avg_pool2d = register(
+    linear(_avg_pool2d, _avg_pool2d_backward,
+           check=lambda x, **kw: _check_pool("avg_pool2d", x, **kw)),
+    points=_avg_pool2d_points, affine=("x",),
+    zero_size=lambda: [*_pool_zero_size(), ((empty(0, 5, 5, 2),),
+                                             {"padding": 1, "ceil_mode": True,
+                                              "count_include_pad": False})],
+    bad={**_BAD_POOL, "count_include_pad": _BAD_FLAG})
 
 
 class _Window(NamedTuple):

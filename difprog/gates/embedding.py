@@ -12,7 +12,9 @@ import numpy as np
 
 from difprog import adapter
 from difprog.errors import DtypeError, LabelError, ShapeError
-from difprog.gate import gate
+from difprog.gate import linear
+from difprog.gates.points import empty, empty_labels, labels, normal
+from difprog.gates.registry import register
 
 
 def _embedding(table, ids):
@@ -45,10 +47,17 @@ def _check_embedding(table, ids):
             raise LabelError(f"gate 'embedding': ids must lie in [0, {table.shape[0]}) (the rows "
                              f"of table{list(table.shape)}), got {values[bad][:5].tolist()}")
 
-def _embedding_tangent(dtable, out, table, ids):
-    return _embedding(dtable, ids)
+def _embedding_points(rng):
+    return [((normal(rng, 5, 3), np.array([[0, 2, 2], [4, 0, 1]], np.int32)), {}),
+            ((normal(rng, 4, 2), np.int32(3)), {}),
+            ((normal(rng, 6, 4), labels(rng, 2, 3, 2, classes=6)), {})]
 
-# Linear in the table, so the tangent is the forward applied to the tangent; written out
-# because `linear` takes no `nondiff` inputs.
-embedding = gate(_embedding, backward=_embedding_backward, tangent=_embedding_tangent,
-                 nondiff=("ids",), check=_check_embedding)
+def _embedding_zero_size():
+    return [((empty(0, 3), empty_labels(0)), {}), ((empty(4, 0), empty_labels(2, 3)), {}),
+            ((empty(4, 3), empty_labels(0, 2)), {})]
+
+# Linear in the table (the ids get no derivative): the tangent is the forward of the tangent.
+embedding = register(linear(_embedding, _embedding_backward, nondiff=("ids",),
+                            check=_check_embedding),
+                     points=_embedding_points, zero_size=_embedding_zero_size,
+                     affine=("table",))

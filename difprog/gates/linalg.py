@@ -6,8 +6,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from difprog.errors import ShapeError
-from difprog.gate import gate
+from difprog.gate import bilinear
 from difprog.gates._util import unbroadcast
+from difprog.gates.points import empty, normal
+from difprog.gates.registry import register
 
 
 def _matmul(x, w):
@@ -28,9 +30,6 @@ def _matmul_backward(g, out, x, w):
     gw = unbroadcast(jnp.matmul(jnp.swapaxes(x2, -1, -2), g2), w2.shape)
     return gx.reshape(x.shape), gw.reshape(w.shape)
 
-def _matmul_tangent(dx, dw, out, x, w):
-    return jnp.matmul(dx, w) + jnp.matmul(x, dw)
-
 def _check_matmul(x, w):
     if x.ndim == 0 or w.ndim == 0:
         raise ShapeError(f"gate 'matmul' needs arrays of rank >= 1, got x{list(x.shape)} and "
@@ -41,4 +40,16 @@ def _check_matmul(x, w):
         raise ShapeError(f"gate 'matmul' cannot multiply x{list(x.shape)} by w{list(w.shape)}: "
                          f"x has {k} columns but w has {k_w} rows")
 
-matmul = gate(_matmul, backward=_matmul_backward, tangent=_matmul_tangent, check=_check_matmul)
+def _matmul_points(rng):
+    return [((normal(rng, *a), normal(rng, *b)), {}) for a, b in
+            [((4, 3), (3, 2)), ((3,), (3, 2)), ((4, 3), (3,)), ((2, 4, 3), (3, 5)),
+             ((2, 4, 3), (2, 3, 5))]]
+
+def _matmul_zero_size():
+    return [((empty(0, 3), empty(3, 2)), {}), ((empty(2, 0), empty(0, 3)), {}),
+            ((empty(0), empty(0)), {}), ((empty(2, 3), empty(3, 0)), {}),
+            ((empty(2, 0, 3), empty(2, 3, 4)), {})]
+
+# Bilinear: its tangent, matmul(dx, w) + matmul(x, dw), comes from the forward.
+matmul = register(bilinear(_matmul, _matmul_backward, check=_check_matmul),
+                  points=_matmul_points, zero_size=_matmul_zero_size, expression=True)

@@ -26,6 +26,8 @@ from difprog import adapter
 from difprog.errors import ArgumentError, DtypeError, LabelError, ShapeError
 from difprog.gate import gate
 from difprog.gates._util import check_real, is_int, unbroadcast
+from difprog.gates.points import empty, empty_labels, labels, normal, positive
+from difprog.gates.registry import register
 from difprog.gates.reductions import logsumexp
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -66,8 +68,22 @@ def _mse_loss_tangent(dpred, dtarget, out, pred, target, *, reduction):
 def _check_mse(pred, target, reduction):
     _check_reduction("mse_loss", reduction)
 
-mse_loss = gate(_mse_loss, backward=_mse_loss_backward, tangent=_mse_loss_tangent,
-                check=_check_mse)
+def _mse_points(rng):
+    return [((normal(rng, *a), normal(rng, *b)), kwargs) for a, b, kwargs in
+            [((5,), (5,), {}), ((3, 4), (3, 4), {}), ((3, 4), (4,), {}),
+             ((3, 4), (4,), {"reduction": "sum"}), ((2, 1, 3), (4, 1), {"reduction": "none"})]]
+
+def _mse_zero_size():
+    return [((empty(0), empty(0)), {}), ((empty(0, 3), empty(3)), {}),
+            ((empty(0, 3), empty(3)), {"reduction": "sum"}),
+            ((empty(2, 0), empty(1)), {"reduction": "none"})]
+
+_BAD_REDUCTION = ("avg", "MEAN", None, 1, ("mean",), True)
+
+mse_loss = register(gate(_mse_loss, backward=_mse_loss_backward, tangent=_mse_loss_tangent,
+                         check=_check_mse),
+                    points=_mse_points, zero_size=_mse_zero_size,
+                    bad={"reduction": ("avg", "", None, 0, ("sum",), True)})
 
 
 def _softmax_cross_entropy(logits, labels, weights=None, *, label_smoothing=0.0,
@@ -183,10 +199,45 @@ def _check_cross_entropy(logits, labels, weights, label_smoothing, ignore_index,
                             f"row of zeros to drop an example")
     _check_weights(name, weights, logits)
 
-softmax_cross_entropy = gate(
-    _softmax_cross_entropy, backward=_softmax_cross_entropy_backward,
-    tangent=_softmax_cross_entropy_tangent, nondiff=("labels", "weights"),
-    check=_check_cross_entropy)
+def _probabilities(rng, *shape):
+    """Probability targets: positive rows that sum to 1 along the last (class) axis."""
+    weights = rng.uniform(0.1, 1.0, shape)
+    return weights / weights.sum(-1, keepdims=True)
+
+def _with_labels(scores):
+    """Points of a loss of (scores, integer labels): two shapes, no options."""
+    return lambda rng: [((scores(rng, 4, 5), labels(rng, 4, classes=5)), {}),
+                        ((scores(rng, 2, 3, 4), labels(rng, 2, 3, classes=4)), {})]
+
+def _cross_entropy_points(rng):
+    """Integer labels first (as ever), then each option: probability targets, class weights,
+    label smoothing, ignored labels (-100, and a valid class), every reduction."""
+    ignoring = labels(rng, 3, 5, classes=6)
+    ignoring[0, 1] = ignoring[2, 3] = -100
+    return [*_with_labels(normal)(rng),
+            ((normal(rng, 3, 5), _probabilities(rng, 3, 5)), {"label_smoothing": 0.1}),
+            ((normal(rng, 2, 2, 4), _probabilities(rng, 2, 2, 4), positive(rng, 4)),
+             {"reduction": "none", "label_smoothing": 0.2}),
+            ((normal(rng, 3, 5, 6), ignoring, positive(rng, 6)),
+             {"label_smoothing": 0.2, "ignore_index": -100, "reduction": "sum"}),
+            ((normal(rng, 2, 3, 4), labels(rng, 2, 3, classes=4), positive(rng, 4)),
+             {"ignore_index": 1, "label_smoothing": 0.1}),
+            ((normal(rng, 5), np.int32(2)), {"reduction": "none", "label_smoothing": 1.0})]
+
+def _cross_entropy_zero_size():
+    z, ids = empty, empty_labels
+    return [((z(0, 5), ids(0)), {}), ((z(2, 0, 3), ids(2, 0)), {}),
+            ((z(0, 5), z(0, 5)), {"label_smoothing": 0.1}),
+            ((z(0, 5), ids(0), z(5)), {"ignore_index": 1, "reduction": "sum"}),
+            ((z(2, 0, 3), ids(2, 0), z(3)), {"reduction": "none"})]
+
+softmax_cross_entropy = register(
+    gate(_softmax_cross_entropy, backward=_softmax_cross_entropy_backward,
+         tangent=_softmax_cross_entropy_tangent, nondiff=("labels", "weights"),
+         check=_check_cross_entropy),
+    points=_cross_entropy_points, zero_size=_cross_entropy_zero_size,
+    bad={"label_smoothing": (-0.1, 1.5, "a", 1j, math.nan, math.inf, True, None),
+         "ignore_index": (1.5, "a", True, 2**40, (1,)), "reduction": _BAD_REDUCTION})
 
 
 def _multiclass_hinge_loss(scores, labels, margin=1.0, weights=None, *, p=1, reduction="mean"):
@@ -247,9 +298,31 @@ def _check_hinge(scores, labels, weights, margin, p, reduction):
     _check_labels(name, scores, labels)
     _check_weights(name, weights, scores)
 
-multiclass_hinge_loss = gate(
-    _multiclass_hinge_loss, backward=_multiclass_hinge_loss_backward,
-    tangent=_multiclass_hinge_loss_tangent, nondiff=("labels", "weights"), check=_check_hinge)
+def _hinge_scores(rng, *shape):
+    """Scores 0.3 k + 0.05: every margin s_j - s_y + 1 stays >= 0.1 away from the kink at 0."""
+    return rng.integers(-5, 6, shape) * 0.3 + 0.05
+
+def _hinge_points(rng):
+    """Integer labels first (as ever), then class weights, p = 2, a margin, every reduction."""
+    return [*_with_labels(_hinge_scores)(rng),
+            ((_hinge_scores(rng, 4, 5), labels(rng, 4, classes=5), 0.5, positive(rng, 5)),
+             {"p": 2, "reduction": "sum"}),
+            ((_hinge_scores(rng, 2, 3, 4), labels(rng, 2, 3, classes=4)),
+             {"weights": positive(rng, 4), "reduction": "none"}),
+            ((_hinge_scores(rng, 3, 6), labels(rng, 3, classes=6)), {"p": 2})]
+
+def _hinge_zero_size():
+    z, ids = empty, empty_labels
+    return [((z(0, 5), ids(0)), {}), ((z(2, 0, 3), ids(2, 0)), {"margin": 0.5}),
+            ((z(0, 5), ids(0)), {"weights": z(5), "p": 2, "reduction": "none"})]
+
+multiclass_hinge_loss = register(
+    gate(_multiclass_hinge_loss, backward=_multiclass_hinge_loss_backward,
+         tangent=_multiclass_hinge_loss_tangent, nondiff=("labels", "weights"),
+         check=_check_hinge),
+    points=_hinge_points, zero_size=_hinge_zero_size,
+    bad={"margin": ("a", 1j, math.nan, None, True), "p": (0, 3, -1, 1.0, "2", None, True),
+         "reduction": _BAD_REDUCTION})
 
 
 def _l2_penalty(tree):
@@ -263,8 +336,13 @@ def _l2_penalty_tangent(dtree, out, tree):
     terms = jax.tree.leaves(jax.tree.map(lambda leaf, d: 2 * jnp.sum(leaf * d), tree, dtree))
     return jnp.asarray(sum(terms, 0.0))
 
-l2_penalty = gate(_l2_penalty, backward=_l2_penalty_backward, tangent=_l2_penalty_tangent,
-                  pytree_inputs=True)
+l2_penalty = register(
+    gate(_l2_penalty, backward=_l2_penalty_backward, tangent=_l2_penalty_tangent,
+         pytree_inputs=True),
+    points=lambda rng: [((normal(rng, 3, 2),), {}),
+                        (({"dense_0": {"w": normal(rng, 3, 2), "b": normal(rng, 2)},
+                           "scale": normal(rng)},), {})],
+    zero_size=lambda: [(({"w": empty(0, 3), "b": empty(2)},), {}), ((empty(0),), {})])
 
 
 def _in_range(labels, logits):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 
 from difprog.errors import ShapeError
 from difprog.gate import gate
 from difprog.gates._util import check_real, unbroadcast
+from difprog.gates.points import empty, normal
+from difprog.gates.registry import register
 
 
 def _layer_norm(x, scale, offset, eps=1e-5):
@@ -47,8 +51,16 @@ def _check_norm(name, x, eps, **parameters):
             raise ShapeError(f"gate {name!r}: {parameter} must have shape {list(x.shape[-1:])} "
                              f"(the last axis of x{list(x.shape)}), got {list(p.shape)}")
 
-layer_norm = gate(_layer_norm, backward=_layer_norm_backward, tangent=_layer_norm_tangent,
-                  check=_check_layer_norm)
+_BAD_EPS = {"eps": (-1, "a", 1j, math.nan, math.inf, True, None)}
+
+layer_norm = register(
+    gate(_layer_norm, backward=_layer_norm_backward, tangent=_layer_norm_tangent,
+         check=_check_layer_norm),
+    points=lambda rng: [((normal(rng, 5), normal(rng, 5), normal(rng, 5)), {}),
+                        ((normal(rng, 3, 4), normal(rng, 4), normal(rng, 4)), {"eps": 1e-3})],
+    zero_size=lambda: [((empty(0, 4), empty(4), empty(4)), {}),
+                       ((empty(3, 0), empty(0), empty(0)), {})],
+    bad=_BAD_EPS, affine=("offset",))
 
 
 def _rms_norm(x, scale, eps=1e-6):
@@ -72,5 +84,11 @@ def _rms_normalize(x, eps):
     r = jnp.sqrt(jnp.mean(x * x, -1, keepdims=True) + eps)
     return x / r, r
 
-rms_norm = gate(_rms_norm, backward=_rms_norm_backward, tangent=_rms_norm_tangent,
-                check=lambda x, scale, eps: _check_norm("rms_norm", x, eps, scale=scale))
+rms_norm = register(
+    gate(_rms_norm, backward=_rms_norm_backward, tangent=_rms_norm_tangent,
+         check=lambda x, scale, eps: _check_norm("rms_norm", x, eps, scale=scale)),
+    points=lambda rng: [((normal(rng, 3, 4), normal(rng, 4)), {}),
+                        ((normal(rng, 5), normal(rng, 5)), {"eps": 1e-3}),
+                        ((normal(rng, 2, 3, 4), normal(rng, 4)), {"eps": 0})],
+    zero_size=lambda: [((empty(0, 4), empty(4)), {}), ((empty(3, 0), empty(0)), {"eps": 1e-3})],
+    bad=_BAD_EPS)

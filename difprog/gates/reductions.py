@@ -7,6 +7,8 @@ import jax.numpy as jnp
 from difprog.errors import ShapeError
 from difprog.gate import gate, linear
 from difprog.gates._util import check_axis, expand_reduced, normalize_axis
+from difprog.gates.points import distinct, empty, normal
+from difprog.gates.registry import register
 
 
 def _check_reduction(name, empty_ok=True):
@@ -20,6 +22,24 @@ def _check_reduction(name, empty_ok=True):
     return check
 
 
+def _reduction_points(rng):
+    return [((distinct(rng, 6),), {}), ((distinct(rng, 3, 4),), {"axis": 0}),
+            ((distinct(rng, 2, 3, 4),), {"axis": (0, 2)}), ((distinct(rng, 2, 3, 4),), {})]
+
+def _softmax_points(rng):
+    return [((normal(rng, 5),), {}), ((normal(rng, 3, 4),), {"axis": 0}),
+            ((normal(rng, 2, 3, 4),), {"axis": -1})]
+
+def _reduction_zero_size():
+    return [((empty(0, 3),), {"axis": 0}), ((empty(0, 3),), {"axis": 1}), ((empty(0, 3),), {})]
+
+def _softmax_zero_size():
+    return [((empty(5, 0),), {}), ((empty(0, 3),), {}), ((empty(5, 0),), {"axis": 0}),
+            ((empty(2, 0, 3),), {"axis": (1, 2)})]
+
+BAD_AXIS = {"axis": ("a", 1.5, 5, -7, (0, 0), (0, "a"), 1j, True, ((0,),))}
+
+
 def _sum(x, axis=None):
     """sum(x) over axis; d/dx_i = 1: the gradient is copied to every summand."""
     return jnp.sum(x, axis=axis)
@@ -27,7 +47,9 @@ def _sum(x, axis=None):
 def _sum_backward(g, out, x, axis):
     return (expand_reduced(g, normalize_axis(axis, x.ndim), x.shape),)
 
-sum = linear(_sum, _sum_backward, check=_check_reduction("sum"))
+sum = register(linear(_sum, _sum_backward, check=_check_reduction("sum")),
+               points=_reduction_points, zero_size=_reduction_zero_size, bad=BAD_AXIS,
+               affine=("x",), domain="real", expression=True)
 
 
 def _mean(x, axis=None):
@@ -44,7 +66,9 @@ def _count(x, axes):
         n *= x.shape[a]
     return n
 
-mean = linear(_mean, _mean_backward, check=_check_reduction("mean"))
+mean = register(linear(_mean, _mean_backward, check=_check_reduction("mean")),
+                points=_reduction_points, zero_size=_reduction_zero_size, bad=BAD_AXIS,
+                affine=("x",), domain="real", expression=True)
 
 
 def _max(x, axis=None):
@@ -65,8 +89,10 @@ def _winners(out, x, axes):
     is_max = (x == out).astype(x.dtype)
     return jnp.where(jnp.isnan(out), jnp.nan, is_max / jnp.sum(is_max, axis=axes, keepdims=True))
 
-max = gate(_max, backward=_max_backward, tangent=_max_tangent,
-           check=_check_reduction("max", empty_ok=False))
+max = register(gate(_max, backward=_max_backward, tangent=_max_tangent,
+                    check=_check_reduction("max", empty_ok=False)),
+               points=_reduction_points, bad=BAD_AXIS, domain="real", expression=True,
+               zero_size=lambda: [((empty(0, 3),), {"axis": 1}), ((empty(2, 0),), {"axis": 0})])
 
 
 def _logsumexp(x, axis=-1):
@@ -87,8 +113,10 @@ def _logsumexp_keepdims(x, axis):
     m = jnp.where(jnp.isfinite(m), m, 0)
     return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True))
 
-logsumexp = gate(_logsumexp, backward=_logsumexp_backward, tangent=_logsumexp_tangent,
-                 check=_check_reduction("logsumexp"))
+logsumexp = register(gate(_logsumexp, backward=_logsumexp_backward, tangent=_logsumexp_tangent,
+                          check=_check_reduction("logsumexp")),
+                     points=_softmax_points, zero_size=_softmax_zero_size, bad=BAD_AXIS,
+                     domain="real", expression=True)
 
 
 def _softmax(x, axis=-1):
@@ -101,8 +129,10 @@ def _softmax_backward(g, out, x, axis):
 def _softmax_tangent(dx, out, x, axis):
     return out * (dx - jnp.sum(out * dx, axis=axis, keepdims=True))
 
-softmax = gate(_softmax, backward=_softmax_backward, tangent=_softmax_tangent,
-               check=_check_reduction("softmax"))
+softmax = register(gate(_softmax, backward=_softmax_backward, tangent=_softmax_tangent,
+                        check=_check_reduction("softmax")),
+                   points=_softmax_points, zero_size=_softmax_zero_size, bad=BAD_AXIS,
+                   domain="real", expression=True)
 
 
 def _log_softmax(x, axis=-1):
@@ -115,5 +145,7 @@ def _log_softmax_backward(g, out, x, axis):
 def _log_softmax_tangent(dx, out, x, axis):
     return dx - jnp.sum(jnp.exp(out) * dx, axis=axis, keepdims=True)
 
-log_softmax = gate(_log_softmax, backward=_log_softmax_backward, tangent=_log_softmax_tangent,
-                   check=_check_reduction("log_softmax"))
+log_softmax = register(gate(_log_softmax, backward=_log_softmax_backward,
+                            tangent=_log_softmax_tangent, check=_check_reduction("log_softmax")),
+                       points=_softmax_points, zero_size=_softmax_zero_size, bad=BAD_AXIS,
+                       domain="real", expression=True)

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 from difprog.errors import DtypeError, ShapeError
 from difprog.gate import linear
 from difprog.gates._util import check_axis, check_extent, is_int
+from difprog.gates.points import empty, normal
+from difprog.gates.registry import register
 
 
 def _reshape(x, shape):
@@ -32,7 +34,14 @@ def _check_reshape(x, shape):
                          f"({x.size} values) as {list(shape)}; the sizes must agree, no entry may "
                          f"be below -1 and at most one may be -1 (not with a 0 entry)")
 
-reshape = linear(_reshape, _reshape_backward, static=("shape",), check=_check_reshape)
+reshape = register(
+    linear(_reshape, _reshape_backward, static=("shape",), check=_check_reshape),
+    points=lambda rng: [((normal(rng, 2, 3, 4), (6, 4)), {}), ((normal(rng, 2, 3, 2), (2, -1)), {}),
+                        ((normal(rng, 5), (5, 1)), {})],
+    zero_size=lambda: [((empty(0, 3), (3, 0)), {}), ((empty(0, 3), (-1, 3)), {}),
+                       ((empty(0, 3), 0), {})],
+    bad={"shape": (("a",), "a", 1.5, (2.0, 12.0), (-2, -12), (True, 24), None, (-1, -1, 24))},
+    affine=("x",))
 
 
 def _concatenate(xs, axis=-1):
@@ -75,5 +84,12 @@ def _check_concatenate(xs, axis):
         raise ShapeError(f"gate 'concatenate': inputs {shapes} must agree on every axis but "
                          f"axis {axis}")
 
-concatenate = linear(_concatenate, _concatenate_backward, pytree_inputs=True,
-                     check=_check_concatenate)
+concatenate = register(
+    linear(_concatenate, _concatenate_backward, pytree_inputs=True, check=_check_concatenate),
+    points=lambda rng: [(([normal(rng, 2, 3), normal(rng, 2, 4)],), {}),
+                        (((normal(rng, 1, 3), normal(rng, 2, 3), normal(rng, 3, 3)),),
+                         {"axis": 0})],
+    zero_size=lambda: [(([empty(0, 2), empty(3, 2)],), {"axis": 0}),
+                       (([empty(2, 0), empty(2, 0)],), {}),
+                       (([empty(0, 2), empty(3)],), {"axis": None})],
+    bad={"axis": ("a", 1.5, 5, (0,), True)}, affine=("xs",))

@@ -393,3 +393,10 @@ def test_pool_layers_take_dilation_ceil_mode_and_count_include_pad():
         layers.AvgPool2D(count_include_pad=1)
     with pytest.raises(ArgumentError, match=r"MaxPool2D: ceil_mode"):
         layers.MaxPool2D(ceil_mode="yes")
+
+
+def test_explicit_padding_pairs_given_as_lists():
+    x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1))
+    explicit = gates.conv2d(x, w, padding=[[1, 1], [1, 1]])
+    np.testing.assert_array_equal(explicit, gates.conv2d(x, w, padding="SAME"))
+    assert check_gate(gates.conv2d, x * 0.5, w * 0.3, padding=[[2, 0], [0, 1]]).ok

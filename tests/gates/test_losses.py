@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.conftest import assert_trees_close, bound_arguments
+from tests.conftest import EXTREME_VALUES, assert_trees_close, bound_arguments
 
 from difprog import gates
 from difprog.errors import (
@@ -259,7 +259,7 @@ def test_mse_reductions(reduction):
 # --- every option through jit, vmap and second order ------------------------------------------
 
 def _option_points():
-    """Every check point of the three losses past the plain ones test_gates.py runs."""
+    """Every check point of the three losses past the plain ones (test_rules.py runs those)."""
     for name, plain in [("mse_loss", 3), ("softmax_cross_entropy", 2),
                         ("multiclass_hinge_loss", 2)]:
         for i, point in enumerate(check_points(name)[plain:], start=plain):
@@ -409,3 +409,11 @@ def test_label_smoothing_bounds_are_inclusive():
         assert np.isfinite(gates.softmax_cross_entropy(_S, _Y, label_smoothing=smoothing))
     with pytest.raises(ArgumentError, match=r"'label_smoothing' must lie in \[0, 1\], got 1.01"):
         gates.softmax_cross_entropy(_S, _Y, label_smoothing=1.01)
+
+
+def test_cross_entropy_is_finite_for_large_logits():
+    logits = jnp.stack([EXTREME_VALUES, -EXTREME_VALUES])
+    labels = jnp.array([0, 0])
+    loss, grad = jax.value_and_grad(gates.softmax_cross_entropy)(logits, labels)
+    np.testing.assert_allclose(loss, (2e4 + 0.0) / 2, rtol=1e-6)
+    assert np.all(np.isfinite(grad))

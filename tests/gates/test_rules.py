@@ -1,6 +1,6 @@
-"""Every gate in gates.ALL: its rules against JAX's autodiff of its forward and against finite
-differences, at several shapes (broadcasting, a batch axis), eagerly, under jit and under vmap,
-and to second order."""
+"""Every registered gate (gates.ALL): its rules against JAX's autodiff of its forward and against
+finite differences, at its registered check points (several shapes, broadcasting, a batch axis),
+eagerly, under jit and under vmap, and to second order."""
 
 from __future__ import annotations
 
@@ -134,3 +134,38 @@ def test_check_gate_holds_a_python_number_input_constant():
     assert not difprog.check_gate(wrong, x, 2).ok  # d/dx is still checked
     both_numbers = difprog.check_gate(gates.multiply, 2.0, 3.0)  # all numbers: all varied
     assert both_numbers.ok and both_numbers.errors["reverse"] < 1e-12
+
+
+# Gates whose later points hold options that no test of their family runs under vmap (the
+# convolutions, pools, losses and attention have their own).
+EVERY_POINT = ["gelu", "softplus", "power", "rms_norm", "embedding"]
+
+
+def _cases():
+    for name in EVERY_POINT:
+        for i in range(len(check_points(name))):
+            yield pytest.param(name, i, id=f"{name}-{i}")
+
+
+@pytest.mark.parametrize("name, index", list(_cases()))
+def test_every_point_under_vmap_matches_autodiff_of_forward(name, index):
+    """A batch of two copies of each point (one perturbed) through jax.vmap, gradients and
+    tangents, against JAX's autodiff of the forward."""
+    gate = gates.ALL[name]
+    with jax.enable_x64(True):
+        inputs, others = bound_arguments(gate, *check_points(name)[index])
+        inputs = as_dtype(inputs, jnp.float64)
+        batch = jax.tree.map(lambda p, q: jnp.stack([p, p + 0.01 * q]), inputs,
+                             random_like(inputs, seed=4))
+        x, v = tuple(batch.values()), tuple(random_like(batch, seed=5).values())
+        names = list(inputs)
+        arrays = {k: jnp.stack([w, w]) for k, w in others.items() if k in gate.array_names}
+        static = {k: w for k, w in others.items() if k not in arrays}
+
+        def run(fn):
+            f = lambda a, *x: fn(**dict(zip(names, x)), **a, **static)
+            grad = jax.grad(lambda a, *x: jnp.sum(jnp.sin(f(a, *x))), tuple(range(1, len(x) + 1)))
+            jvp = lambda a, x, v: jax.jvp(lambda *x: f(a, *x), x, v)[1]
+            return jax.vmap(grad)(arrays, *x), jax.vmap(jvp)(arrays, x, v)
+
+        assert_trees_close(jax.jit(lambda: run(gate))(), run(gate.forward))
