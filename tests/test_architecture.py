@@ -3,8 +3,8 @@
 - no module imports another package's private module or private name (`difprog.layers._layer`
   from `difprog.interop`, `_as_struct` from outside `difprog.layers`);
 - every public module declares `__all__`;
-- a module stays under 600 lines and a function under 60, except the few listed below, each
-  with its reason.
+- a module stays under 600 lines and a function under 60 (its docstring not counted: a long
+  docstring is documentation, not code), except the few listed below, each with its reason.
 """
 
 from __future__ import annotations
@@ -12,14 +12,22 @@ from __future__ import annotations
 import ast
 import pathlib
 
-import pytest
-
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "difprog"
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 60
 
 # path relative to difprog/ (or "path:function") -> why it may be longer
 LONG_ALLOWED: dict[str, str] = {}
+
+
+def _code_lines(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """A function's lines from its `def` to its end, less its docstring's."""
+    lines = function.end_lineno - function.lineno + 1
+    first = function.body[0]
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        lines -= first.end_lineno - first.lineno + 1
+    return lines
 
 
 def _modules() -> list[pathlib.Path]:
@@ -115,19 +123,20 @@ def test_functions_fit_on_a_screen():
         rel = str(path.relative_to(PACKAGE))
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lines = node.end_lineno - node.lineno + 1
+                lines = _code_lines(node)
                 if lines > MAX_FUNCTION_LINES and f"{rel}:{node.name}" not in LONG_ALLOWED:
                     long[f"{rel}:{node.name}"] = lines
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
-@pytest.mark.parametrize("entry", sorted(LONG_ALLOWED))
-def test_every_allowance_is_still_needed(entry):
-    path, _, function = entry.partition(":")
-    source = (PACKAGE / path).read_text()
-    if not function:
-        assert len(source.splitlines()) > MAX_MODULE_LINES, f"{entry} is short now: drop it"
-        return
-    lengths = [n.end_lineno - n.lineno + 1 for n in ast.walk(ast.parse(source))
-               if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == function]
-    assert lengths and max(lengths) > MAX_FUNCTION_LINES, f"{entry} is short now: drop it"
+def test_every_allowance_is_still_needed():
+    for entry in LONG_ALLOWED:
+        path, _, function = entry.partition(":")
+        source = (PACKAGE / path).read_text()
+        if not function:
+            assert len(source.splitlines()) > MAX_MODULE_LINES, f"{entry} is short: drop it"
+            continue
+        lengths = [_code_lines(n) for n in ast.walk(ast.parse(source))
+                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   and n.name == function]
+        assert lengths and max(lengths) > MAX_FUNCTION_LINES, f"{entry} is short: drop it"

@@ -507,14 +507,15 @@ def test_fuzz_points():
 def test_an_expression_starting_with_a_minus_is_an_expression_not_an_option(capsys):
     """`difprog explain '-x' --at x=3` explains -x (argparse alone reads '-x' as an option);
     the options may come before or after it, and another command's values are left alone."""
-    from difprog.cli import _expression_last, main
+    from difprog.cli import main
+    from difprog.cli.explain import expression_last
 
     assert main(["explain", "-x", "--at", "x=3"]) == 0
     assert "f = -3;" in capsys.readouterr().out
     assert main(["explain", "--at=x=2", "-x ** 2"]) == 0
     assert "f = -4;" in capsys.readouterr().out
-    assert _expression_last(["--debug", "explain", "-x", "--out", "d", "--at", "x=1"]) == \
+    assert expression_last(["--debug", "explain", "-x", "--out", "d", "--at", "x=1"]) == \
         ["--debug", "explain", "--out", "d", "--at", "x=1", "--", "-x"]
     sample = ["sample", "--prompt", "explain", "-x"]
-    assert _expression_last(sample) == sample
+    assert expression_last(sample) == sample
     assert main(["explain", "-x"]) == 2  # --at is still required: a usage error

@@ -19,7 +19,6 @@ import sys
 import jax
 
 from difprog.cli import attribute, bench, check, demo, explain, sample, train, visualize
-from difprog.cli.explain import expression_last as _expression_last  # noqa: F401 (tests)
 from difprog.cli.options import DEBUG_HELP, Formatter, Parser, UsageError, command, one_line
 
 __all__ = ["COMMANDS", "main", "parser"]

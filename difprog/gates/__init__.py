@@ -3,16 +3,17 @@
 Each gate is registered where it is written (`difprog.gates.registry.register`), with the points
 at which it is proven: `ALL` maps each gate's name to the gate, `REGISTRY` holds each gate's
 entry, and `check_points(name, seed)` gives the points at which `difprog check` and the tests
-prove it. Two helpers for writing gates and layers: `unbroadcast(g, shape)` sums a cotangent back
-to an input's shape, and `pair(value, name)` reads an int or a pair of ints (a window, stride or
-kernel size) as a pair.
+prove it. Helpers for writing gates and layers: `unbroadcast(g, shape)` sums a cotangent back
+to an input's shape, `pair(value, name)` reads an int or a pair of ints (a window, stride or
+kernel size) as a pair, and `layer_padding(owner, padding)` checks any padding form a
+convolution or pool takes and returns it as the gate will read it.
 """
 
 # isort: skip_file
 # The family modules register their gates as they are imported: this order is ALL's order
 # (difprog check's and the tests'), so these imports are not sorted.
 from difprog.gate import unbroadcast
-from difprog.gates._util import pair
+from difprog.gates._util import layer_padding, pair
 from difprog.gates.arithmetic import (
     abs,
     add,
@@ -45,5 +46,5 @@ from difprog.gates.losses import (
 from difprog.gates.attention import attention
 from difprog.gates.registry import ALL, REGISTRY, check_points, register, unregister
 
-__all__ = ["ALL", "REGISTRY", "check_points", "pair", "register", "unbroadcast", "unregister",
-           *ALL]
+__all__ = ["ALL", "REGISTRY", "check_points", "layer_padding", "pair", "register", "unbroadcast",
+           "unregister", *ALL]

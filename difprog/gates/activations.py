@@ -18,6 +18,8 @@ from difprog.gates._util import check_real, keep_nan
 from difprog.gates.points import away_from_zero, beyond, empty, empty_unary, normal, unary
 from difprog.gates.registry import register
 
+__all__ = ["gelu", "leaky_relu", "relu", "sigmoid", "softplus", "tanh"]
+
 
 def _relu(x):
     """relu(x) = max(x, 0); d = 1 for x > 0, else 0 (relu'(0) = 0, as in JAX). NaN stays NaN."""

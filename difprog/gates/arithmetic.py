@@ -26,6 +26,9 @@ from difprog.gates.points import (
 )
 from difprog.gates.registry import register
 
+__all__ = ["abs", "add", "divide", "exp", "log", "maximum", "minimum", "multiply", "negative",
+           "power", "reciprocal", "sqrt", "square", "subtract"]
+
 
 def _add(x, y):
     """add(x, y) = x + y; d/dx = d/dy = 1: the add gate distributes the gradient."""

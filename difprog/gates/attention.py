@@ -32,6 +32,8 @@ from difprog.gates._util import check_flag, check_real
 from difprog.gates.points import empty, normal
 from difprog.gates.registry import register
 
+__all__ = ["attention"]
+
 # Rows of queries and keys per block: XLA:CPU's matmuls like blocks of a few hundred. Inputs no
 # longer than a block run as one block (the check points: exact and cheap to compile).
 BLOCK_Q = 256

@@ -28,6 +28,8 @@ from difprog.gates._util import check_count, check_flag, check_padding, check_pa
 from difprog.gates.points import distinct, empty, normal
 from difprog.gates.registry import register
 
+__all__ = ["avg_pool2d", "conv2d", "max_pool2d"]
+
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _PATCH_BYTES = 4 << 20
 

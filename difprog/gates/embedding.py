@@ -16,6 +16,8 @@ from difprog.gate import linear
 from difprog.gates.points import empty, empty_labels, labels, normal
 from difprog.gates.registry import register
 
+__all__ = ["embedding"]
+
 
 def _embedding(table, ids):
     """out[..., :] = table[ids[...], :]; d/dtable scatter-adds g into the rows ids name

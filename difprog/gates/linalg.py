@@ -11,6 +11,8 @@ from difprog.gates._util import unbroadcast
 from difprog.gates.points import empty, normal
 from difprog.gates.registry import register
 
+__all__ = ["matmul"]
+
 
 def _matmul(x, w):
     """matmul(x, w) = x w; dL/dx = dL/dy w^T and dL/dw = x^T dL/dy (batch axes summed)."""

@@ -30,6 +30,8 @@ from difprog.gates.points import empty, empty_labels, labels, normal, positive
 from difprog.gates.registry import register
 from difprog.gates.reductions import logsumexp
 
+__all__ = ["l2_penalty", "mse_loss", "multiclass_hinge_loss", "softmax_cross_entropy"]
+
 REDUCTIONS = ("mean", "sum", "none")
 
 

@@ -12,6 +12,8 @@ from difprog.gates._util import check_real, unbroadcast
 from difprog.gates.points import empty, normal
 from difprog.gates.registry import register
 
+__all__ = ["layer_norm", "rms_norm"]
+
 
 def _layer_norm(x, scale, offset, eps=1e-5):
     """y = xhat scale + offset, xhat = (x - mean) / sqrt(var + eps) over the last axis;

@@ -10,6 +10,8 @@ from difprog.gates._util import check_axis, expand_reduced, normalize_axis
 from difprog.gates.points import distinct, empty, normal
 from difprog.gates.registry import register
 
+__all__ = ["log_softmax", "logsumexp", "max", "mean", "softmax", "sum"]
+
 
 def _check_reduction(name, empty_ok=True):
     """The check of a reduction's arguments: `axis` names axes of x (None: all of them)."""

@@ -13,6 +13,8 @@ from difprog.gates._util import check_axis, check_extent, is_int
 from difprog.gates.points import empty, normal
 from difprog.gates.registry import register
 
+__all__ = ["concatenate", "reshape"]
+
 
 def _reshape(x, shape):
     """y = x laid out in `shape` (one entry may be -1); dx = dy laid out in x's shape."""

@@ -13,8 +13,7 @@ import jax.numpy as jnp
 from difprog import arguments, gates
 from difprog.errors import ArgumentError
 from difprog.gate import Gate
-from difprog.gates import pair
-from difprog.gates._util import layer_padding
+from difprog.gates import layer_padding, pair
 from difprog.layers._layer import Input, Layer
 from difprog.layers._trainable import NHWC
 

@@ -13,8 +13,7 @@ from jax.nn import initializers
 
 from difprog import arguments, gates
 from difprog.errors import ArgumentError, ShapeError
-from difprog.gates import pair
-from difprog.gates._util import layer_padding
+from difprog.gates import layer_padding, pair
 from difprog.layers._layer import Initializer, Input, Layer, Param
 
 LAST_AXIS = Input(min_rank=1, text="an input of rank >= 1, features on the last axis")

@@ -1,0 +1,13 @@
+"""The limits on what an expression or a point may ask for (see `difprog.expression`)."""
+
+MAX_LENGTH = 10_000
+MAX_TOKENS = 5_000
+MAX_NODES = 2_000
+MAX_DEPTH = 64
+MAX_VECTOR = 1_000
+MAX_MAGNITUDE = 1e300
+MAX_ELEMENTS = 1_000_000
+MAX_TOTAL_ELEMENTS = 10_000_000
+MAX_POINT_LENGTH = 100_000
+MAX_POINT_NUMBERS = 10_000
+MAX_POINT_DEPTH = 32
