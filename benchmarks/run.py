@@ -75,7 +75,7 @@ def measure(spec: Spec, batch: int, frameworks: list[str], repeats: int, rounds:
                     variant.block(run())
                     results[name][kind].append(time.perf_counter() - start)
     flops = variants[BASELINE].flops() if BASELINE in variants else None
-    for name, result in results.items():
+    for result in results.values():
         result["ms_per_step"] = 1e3 * statistics.median(result.pop("step"))
         result["forward_ms"] = 1e3 * statistics.median(result.pop("forward"))
         result["flops_per_step"] = flops

@@ -20,11 +20,11 @@ import jax
 
 jax.config.update("jax_num_cpu_devices", 4)  # before anything else starts JAX's CPU client
 
-import numpy as np
-import optax
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
-from difprog import gates, layers, models
-from difprog.placement import Placement
+from difprog import gates, layers, models  # noqa: E402
+from difprog.placement import Placement  # noqa: E402
 
 
 def _models(tiny: bool) -> dict:

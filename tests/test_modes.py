@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.conftest import assert_trees_close
 
 import difprog
 from difprog import gates, layers
+from tests.conftest import assert_trees_close
 
 
 def _mlp(n, m, width=64):

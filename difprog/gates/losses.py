@@ -27,8 +27,8 @@ from difprog.errors import ArgumentError, DtypeError, LabelError, ShapeError
 from difprog.gate import gate
 from difprog.gates._util import check_real, is_int, unbroadcast
 from difprog.gates.points import empty, empty_labels, labels, normal, positive
-from difprog.gates.registry import register
 from difprog.gates.reductions import logsumexp
+from difprog.gates.registry import register
 
 __all__ = ["l2_penalty", "mse_loss", "multiclass_hinge_loss", "softmax_cross_entropy"]
 

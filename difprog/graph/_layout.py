@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def layout(n: int, edges: list[tuple[int, int, int]]) -> tuple[list[int], list[float]]:
     """Columns by longest path from an input, inputs just before the node that reads them.
 

@@ -29,7 +29,7 @@ def literal(value: np.ndarray) -> Expr:
     """A scalar: bare (`1.0`) where numpy arithmetic keeps the array's dtype, else typed."""
     v = value.item()
     dtype = value.dtype
-    if dtype == bool:
+    if dtype == np.bool_:
         return Expr(repr(bool(v)))
     if isinstance(v, float) and not np.isfinite(v):
         bare = "np.nan" if np.isnan(v) else ("np.inf" if v > 0 else "-np.inf")

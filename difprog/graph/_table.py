@@ -36,7 +36,7 @@ def summary(x: Any, digits: int = 4) -> str:
 
 def _short_dtype(dtype: np.dtype) -> str:
     """float32 as f32, int32 as i32, bool as bool: the names jaxprs print."""
-    if dtype == bool:
+    if dtype == np.bool_:
         return "bool"
     return {"f": "f", "i": "i", "u": "u", "c": "c"}.get(dtype.kind, "") + str(dtype.itemsize * 8)
 

@@ -121,7 +121,7 @@ def save_attributions(images: Any, maps: Mapping[str, Any], path: str | os.PathL
         _draw_image(axes[i, 0], images[i])
         if labels is not None:
             axes[i, 0].set_ylabel(str(labels[i]), fontsize=8)
-        for j, (name, values) in enumerate(shown.items(), start=1):
+        for j, values in enumerate(shown.values(), start=1):
             cell = axes[i, j].imshow(values[i], cmap="RdBu_r", vmin=-1, vmax=1,
                                      interpolation="nearest")
             _bare(axes[i, j])

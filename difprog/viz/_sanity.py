@@ -261,8 +261,7 @@ def spearman(a: Any, b: Any, where: Any = None) -> float:
         if keep is not None and keep.sum() < 2:  # no ranks to correlate
             values.append(0.0)
             continue
-        pick = (lambda m: m.ravel()) if keep is None else (lambda m: m[keep].ravel())
-        p, q = rankdata(pick(a[i])), rankdata(pick(b[i]))
+        p, q = (rankdata(m.ravel() if keep is None else m[keep].ravel()) for m in (a[i], b[i]))
         p, q = p - p.mean(), q - q.mean()
         norm = np.sqrt((p @ p) * (q @ q))
         values.append(float(p @ q / norm) if norm > 0 else 0.0)

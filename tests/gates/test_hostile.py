@@ -15,13 +15,11 @@ registers beside its rules (`zero_size`, `bad`, `affine`):
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.conftest import bound_arguments
 
 from difprog import gates
 from difprog.errors import (
@@ -32,6 +30,7 @@ from difprog.errors import (
     ShapeError,
 )
 from difprog.gates import REGISTRY, check_points
+from tests.conftest import bound_arguments
 
 NAMES = list(gates.ALL)
 MODES = ["eager", "jit"]

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.conftest import EXTREME_VALUES, assert_trees_close, bound_arguments
 
 from difprog import gates
 from difprog.errors import (
@@ -26,6 +25,7 @@ from difprog.errors import (
     ShapeError,
 )
 from difprog.gates import check_points
+from tests.conftest import EXTREME_VALUES, assert_trees_close, bound_arguments
 
 LOSSES = ["mse_loss", "softmax_cross_entropy", "multiclass_hinge_loss"]
 

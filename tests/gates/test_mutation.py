@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.conftest import GATE_NAMES, as_dtype, bound_arguments, first_point, random_like
 
 import difprog
 from difprog import gates
+from tests.conftest import GATE_NAMES, as_dtype, bound_arguments, first_point, random_like
 
 
 def scaled_backward(gate, factor):

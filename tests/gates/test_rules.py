@@ -8,6 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import difprog
+from difprog import gates
+from difprog.gates import check_points
 from tests.conftest import (
     GATE_NAMES,
     as_dtype,
@@ -17,10 +21,6 @@ from tests.conftest import (
     inner,
     random_like,
 )
-
-import difprog
-from difprog import gates
-from difprog.gates import check_points
 
 
 @pytest.mark.parametrize("name", GATE_NAMES)

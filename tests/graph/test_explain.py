@@ -9,12 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.conftest import GATE_NAMES, bound_arguments
 
 import difprog
 from difprog import gates, layers
 from difprog.gates import check_points
 from difprog.graph import explain
+from tests.conftest import GATE_NAMES, bound_arguments
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.models.test_gpt import _perturbed
 
 from difprog import explain, gates, models
+from tests.models.test_gpt import _perturbed
 
 IDS = jnp.array([[1, 5, 2, 12, 0, 3, 3, 7], [4, 4, 9, 1, 2, 8, 6, 0]], jnp.int32)
 TARGETS = jnp.roll(IDS, -1, 1)

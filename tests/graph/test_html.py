@@ -11,12 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.graph.html_page import EXAMPLES, short, steps
 
 from difprog import cli
 from difprog.errors import ArgumentError
 from difprog.graph import _flat_code, _html, explain
 from difprog.graph._html import number
+from tests.graph.html_page import EXAMPLES, short, steps
 
 
 @pytest.fixture(scope="module")

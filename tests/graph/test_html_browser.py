@@ -21,9 +21,9 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from tests.graph.html_page import EXAMPLES, short, steps
 
 from difprog.graph._html import number
+from tests.graph.html_page import EXAMPLES, short, steps
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",

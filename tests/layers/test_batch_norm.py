@@ -109,8 +109,8 @@ def test_batch_norm_gradients_match_jax_autodiff_in_float64(train):
             out = []
             for f in (lambda p, x: bn.apply(p, x, train=train),
                       lambda p, x: _jnp_batch_norm(p, x, train)):
-                grads = jax.grad(lambda p, x: jnp.sum(f(p, x) * w), (0, 1))(p, x)
-                out.append((grads, jax.jvp(lambda x: f(p, x), (x,), (w,))[1]))
+                grads = jax.grad(lambda p, x, f=f: jnp.sum(f(p, x) * w), (0, 1))(p, x)
+                out.append((grads, jax.jvp(lambda x, f=f: f(p, x), (x,), (w,))[1]))
             return out
 
         ours, ref = both(p, x)

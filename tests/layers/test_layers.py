@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from tests.conftest import assert_trees_close, inner, random_like
 from jax import lax
 
 import difprog
 from difprog import layers
+from tests.conftest import assert_trees_close, inner, random_like
 
 KEY = jax.random.key(0)
 DROP_KEY = jax.random.key(7)

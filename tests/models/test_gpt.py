@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from tests.conftest import as_dtype, assert_trees_close, random_like
 
 import difprog
 from difprog import data, gates, layers, models
+from tests.conftest import as_dtype, assert_trees_close, random_like
 
 KEY = jax.random.key(0)
 VOCAB, CONTEXT = 11, 8

@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.conftest import digits_subset
 
 import difprog
 from difprog import checkpoint, layers
@@ -24,6 +23,7 @@ from difprog.train import (
     make_schedule,
     make_train_step,
 )
+from tests.conftest import digits_subset
 
 
 @pytest.fixture(scope="module")

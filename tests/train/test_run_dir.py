@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-from tests.conftest import digits_subset
 
 from difprog import checkpoint, files, layers, rundir
 from difprog.errors import (
@@ -24,6 +23,7 @@ from difprog.errors import (
     WriteError,
 )
 from difprog.train import TrainConfig, fit
+from tests.conftest import digits_subset
 
 
 @pytest.fixture(scope="module")

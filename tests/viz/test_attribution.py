@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.conftest import assert_trees_close, digits_subset
 
 import difprog
 from difprog import layers, models, viz
 from difprog.cli import main
+from tests.conftest import assert_trees_close, digits_subset
 
 KEY = jax.random.key(0)
 

@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.conftest import assert_trees_close
 
 import difprog
 from difprog import data, layers, models, viz
 from difprog.cli import main
+from tests.conftest import assert_trees_close
 
 KEY = jax.random.key(0)
 SHAPE = (3, 8, 8, 1)

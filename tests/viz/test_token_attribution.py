@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.models.test_gpt import _perturbed, reference_blocks, reference_embed
 
 from difprog import data, layers, models, viz
 from difprog.errors import ArgumentError, DtypeError
+from tests.models.test_gpt import _perturbed, reference_blocks, reference_embed
 
 VOCAB = 13
 IDS = jnp.array([[1, 5, 2, 12, 0, 3, 3, 7], [4, 4, 9, 1, 2, 8, 6, 0]], jnp.int32)
