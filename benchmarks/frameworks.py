@@ -386,7 +386,8 @@ def _torch_gpt(spec: Spec):
             super().__init__()
             self.norm1, self.norm2 = nn.LayerNorm(features), nn.LayerNorm(features)
             self.qkv, self.out = nn.Linear(features, 3 * features), nn.Linear(features, features)
-            self.up, self.down = nn.Linear(features, 4 * features), nn.Linear(4 * features, features)
+            self.up = nn.Linear(features, 4 * features)
+            self.down = nn.Linear(4 * features, features)
 
         def forward(self, h):
             batch, seq, _ = h.shape

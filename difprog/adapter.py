@@ -221,7 +221,8 @@ def _batched(gate: Gate, dims_key: tuple) -> Gate:
 
 
 def _unbatch(cotangent: jax.Array, dim: int | None) -> jax.Array:
-    """Moves a per-example cotangent's batch axis to `dim`, or sums it away for an unbatched input."""
+    """Moves a per-example cotangent's batch axis to `dim`, or sums it away for an unbatched
+    input."""
     return cotangent.sum(0) if dim is None else jnp.moveaxis(cotangent, 0, dim)
 
 
@@ -399,7 +400,8 @@ class GateCall:
         return self.gate.forward(**self.arguments(flat))
 
     def backward(self, g: jax.Array, out: jax.Array, *flat) -> list:
-        """The hand-written backward rule, one cotangent per flat input (None where there is none)."""
+        """The hand-written backward rule, one cotangent per flat input (None where there is
+        none)."""
         gate, kwargs = self.gate, self.arguments(flat)
         by_name = cotangents_by_name(gate, gate.backward(g, out, **kwargs))
         result = []

@@ -213,7 +213,9 @@ def _shapes(arguments: dict, gate: Gate) -> str:
     for name, value in arguments.items():
         if name in gate.array_names:
             leaves = jax.tree.leaves(value)
-            parts.append(f"{name}={'+'.join(describe(l) for l in leaves) if len(leaves) != 1 else describe(leaves[0])}")
+            shown = ("+".join(describe(leaf) for leaf in leaves) if len(leaves) != 1
+                     else describe(leaves[0]))
+            parts.append(f"{name}={shown}")
         else:
             parts.append(f"{name}={value!r}")
     return ", ".join(parts)

@@ -150,7 +150,8 @@ def kill_point(name: str) -> None:
 
     Does nothing unless the environment variable DIFPROG_TEST_KILL_AT is exactly
     `<name>:<n>` with `name` one of KILL_POINTS and n a positive count, which only the crash
-    tests of tests/train/test_kill_and_resume.py set (in the processes they start and kill on purpose).
+    tests of tests/train/test_kill_and_resume.py set (in the processes they start and kill on
+    purpose).
     """
     wanted = os.environ.get(_KILL_VARIABLE)
     if not wanted or not wanted.startswith(f"{name}:"):

@@ -290,7 +290,8 @@ def _named(rule: Callable, forward: Callable, kind: str, math: str) -> Callable:
 
 
 def unbroadcast(g: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Sums a cotangent over the axes that broadcasting added, back to `shape` (the copy gate adds)."""
+    """Sums a cotangent over the axes that broadcasting added, back to `shape` (the copy gate
+    adds)."""
     if g.shape == tuple(shape):
         return g
     extra = g.ndim - len(shape)

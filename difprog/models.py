@@ -16,7 +16,8 @@ from difprog.errors import ArgumentError
 
 
 def cnn(num_classes: int = 10) -> layers.Serial:
-    """Two 3x3 convolutions of 32 and 64 channels, 2x2 max pooling, a dense layer of 128, dropout."""
+    """Two 3x3 convolutions of 32 and 64 channels, 2x2 max pooling, a dense layer of 128,
+    dropout."""
     return layers.serial(
         layers.Conv2D(32, 3), layers.Relu(),
         layers.Conv2D(64, 3), layers.Relu(), layers.MaxPool2D(2),

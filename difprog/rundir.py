@@ -4,8 +4,8 @@
 written, then takes an exclusive lock on `directory/.lock` (`fcntl.flock`, which the system
 releases when the holder exits, even by SIGKILL) and writes the holder's pid and host into it.
 A second run on the same directory gets a `RunDirectoryError` naming that process. While it holds
-the lock, the owner removes the temporaries of writers that are gone (see `difprog.files.atomic`): no
-live run can own them, since none can hold the lock, and a temporary whose writer is still alive
+the lock, the owner removes the temporaries of writers that are gone (see `difprog.files.atomic`):
+no live run can own them, since none can hold the lock, and a temporary whose writer is still alive
 (a script saving into the directory by hand) is left alone. The lock file is removed on exit.
 
 Example:

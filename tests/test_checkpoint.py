@@ -83,7 +83,8 @@ def test_metadata_must_be_json(tmp_path):
 def test_identical_input_gives_identical_bytes(tmp_path):
     meta = {"z": 1, "a": {"y": 2, "b": 3}}
     first = checkpoint.save(tmp_path / "a.safetensors", _state(), metadata=meta)
-    second = checkpoint.save(tmp_path / "b.safetensors", _state(), metadata=dict(reversed(meta.items())))
+    second = checkpoint.save(tmp_path / "b.safetensors", _state(),
+                             metadata=dict(reversed(meta.items())))
     assert first.read_bytes() == second.read_bytes()
 
 

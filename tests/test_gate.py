@@ -97,7 +97,8 @@ def test_gate_exposes_its_parts_and_docs():
 def test_python_numbers_are_weak_constants():
     x = jnp.array([1.0, 2.0], jnp.bfloat16)
     assert gates.multiply(x, 2.0).dtype == jnp.bfloat16
-    assert jax.grad(lambda x: jnp.sum(gates.multiply(x, 2)).astype(jnp.float32))(x).dtype == jnp.bfloat16
+    grad = jax.grad(lambda x: jnp.sum(gates.multiply(x, 2)).astype(jnp.float32))(x)
+    assert grad.dtype == jnp.bfloat16
     assert float(jax.grad(gates.power)(3.0, 2)) == 6.0
 
 
@@ -192,9 +193,11 @@ class TestBadInput:
             gates.layer_norm(jnp.ones((2, 4)), jnp.ones(3), jnp.ones(4))
         with pytest.raises(difprog.ShapeError, match="'softmax_cross_entropy'.*labels"):
             gates.softmax_cross_entropy(jnp.ones((4, 3)), jnp.zeros(3, jnp.int32))
-        with pytest.raises(difprog.ShapeError, match=r"'reshape'.*x\[2, 3\] \(6 values\) as \[4, -1\]"):
+        with pytest.raises(difprog.ShapeError,
+                           match=r"'reshape'.*x\[2, 3\] \(6 values\) as \[4, -1\]"):
             gates.reshape(jnp.ones((2, 3)), (4, -1))
-        with pytest.raises(difprog.ShapeError, match=r"'concatenate'.*\[\[2, 3\], \[3, 3\]\].*axis -1"):
+        with pytest.raises(difprog.ShapeError,
+                           match=r"'concatenate'.*\[\[2, 3\], \[3, 3\]\].*axis -1"):
             gates.concatenate([jnp.ones((2, 3)), jnp.ones((3, 3))])
         with pytest.raises(difprog.ShapeError, match=r"'concatenate'.*axis 2 is out of range"):
             gates.concatenate([jnp.ones((2, 3)), jnp.ones((2, 3))], axis=2)
@@ -210,7 +213,8 @@ class TestBadInput:
             gates.softmax_cross_entropy(jnp.ones((2, 3)), jnp.zeros(2))
 
     def test_non_arrays(self):
-        with pytest.raises(difprog.DtypeError, match="'tanh'.*must be an array or a number, got str"):
+        with pytest.raises(difprog.DtypeError,
+                           match="'tanh'.*must be an array or a number, got str"):
             gates.tanh("1.0")
         with pytest.raises(difprog.DtypeError, match="'add'.*got list"):
             gates.add([1.0, 2.0], 1.0)

@@ -271,7 +271,8 @@ def _visible(plan, i, j):
 
 
 def _over_keys(plan, i, step, carry):
-    """`carry = step(j, carry)` over the key blocks j, skipping those a causal block i cannot see."""
+    """`carry = step(j, carry)` over the key blocks j, skipping those a causal block i cannot
+    see."""
     def visit(carry, j):
         if plan.causal:
             return _cond(_visible(plan, i, j), lambda c: step(j, c), lambda c: c, carry), None

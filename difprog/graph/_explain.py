@@ -1,4 +1,5 @@
-"""`explain(f, *args)`: the forward and backward pass of f, node by node, as the lectures draw it."""
+"""`explain(f, *args)`: the forward and backward pass of f, node by node, as the lectures draw
+it."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ class Explanation:
     passes: _Passes = dataclasses.field(repr=False)
 
     def table(self, width: int = 26) -> str:
-        """A text table: node, operation, inputs, value, upstream, local and downstream gradients."""
+        """A text table: node, operation, inputs, value, upstream, local and downstream
+        gradients."""
         return _table.table(self.nodes, width=width)
 
     def flat_code(self) -> str:

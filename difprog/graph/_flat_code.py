@@ -355,7 +355,8 @@ def _wrap_line(line: str, width: int = 99) -> list[str]:
     indent = " " * (open_at + 1)
     out, current = [], line[:open_at + 1]
     for piece in pieces:
-        if len(current) + len(piece) + 1 > width and current.strip() and current != line[:open_at + 1]:
+        full = len(current) + len(piece) + 1 > width
+        if full and current.strip() and current != line[:open_at + 1]:
             out.append(current.rstrip())
             current = indent
         current += piece + " "

@@ -323,7 +323,8 @@ NUMPY: dict[str, Callable] = {
     "platform_index": lambda w, ins, eqn: Expr("0"),
     "empty2": lambda w, ins, eqn: Expr(
         f"np.zeros({_python(tuple(eqn.outvars[0].aval.shape))}, dtype={_out_dtype(eqn)})"),
-    "gather": _gather, "scatter-add": _scatter(add=True), "scatter": _scatter(add=False), "iota": _iota,
+    "gather": _gather, "scatter-add": _scatter(add=True), "scatter": _scatter(add=False),
+    "iota": _iota,
     "cumsum": _cumulative("sum"), "cumprod": _cumulative("prod"), "cummax": _cumulative("max"),
     "cummin": _cumulative("min"),
 }

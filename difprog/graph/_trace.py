@@ -36,7 +36,8 @@ _PRIMITIVE_GATES = {"add": "add", "add_any": "add", "sub": "subtract", "mul": "m
 
 @dataclasses.dataclass(frozen=True)
 class Constant:
-    """A value the program holds fixed: a literal such as the 1 in `1 + x`, or a closed-over array."""
+    """A value the program holds fixed: a literal such as the 1 in `1 + x`, or a closed-over
+    array."""
 
     value: Any
 
@@ -95,8 +96,9 @@ class Step:
             return self.forward(*full)
 
         _, vjp = jax.vjp(of_floats, *[inputs[i] for i in wrt])
-        cotangents = dict(zip(wrt, vjp([g if is_float(o) else np.zeros(np.shape(o), jax.dtypes.float0)
-                                        for g, o in zip(upstream, outputs)])))
+        seeds = [g if is_float(o) else np.zeros(np.shape(o), jax.dtypes.float0)
+                 for g, o in zip(upstream, outputs)]
+        cotangents = dict(zip(wrt, vjp(seeds)))
         return [cotangents.get(i) for i in range(len(inputs))]
 
 

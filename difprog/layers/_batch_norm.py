@@ -105,7 +105,8 @@ class BatchNorm(Layer):
 
 
 def merge_stats(params: Params, stats: Mapping[str, Mapping[str, Any]]) -> Params:
-    """The params with the running statistics `run(..., train=True, update_stats=True).stats` put in place of the old ones (a new dict; `params` is unchanged).
+    """The params with the running statistics `run(..., train=True, update_stats=True).stats`
+    in place of the old ones (a new dict; `params` is unchanged).
 
     Args:
         params: the model's params.

@@ -48,10 +48,12 @@ def _agree(f, ref, *x):
         argnums = tuple(range(len(x)))
         scalar = lambda fn: lambda *a: jnp.sum(jnp.sin(fn(*a)))
         np.testing.assert_allclose(f(*x), ref(*x), rtol=1e-12, atol=1e-12)
-        for mine, theirs in zip(jax.grad(scalar(f), argnums)(*x), jax.grad(scalar(ref), argnums)(*x)):
+        for mine, theirs in zip(jax.grad(scalar(f), argnums)(*x),
+                                jax.grad(scalar(ref), argnums)(*x)):
             np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-12)
         v = tuple(jnp.cos(a) for a in x)
-        np.testing.assert_allclose(jax.jvp(f, x, v)[1], jax.jvp(ref, x, v)[1], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(jax.jvp(f, x, v)[1], jax.jvp(ref, x, v)[1], rtol=1e-10,
+                                   atol=1e-12)
 
 
 @SETTINGS

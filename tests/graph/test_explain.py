@@ -259,7 +259,7 @@ def test_flat_code_of_a_model_with_pytree_params_and_float32():
         np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=1e-5)
 
 
-# --- grouping, rendering, the command line, errors -------------------------------------------------
+# --- grouping, rendering, the command line, errors ---------------------------------------
 
 def _cnn_explanation():
     model = layers.serial(layers.Conv2D(4, 3), layers.Relu(), layers.MaxPool2D(2),
@@ -432,7 +432,8 @@ def test_dropout_with_a_key_argument_and_remat_are_explained_through_the_gates(t
 
 
 def test_bfloat16_agrees_within_its_rounding_and_flat_code_says_numpy_lacks_it():
-    e = explain(lambda x: jnp.sum(jnp.tanh(x) * x + 0.5), jnp.linspace(-1, 1, 3, dtype=jnp.bfloat16))
+    x = jnp.linspace(-1, 1, 3, dtype=jnp.bfloat16)
+    e = explain(lambda x: jnp.sum(jnp.tanh(x) * x + 0.5), x)
     assert e.agrees
     with pytest.raises(difprog.ArgumentError, match="no bfloat16"):
         e.flat_code()

@@ -212,7 +212,8 @@ def test_the_hand_written_rules_carry_the_model_gradient(monkeypatch):
     """Breaking one gate's backward rule changes the model's gradient, not its value."""
     matmul = difprog.gates.matmul
     doubled = lambda g, out, x, w: tuple(2 * c for c in matmul.backward(g, out, x, w))
-    model, x = layers.serial(layers.Dense(3), layers.Tanh(), layers.Dense(2)), _distinct_input((3, 4))
+    model = layers.serial(layers.Dense(3), layers.Tanh(), layers.Dense(2))
+    x = _distinct_input((3, 4))
     params = model.init(KEY, x)
     loss = lambda p: jnp.sum(model.apply(p, x) ** 2)
     good = jax.value_and_grad(loss)(params)
@@ -424,7 +425,8 @@ BAD_INPUTS = [
     ("rank_3_into_conv_at_apply", lambda: _cnn().apply(_cnn_params(), jnp.zeros((8, 8, 2))),
      r"'conv2d_0'.*rank 4.*\(8, 8, 2\)"),
     ("channels_at_apply", lambda: _cnn().apply(_cnn_params(), jnp.zeros((2, 8, 8, 3))),
-     r"'conv2d_0/w' has shape \(3, 3, 2, 4\), but an input of shape \(2, 8, 8, 3\) needs \(3, 3, 3, 4\)"),
+     r"'conv2d_0/w' has shape \(3, 3, 2, 4\), but an input of shape \(2, 8, 8, 3\) needs "
+     r"\(3, 3, 3, 4\)"),
     ("dense_wrong_features", lambda: _cnn().apply(_cnn_params(), jnp.zeros((2, 12, 12, 2))),
      r"layer 'dense_0'.*'dense_0/w' has shape \(24, 5\).*\(2, 96\) needs \(96, 5\)"),
     ("dense_scalar", lambda: layers.Dense(3).init(KEY, jnp.zeros(())),
@@ -436,7 +438,8 @@ BAD_INPUTS = [
     ("layer_norm_scalar", lambda: layers.LayerNorm().init(KEY, jnp.zeros(())),
      r"layer 'layer_norm'.*rank >= 1"),
     ("residual_shape", lambda: layers.serial(layers.residual(layers.Dense(3))).init(
-        KEY, jnp.zeros((1, 2))), r"layer 'residual_0'.*map \(1, 2\) to \(1, 3\); make the last layer output 2 "),
+        KEY, jnp.zeros((1, 2))),
+     r"layer 'residual_0'.*map \(1, 2\) to \(1, 3\); make the last layer output 2 "),
     ("parallel_sum_shapes", lambda: layers.parallel(layers.Dense(3), layers.Dense(2)).init(
         KEY, jnp.zeros((1, 2))), r"sums its branches.*'dense_0': \(1, 3\), 'dense_1': \(1, 2\)"),
     ("parallel_concat_shapes", lambda: layers.parallel(layers.Flatten(), layers.Relu(),

@@ -100,7 +100,8 @@ def test_a_layer_without_params_is_one_line():
 
 def test_rms_norm_layer_settings():
     assert repr(layers.RMSNorm(eps=1e-5)) == "RMSNorm(eps=1e-05)"
-    with pytest.raises(difprog.ArgumentError, match="RMSNorm: eps must be a positive finite number"):
+    with pytest.raises(difprog.ArgumentError,
+                       match="RMSNorm: eps must be a positive finite number"):
         layers.RMSNorm(eps=0)
     with pytest.raises(difprog.ShapeError, match=r"layer 'rms_norm'.*rank >= 1"):
         layers.RMSNorm().init(KEY, jnp.zeros(()))

@@ -1,5 +1,6 @@
 """Training image models: optimisers, schedules, weight decay, fit with checkpoints, resume
-(after a kill: test_kill_and_resume.py), byte-identical checkpoints, NaN handling, several devices, and the command line."""
+(after a kill: test_kill_and_resume.py), byte-identical checkpoints, NaN handling, several
+devices, and the command line."""
 
 from __future__ import annotations
 
