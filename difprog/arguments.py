@@ -20,7 +20,7 @@ import numpy as np
 
 from difprog.errors import ArgumentError
 
-__all__ = ["flag", "integer", "is_int", "is_real", "one_of", "positive_int", "real"]
+__all__ = ["flag", "integer", "is_int", "is_real", "one_of", "optional_int", "positive_int", "real"]
 
 
 def is_int(value: Any) -> bool:
@@ -43,9 +43,20 @@ def flag(owner: str, name: str, value: Any) -> bool:
 def integer(owner: str, name: str, value: Any, *, minimum: int | None = None,
             maximum: int | None = None) -> int:
     """`value` as an int if it is an integer within [minimum, maximum] (each bound optional)."""
-    if not is_int(value) or (minimum is not None and value < minimum) or (
-            maximum is not None and value > maximum):
+    if not _int_within(value, minimum, maximum):
         raise ArgumentError(f"{owner}: {name} must be {_int_range(minimum, maximum)}, "
+                            f"got {value!r}")
+    return int(value)
+
+
+def optional_int(owner: str, name: str, value: Any, *, minimum: int | None = None,
+                 maximum: int | None = None) -> int | None:
+    """None, or `value` as an int within [minimum, maximum] (a setting whose None means 'all' or
+    'no limit'); the message says "must be None or ..."."""
+    if value is None:
+        return None
+    if not _int_within(value, minimum, maximum):
+        raise ArgumentError(f"{owner}: {name} must be None or {_int_range(minimum, maximum)}, "
                             f"got {value!r}")
     return int(value)
 
@@ -83,6 +94,11 @@ def one_of(owner: str, name: str, value: Any, choices: Iterable[Any]) -> Any:
             if type(choice) is type(value) and choice == value:
                 return value
     raise ArgumentError(f"{owner}: {name} must be one of {list(choices)}, got {value!r}")
+
+
+def _int_within(value: Any, minimum: int | None, maximum: int | None) -> bool:
+    return is_int(value) and (minimum is None or value >= minimum) and (
+        maximum is None or value <= maximum)
 
 
 def _int_range(minimum: int | None, maximum: int | None) -> str:

@@ -25,7 +25,8 @@ import numpy as np
 import safetensors.numpy
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
-from difprog.errors import ArgumentError, CheckpointError
+from difprog import arguments
+from difprog.errors import CheckpointError
 from difprog.files import atomic, write_bytes
 
 __all__ = ["FORMAT", "checkpoint_path", "latest", "load", "numbered", "save"]
@@ -41,8 +42,7 @@ _NUMBERED = re.compile(r"^checkpoint_(\d+)\.safetensors$")
 
 def checkpoint_path(directory: str | os.PathLike, epoch: int) -> pathlib.Path:
     """The file of epoch `epoch` in `directory`: `checkpoint_0003.safetensors` for epoch 3."""
-    if epoch < 0:
-        raise ArgumentError(f"checkpoint_path: epoch must be >= 0, got {epoch}")
+    epoch = arguments.integer("checkpoint_path", "epoch", epoch, minimum=0)
     return pathlib.Path(directory) / f"checkpoint_{epoch:04d}.safetensors"
 
 

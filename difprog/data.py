@@ -13,6 +13,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from difprog import arguments
 from difprog.errors import ArgumentError, DtypeError, LabelError, ShapeError
 
 __all__ = ["Dataset", "Text", "UNKNOWN", "batches", "digits", "load", "num_batches",
@@ -103,8 +104,7 @@ def batches(key: jax.Array | None, x: np.ndarray, y: np.ndarray, batch_size: int
         >>> sizes[-2:], sum(sizes)
         ([64, 29], 1437)
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ArgumentError(f"batch_size must be a positive int, got {batch_size!r}")
+    arguments.positive_int("batches", "batch_size", batch_size)
     if len(x) != len(y):
         raise ArgumentError(f"x and y must hold the same number of examples, got {len(x)} "
                             f"and {len(y)}")
@@ -179,9 +179,7 @@ class Text(NamedTuple):
 
     def split(self, split: str) -> np.ndarray:
         """The ids of split 'train' or 'validation'."""
-        if split not in SPLITS:
-            raise ArgumentError(f"text {self.name!r}: split must be one of {list(SPLITS)}, got "
-                                f"{split!r}")
+        arguments.one_of(f"text {self.name!r}", "split", split, SPLITS)
         return self.train if split == "train" else self.validation
 
 
@@ -251,7 +249,7 @@ def text_batch(key: jax.Array, corpus: Text, batch_size: int, *, split: str = "t
     arrays of shape (batch_size, context): targets are the inputs shifted by one token.
     """
     ids, context = _split_ids(corpus, split), corpus.context
-    _check_batch_size(batch_size)
+    arguments.positive_int("text_batch", "batch_size", batch_size)
     _check_key(key)
     starts = np.asarray(jax.random.randint(key, (batch_size,), 0, len(ids) - context))
     windows = ids[starts[:, None] + np.arange(context + 1)]
@@ -267,7 +265,7 @@ def text_windows(corpus: Text, batch_size: int, *, split: str = "validation"
     the last batch may be smaller (as `batches`).
     """
     ids, context = _split_ids(corpus, split), corpus.context
-    _check_batch_size(batch_size)
+    arguments.positive_int("text_windows", "batch_size", batch_size)
     count = (len(ids) - 1) // context
     for first in range(0, count, batch_size):
         starts = np.arange(first, min(first + batch_size, count)) * context
@@ -284,14 +282,10 @@ _BYTES = tuple(bytes([i]) for i in range(256))
 
 
 def _check_text_arguments(context, level, validation_fraction, pattern):
-    if isinstance(context, bool) or not isinstance(context, int) or context <= 0:
-        raise ArgumentError(f"text: context must be a positive int, got {context!r}")
-    if level not in LEVELS:
-        raise ArgumentError(f"text: level must be 'char' or 'byte', got {level!r}")
-    if (isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float))
-            or not 0 < validation_fraction < 1):
-        raise ArgumentError(f"text: validation_fraction must be a number in (0, 1), got "
-                            f"{validation_fraction!r}")
+    arguments.positive_int("text", "context", context)
+    arguments.one_of("text", "level", level, LEVELS)
+    arguments.real("text", "validation_fraction", validation_fraction, positive=True, maximum=1,
+                   below_maximum=True)
     if not isinstance(pattern, str) or not pattern:
         raise ArgumentError(f"text: pattern must be a non-empty glob such as '*.txt', got "
                             f"{pattern!r}")
@@ -309,11 +303,6 @@ def _check_key(key):
             f"{type(key).__name__} of shape {np.shape(key)}"
         raise DtypeError(f"text_batch: key must be one JAX random key (jax.random.key(seed)), "
                          f"got {shown}")
-
-
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ArgumentError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
 def _split_ids(corpus: Text, split: str) -> np.ndarray:

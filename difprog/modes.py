@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difprog import arguments
 from difprog.errors import ArgumentError
 from difprog.progress import note
 
@@ -116,8 +117,8 @@ def compare_modes(f: Callable, *args: Any, repeats: int = 15, min_seconds: float
     """
     if not args:
         raise ArgumentError("compare_modes needs at least one argument to differentiate at")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ArgumentError(f"compare_modes: repeats must be a positive int, got {repeats!r}")
+    repeats = arguments.positive_int("compare_modes", "repeats", repeats)
+    min_seconds = arguments.real("compare_modes", "min_seconds", min_seconds, minimum=0)
     argnums = tuple(range(len(args)))
     n = sum(math.prod(np.shape(leaf)) for leaf in jax.tree.leaves(args))
     m = sum(math.prod(s.shape) for s in jax.tree.leaves(jax.eval_shape(f, *args)))

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from difprog import arguments
 from difprog.errors import ArgumentError
 
 __all__ = ["SHARDS", "Placement", "split_axis"]
@@ -24,12 +25,10 @@ class Placement:
     def __init__(self, devices: int | None = None, shard: str = "none"):
         available = jax.devices()
         count = len(available) if devices is None else devices
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(
-                available):
+        if not arguments.is_int(count) or not 1 <= count <= len(available):
             raise ArgumentError(f"devices must be between 1 and the {len(available)} devices "
                                 f"available ({available[0].platform}), got {devices!r}")
-        if shard not in SHARDS:
-            raise ArgumentError(f"shard must be one of {list(SHARDS)}, got {shard!r}")
+        arguments.one_of("Placement", "shard", shard, SHARDS)
         if shard == "params" and jax.process_count() > 1:
             raise ArgumentError("shard='params' runs in one process (its devices, any number); "
                                 "across processes, train with data parallelism (shard='none')")

@@ -13,7 +13,6 @@ never interrupted. Batches are sharded over the devices of a one-axis `jax.shard
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -23,10 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from difprog import checkpoint, gates, provenance
+from difprog import arguments, checkpoint, gates, provenance
 from difprog.data import Dataset, batches, num_batches, validate
 from difprog.driver import Tally, drive
-from difprog.errors import ArgumentError
 from difprog.layers import Layer, merge_stats, stat_paths
 from difprog.placement import SHARDS, Placement
 
@@ -85,27 +83,20 @@ class TrainConfig:
         """Refuses any setting out of range, naming it."""
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("loss", tuple(LOSSES)), ("shard", SHARDS)):
-            if getattr(self, name) not in allowed:
-                raise ArgumentError(f"TrainConfig: {name} must be one of {list(allowed)}, got "
-                                    f"{getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "keep_checkpoints"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ArgumentError(f"TrainConfig: {name} must be a positive int, got {value!r}")
-        for name, low in (("learning_rate", "positive"), ("weight_decay", "non-negative")):
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, int | float)
-                    or not math.isfinite(value) or value < 0 or (value == 0 and low == "positive")):
-                raise ArgumentError(f"TrainConfig: {name} must be a finite {low} number, got "
-                                    f"{value!r}")
-        if (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                or not 0 <= self.seed < 2**32):
-            raise ArgumentError(f"TrainConfig: seed must be an int from 0 to 2**32 - 1 "
-                                f"({2**32 - 1}), got {self.seed!r}")
-        if self.devices is not None and (isinstance(self.devices, bool)
-                                         or not isinstance(self.devices, int) or self.devices < 1):
-            raise ArgumentError(f"TrainConfig: devices must be None (all) or a positive int, got "
-                                f"{self.devices!r}")
+            arguments.one_of("TrainConfig", name, getattr(self, name), allowed)
+        checked = {name: arguments.positive_int("TrainConfig", name, getattr(self, name))
+                   for name in ("epochs", "batch_size", "keep_checkpoints")}
+        checked["seed"] = arguments.integer("TrainConfig", "seed", self.seed, minimum=0,
+                                            maximum=2**32 - 1)
+        checked["devices"] = arguments.optional_int("TrainConfig", "devices", self.devices,
+                                                    minimum=1)
+        for name, bounds in (("learning_rate", {"positive": True}),
+                             ("weight_decay", {"minimum": 0})):
+            number = arguments.real("TrainConfig", name, getattr(self, name), **bounds)
+            if not isinstance(getattr(self, name), int | float):  # a NumPy number: as a float
+                checked[name] = number
+        for name, value in checked.items():  # NumPy ints as ints: the config is recorded as JSON
+            object.__setattr__(self, name, value)
 
 
 RESULT_FIELDS = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule", "loss",

@@ -171,6 +171,11 @@ def test_latest_picks_highest_number(tmp_path):
     (tmp_path / "checkpoint_best.safetensors").write_bytes(b"other")
     (tmp_path / "model_0500.safetensors").write_bytes(b"other")
     assert checkpoint.checkpoint_path(tmp_path, 3) == tmp_path / "checkpoint_0003.safetensors"
+    assert checkpoint.checkpoint_path(tmp_path, np.int64(4)).name == "checkpoint_0004.safetensors"
+    for epoch in (-1, 2.0, True):
+        with pytest.raises(difprog.ArgumentError,
+                           match=f"checkpoint_path: epoch must be an int >= 0, got {epoch!r}"):
+            checkpoint.checkpoint_path(tmp_path, epoch)
     assert checkpoint.latest(tmp_path) == tmp_path / "checkpoint_0010.safetensors"
 
 

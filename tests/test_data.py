@@ -52,8 +52,11 @@ def test_shuffles_are_reproducible_from_the_key(digits):
 
 def test_bad_arguments():
     x = np.zeros((4, 2))
-    with pytest.raises(difprog.ArgumentError, match="batch_size"):
-        next(data.batches(None, x, np.zeros(4), 0))
+    for size in (0, True, 2.0, "2"):
+        with pytest.raises(difprog.ArgumentError,
+                           match=f"batches: batch_size must be a positive int, got {size!r}"):
+            next(data.batches(None, x, np.zeros(4), size))
+    assert [len(xb) for xb, _ in data.batches(None, x, np.zeros(4), np.int64(3))] == [3, 1]
     with pytest.raises(difprog.ArgumentError, match="same number of examples"):
         next(data.batches(None, x, np.zeros(3), 2))
     with pytest.raises(difprog.ArgumentError, match="unknown data set 'mnist'"):

@@ -92,5 +92,11 @@ def test_hvp_of_a_pytree_of_params():
 def test_bad_arguments():
     with pytest.raises(difprog.ArgumentError, match="at least one argument"):
         difprog.compare_modes(lambda: 1.0)
-    with pytest.raises(difprog.ArgumentError, match="repeats"):
-        difprog.compare_modes(gates.exp, jnp.ones(2), repeats=0)
+    for repeats in (0, True, 2.0):
+        with pytest.raises(difprog.ArgumentError,
+                           match=f"compare_modes: repeats must be a positive int, got {repeats}"):
+            difprog.compare_modes(gates.exp, jnp.ones(2), repeats=repeats)
+    for seconds in (-1, float("nan"), "0.1"):
+        with pytest.raises(difprog.ArgumentError, match="compare_modes: min_seconds must be a "
+                                                        "finite number >= 0, got"):
+            difprog.compare_modes(gates.exp, jnp.ones(2), min_seconds=seconds)

@@ -213,8 +213,8 @@ def test_text_shorter_than_a_window_is_refused(tmp_path):
     ({"context": 0}, "context must be a positive int, got 0"),
     ({"context": True}, "context must be a positive int, got True"),
     ({"context": 2.0}, "context must be a positive int, got 2.0"),
-    ({"level": "word"}, "level must be 'char' or 'byte', got 'word'"),
-    ({"validation_fraction": 0}, r"validation_fraction must be a number in \(0, 1\), got 0"),
+    ({"level": "word"}, r"text: level must be one of \['char', 'byte'\], got 'word'"),
+    ({"validation_fraction": 0}, r"validation_fraction must be a finite number > 0 and < 1, got 0"),
     ({"validation_fraction": 1.0}, r"validation_fraction .* got 1.0"),
     ({"validation_fraction": "0.1"}, r"validation_fraction .* got '0.1'"),
     ({"pattern": ""}, "pattern must be a non-empty glob"),
@@ -234,8 +234,12 @@ def test_bad_split_and_batch_size(corpus_dir):
     with pytest.raises(difprog.ArgumentError, match=r"split must be one of"):
         next(data.text_windows(corpus, 2, split="valid"))
     for size in (0, -1, True, 2.0):
-        with pytest.raises(difprog.ArgumentError, match="batch_size must be a positive int"):
+        with pytest.raises(difprog.ArgumentError,
+                           match="text_batch: batch_size must be a positive int"):
             data.text_batch(jax.random.key(0), corpus, size)
+        with pytest.raises(difprog.ArgumentError,
+                           match="text_windows: batch_size must be a positive int"):
+            next(data.text_windows(corpus, size))
     with pytest.raises(difprog.DtypeError, match="Text from difprog.data.text"):
         data.text_batch(jax.random.key(0), corpus.train, 2)
     for key, shown in ((3, "got 3"), (jax.random.split(jax.random.key(0)), "shape \\(2,\\)")):

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difprog import arguments
 from difprog.errors import ArgumentError
 from difprog.files import atomic
 from difprog.graph import _flat_code, _html, _nodes, _render, _table
@@ -100,8 +101,7 @@ class Explanation:
                                        group="gate")
         if by != "layer":
             raise ArgumentError(f"explain can group by 'gate' or 'layer', got {by!r}")
-        if depth is not None and (not isinstance(depth, int) or depth < 1):
-            raise ArgumentError(f"explain: depth must be an int of at least 1, got {depth!r}")
+        depth = arguments.optional_int("explain", "depth", depth, minimum=1)
         return dataclasses.replace(self, nodes=_nodes.by_layer(self.program, self.passes, depth),
                                    group="layer")
 

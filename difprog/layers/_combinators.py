@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from difprog import gates
+from difprog import arguments, gates
 from difprog.errors import ArgumentError, ShapeError
 from difprog.layers._layer import Layer, keyed
 from difprog.layers._memory import run_children, segment_length
@@ -51,8 +51,7 @@ class Parallel(Layer):
     def __init__(self, *layers: Layer, merge: str = "sum", name: str | None = None):
         _set(self, layers=tuple(layers), merge=merge, name=name)
         _set(self, _children=_children(self))
-        if merge not in ("sum", "concat"):
-            raise ArgumentError(f"Parallel: merge must be 'sum' or 'concat', got {merge!r}")
+        arguments.one_of("Parallel", "merge", merge, ("sum", "concat"))
 
     def children(self):
         return self._children

@@ -114,9 +114,7 @@ class Repeat(Layer):
         if not isinstance(self.layer, Layer):
             raise ArgumentError(f"repeat takes a layer, got {type(self.layer).__name__}")
         arguments.positive_int("repeat", "times", self.times)
-        if self.remat not in REMAT_POLICIES:
-            raise ArgumentError(f"repeat: remat must be one of {list(REMAT_POLICIES)}, got "
-                                f"{self.remat!r}")
+        arguments.one_of("repeat", "remat", self.remat, REMAT_POLICIES)
 
     def children(self):
         return {"": self.layer}

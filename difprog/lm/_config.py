@@ -4,7 +4,6 @@ AdamW with warm-up, cosine decay and clipping."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from difprog import models
+from difprog import arguments, models
 from difprog.errors import (
     ArgumentError,
 )
@@ -75,26 +74,24 @@ class LMConfig:
 
     def __post_init__(self):
         """Refuses any setting out of range, naming it."""
-        for name in ("layers", "heads", "features", "context", "steps", "batch_size",
-                     "eval_every", "keep_checkpoints"):
-            _require(name, getattr(self, name), int, lambda v: v >= 1, "a positive int")
-        _require("warmup", self.warmup, int, lambda v: v >= 0, "a non-negative int")
-        for name, ok, what in (("learning_rate", lambda v: v > 0, "a finite positive number"),
-                               ("weight_decay", lambda v: v >= 0, "a finite non-negative number"),
-                               ("clip", lambda v: v > 0, "a finite positive number"),
-                               ("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-                               ("final_lr_fraction", lambda v: 0 <= v <= 1,
-                                "a number in [0, 1]")):
-            _require(name, getattr(self, name), int | float,
-                     lambda v, ok=ok: math.isfinite(v) and ok(v), what)
-        _require("seed", self.seed, int, lambda v: 0 <= v < 2**32, "an int from 0 to 2**32 - 1")
-        if self.devices is not None:
-            _require("devices", self.devices, int, lambda v: v >= 1, "None (all) or a positive int")
-        if self.shard not in SHARDS:
-            raise ArgumentError(f"LMConfig: shard must be one of {list(SHARDS)}, got "
-                                f"{self.shard!r}")
-        if self.norm not in NORMS:
-            raise ArgumentError(f"LMConfig: norm must be one of {list(NORMS)}, got {self.norm!r}")
+        checked = {name: arguments.positive_int("LMConfig", name, getattr(self, name))
+                   for name in ("layers", "heads", "features", "context", "steps", "batch_size",
+                                "eval_every", "keep_checkpoints")}
+        checked["warmup"] = arguments.integer("LMConfig", "warmup", self.warmup, minimum=0)
+        checked["seed"] = arguments.integer("LMConfig", "seed", self.seed, minimum=0,
+                                            maximum=2**32 - 1)
+        checked["devices"] = arguments.optional_int("LMConfig", "devices", self.devices, minimum=1)
+        for name, bounds in (("learning_rate", {"positive": True}),
+                             ("weight_decay", {"minimum": 0}), ("clip", {"positive": True}),
+                             ("dropout", {"minimum": 0, "maximum": 1, "below_maximum": True}),
+                             ("final_lr_fraction", {"minimum": 0, "maximum": 1})):
+            number = arguments.real("LMConfig", name, getattr(self, name), **bounds)
+            if not isinstance(getattr(self, name), int | float):  # a NumPy number: as a float
+                checked[name] = number
+        arguments.one_of("LMConfig", "shard", self.shard, SHARDS)
+        arguments.one_of("LMConfig", "norm", self.norm, NORMS)
+        for name, value in checked.items():  # NumPy ints as ints: the config is recorded as JSON
+            object.__setattr__(self, name, value)
         if self.features % self.heads:
             raise ArgumentError(f"LMConfig: heads={self.heads} must divide "
                                 f"features={self.features}")
@@ -106,11 +103,6 @@ class LMConfig:
 
 
 UNRECORDED = ("devices", "shard", "keep_checkpoints")  # free to change between a run and its resume
-
-
-def _require(name, value, kind, ok, what):
-    if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
-        raise ArgumentError(f"LMConfig: {name} must be {what}, got {value!r}")
 
 
 def build_model(settings: Mapping[str, Any], vocab: int):

@@ -3,7 +3,6 @@ tokens in one jitted scan, `sample` turns a prompt into text."""
 
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 from typing import Any, NamedTuple
@@ -12,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difprog import checkpoint
+from difprog import arguments, checkpoint
 from difprog.data import Text
 from difprog.errors import (
     ArgumentError,
@@ -92,22 +91,14 @@ def sample(path: str | os.PathLike, prompt: str, *, length: int = 200, temperatu
     Example:
         >>> print(sample("runs/gpt", "def ", length=100, seed=0))
     """
-    for name, value, ok, what in (
-            ("length", length, lambda v: isinstance(v, int) and v >= 1, "a positive int"),
-            ("temperature", temperature,
-             lambda v: isinstance(v, int | float) and math.isfinite(v) and v >= 0,
-             "a finite number >= 0 (0: always the most likely token)"),
-            ("seed", seed, lambda v: isinstance(v, int) and 0 <= v < 2**32,
-             "an int from 0 to 2**32 - 1")):
-        if isinstance(value, bool) or not ok(value):
-            raise ArgumentError(f"sample: {name} must be {what}, got {value!r}")
+    length = arguments.positive_int("sample", "length", length)
+    temperature = arguments.real("sample", "temperature", temperature, minimum=0)
+    seed = arguments.integer("sample", "seed", seed, minimum=0, maximum=2**32 - 1)
     if not isinstance(prompt, str) or not prompt:
         raise ArgumentError(f"sample: the prompt must be a non-empty str, got {prompt!r}")
     lm = load_lm(path)
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
-                              or not 1 <= top_k <= lm.codec.vocab_size):
-        raise ArgumentError(f"sample: top_k must be None or an int from 1 to the vocabulary's "
-                            f"{lm.codec.vocab_size}, got {top_k!r}")
+    top_k = arguments.optional_int("sample", "top_k", top_k, minimum=1,
+                                   maximum=lm.codec.vocab_size)
     ids = lm.codec.encode(prompt)
     drawn = generate(lm.model, lm.params, ids, length, lm.context, temperature=temperature,
                      top_k=top_k, key=jax.random.key(seed))

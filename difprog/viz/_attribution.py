@@ -15,7 +15,6 @@ million input values per pass, in a `lax.scan`, inside one jitted function.
 from __future__ import annotations
 
 import functools
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difprog import arguments
 from difprog.errors import ArgumentError, DtypeError, ShapeError
 from difprog.layers import Layer, walk
 
@@ -55,7 +55,7 @@ def integrated_gradients(model: Layer, params: Any, x: jax.Array, classes: int |
         >>> maps.sum(axis=(1, 2, 3))  # ~ score(x) - score(0)
     """
     x, targets = _inputs("integrated_gradients", model, params, x, classes)
-    _positive("integrated_gradients", "steps", steps)
+    arguments.positive_int("integrated_gradients", "steps", steps)
     baseline = _baseline("integrated_gradients", baseline, x)
     chunk = _chunk(steps, x.size)
     return _integrated(model, params, x, targets, baseline, steps, chunk)
@@ -97,11 +97,8 @@ def smoothgrad(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[
         >>> maps = viz.smoothgrad(model, params, x, 3, jax.random.key(0), samples=32)
     """
     x, targets = _inputs("smoothgrad", model, params, x, classes)
-    _positive("smoothgrad", "samples", samples)
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not \
-            np.isfinite(noise) or noise < 0:
-        raise ArgumentError(f"smoothgrad: noise must be a finite number >= 0 (a fraction of the "
-                            f"input range, such as 0.15), got {noise!r}")
+    arguments.positive_int("smoothgrad", "samples", samples)
+    arguments.real("smoothgrad", "noise", noise, minimum=0)
     keys = jax.random.split(_key("smoothgrad", key), samples)
     return _smooth(model, params, x, targets, keys, float(noise), _chunk(samples, x.size))
 
@@ -221,8 +218,7 @@ def occlusion(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[i
         raise ArgumentError(f"occlusion: stride {stride} is larger than the window {window}: "
                             f"pixels between windows would get no attribution; choose a stride "
                             f"at most the window")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ArgumentError(f"occlusion: value must be a finite number, got {value!r}")
+    arguments.real("occlusion", "value", value)
     corners = np.array([(i, j) for i in _starts(size[0], window[0], stride[0])
                         for j in _starts(size[1], window[1], stride[1])], np.int32)
     chunk = _chunk(len(corners), x.size)
@@ -313,11 +309,6 @@ def _classes(name: str, classes: Any, n: int, count: int) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(values, jnp.int32), (n,))
 
 
-def _positive(name: str, what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ArgumentError(f"{name}: {what} must be a positive int, got {value!r}")
-
-
 def _baseline(name: str, baseline: Any, x: jax.Array) -> jax.Array:
     if baseline is None:
         return jnp.zeros_like(x)
@@ -348,8 +339,7 @@ def _key(name: str, key: Any) -> jax.Array:
 
 def _pair(what: str, value: Any) -> tuple[int, int]:
     pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0
-                             for v in pair):
+    if len(pair) != 2 or any(not arguments.is_int(v) or v <= 0 for v in pair):
         raise ArgumentError(f"occlusion: {what} must be a positive int or (rows, columns) of "
                             f"positive ints, got {value!r}")
     return int(pair[0]), int(pair[1])

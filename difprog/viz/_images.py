@@ -10,6 +10,7 @@ into RGB by the square root of natural images' colour correlation. Transforms ta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difprog import arguments
 from difprog.errors import ArgumentError, DtypeError
 
 Transform = Callable[[jax.Array, jax.Array], jax.Array]
@@ -129,8 +131,7 @@ def _frequency_weights(h: int, w: int, decay: float) -> np.ndarray:
 
 def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     shape = tuple(shape)
-    if len(shape) != 4 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-                                  and s > 0 for s in shape):
+    if len(shape) != 4 or not all(arguments.is_int(s) and s > 0 for s in shape):
         raise ArgumentError(f"images must have shape (N, H, W, C) of positive ints, got {shape}")
     return tuple(int(s) for s in shape)
 
@@ -209,8 +210,7 @@ def random_affine(degrees: float | Sequence[float] = 10.0,
     if not 0 < low <= high:
         raise ArgumentError(f"random_affine: scale must be (low, high) with 0 < low <= high, "
                             f"got {scale}")
-    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or shift < 0:
-        raise ArgumentError(f"random_affine: shift must be an int >= 0, got {shift!r}")
+    shift = arguments.integer("random_affine", "shift", shift, minimum=0)
 
     def transform(key, images):
         k_angle, k_scale, k_shift = jax.random.split(key, 3)
@@ -229,10 +229,8 @@ def _random_angle(key: jax.Array, angles: float | tuple[float, ...]) -> jax.Arra
 
 def _pair(name: str, what: str, value: object) -> tuple[float, float]:
     """(low, high) from a pair of finite numbers, or a difprog error naming `name`."""
-    numbers = (int, float, np.integer, np.floating)
     if not isinstance(value, (tuple, list)) or len(value) != 2 or any(
-            isinstance(v, bool) or not isinstance(v, numbers) or not np.isfinite(v)
-            for v in value):
+            not arguments.is_real(v) or not math.isfinite(v) for v in value):
         raise ArgumentError(f"{name}: {what} must be a pair of finite numbers (low, high), got "
                             f"{value!r}")
     return float(value[0]), float(value[1])
@@ -240,11 +238,10 @@ def _pair(name: str, what: str, value: object) -> tuple[float, float]:
 
 def _angles(degrees: object) -> float | tuple[float, ...]:
     def number(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
-                                                             np.floating)):
+        if not arguments.is_real(value):
             raise DtypeError(f"random_rotate: degrees must be a number or a sequence of numbers "
                              f"(angles in degrees), got {value!r}")
-        if not np.isfinite(value):
+        if not math.isfinite(value):
             raise ArgumentError(f"random_rotate: angles must be finite, got {value!r}")
         return float(value)
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difprog import arguments
 from difprog.errors import ArgumentError, ShapeError
 
 INPUT, OUTPUT = "input", "output"
@@ -119,9 +120,10 @@ def _combine(a: Objective, b: Objective | float, op: Callable, symbol: str) -> O
         penalty = None if pa is None and pb is None else (
             lambda x: op(pa(x) if pa else 0.0, pb(x) if pb else 0.0))
         return _split(lambda acts: op(fa(acts), fb(acts)), penalty, a.paths | b.paths, name)
-    if isinstance(b, bool) or not isinstance(b, (int, float)):
+    if not arguments.is_real(b):
         raise ArgumentError(f"objectives combine with objectives or numbers, got "
                             f"{type(b).__name__}")
+    b = float(b)
     name = f"{_operand(a.name) if op is operator.mul else a.name} {symbol} {b:g}"
     if op is operator.mul:
         penalty = None if pa is None else (lambda x: pa(x) * b)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
+from difprog import arguments
 from difprog.errors import ArgumentError
 from difprog.layers import Layer
 from difprog.viz._attribution import (
@@ -78,7 +78,7 @@ def completeness(model: Layer, params: Any, x: jax.Array, classes: int | Sequenc
     """
     x, targets = _inputs("completeness", model, params, x, classes)
     base = _baseline("completeness", baseline, x)
-    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0 for s in steps):
+    if any(not arguments.is_int(s) or s <= 0 for s in steps):
         raise ArgumentError(f"completeness: steps must be positive ints, got {list(steps)}")
     steps = tuple(sorted({*map(int, steps), _DEFAULT_STEPS}))
     delta = np.asarray(_scores(model, params, x, targets) - _scores(model, params, base, targets),
@@ -186,10 +186,7 @@ def randomizations(model: Layer, params: Any, x: jax.Array, classes: int | Seque
     if isinstance(over, str) or not over or any(o not in ("all", "foreground") for o in over):
         raise ArgumentError(f"model_randomization: over must be 'all' or 'foreground', got "
                             f"{over!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or \
-            not -1 <= threshold <= 1:
-        raise ArgumentError(f"model_randomization: threshold must be a number in [-1, 1], got "
-                            f"{threshold!r}")
+    arguments.real("model_randomization", "threshold", threshold, minimum=-1, maximum=1)
     if not any(m in GRADIENT_METHODS for m in methods):
         raise ArgumentError(f"model_randomization: methods {list(methods)} hold no gradient "
                             f"method, so there is nothing to pass or fail; add one of "

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difprog import arguments
 from difprog.errors import ArgumentError, DtypeError
 from difprog.layers import Layer
 
@@ -65,10 +66,8 @@ def token_attribution(model: Layer, params: Any, ids: Any, position: int = -1,
                          f"{tuple(ids.shape)}")
     batch = ids if ids.ndim == 2 else ids[None]
     seq = batch.shape[1]
-    if isinstance(position, bool) or not isinstance(position, int) or not -seq <= position < seq:
-        raise ArgumentError(f"token_attribution: position must be an int in [{-seq}, {seq}) for "
-                            f"{seq} tokens, got {position!r}")
-    at = position % seq
+    at = arguments.integer("token_attribution", "position", position, minimum=-seq,
+                           maximum=seq - 1) % seq
     targets = None if target is None else jnp.broadcast_to(jnp.asarray(target), batch.shape[:1])
     scores, targets = _attribute(model, params, batch, targets, at, layer)
     return TokenAttribution(scores if ids.ndim == 2 else scores[0], targets, at)

@@ -290,6 +290,10 @@ def test_grouping_by_layer_summarises_a_cnn_per_layer():
     top = e.grouped("layer", depth=1)
     assert "residual_0" in [n.name for n in top.nodes]
     assert "residual_0/dense_0" not in [n.name for n in top.nodes]
+    for depth in (0, True, 1.0):
+        with pytest.raises(difprog.ArgumentError,
+                           match=f"explain: depth must be None or a positive int, got {depth!r}"):
+            e.grouped("layer", depth=depth)
     plain = explain(_neuron, *NEURON_AT)
     assert plain.grouped("layer").nodes == plain.nodes  # no layers: nothing to group
 

@@ -486,7 +486,8 @@ def test_mismatched_params_raise_shape_error_naming_the_key(case, jit):
     (lambda: layers.Dense(0), difprog.ArgumentError, r"features must be a positive int"),
     (lambda: layers.Conv2D(4, (3, 0)), difprog.ArgumentError, r"kernel_size"),
     (lambda: layers.Conv2D(4, 3, padding="FULL"), difprog.ArgumentError, r"padding"),
-    (lambda: layers.parallel(layers.Relu(), merge="max"), difprog.ArgumentError, r"merge"),
+    (lambda: layers.parallel(layers.Relu(), merge="max"), difprog.ArgumentError,
+     r"Parallel: merge must be one of \['sum', 'concat'\], got 'max'"),
     (lambda: layers.Dense(2, name="a/b"), difprog.ArgumentError, r"name 'a/b'"),
 ])
 def test_bad_construction_raises_a_difprog_error(build, error, message):

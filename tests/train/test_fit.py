@@ -4,6 +4,7 @@ devices, and the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -215,6 +216,23 @@ def test_bad_config_names_the_setting():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(difprog.ArgumentError, match=r"epochs must be a positive int"):
         TrainConfig(epochs=0)
+    for bad, message in (({"seed": 2**32}, f"seed must be an int from 0 to {2**32 - 1}"),
+                         ({"devices": 0}, "devices must be None or a positive int, got 0"),
+                         ({"learning_rate": 0}, "learning_rate must be a positive finite number"),
+                         ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
+                         ({"batch_size": True}, "batch_size must be a positive int, got True")):
+        with pytest.raises(difprog.ArgumentError, match=f"TrainConfig: {message}"):
+            TrainConfig(**bad)
+
+
+def test_config_records_numpy_settings_as_python_numbers():
+    """A config is recorded as JSON: NumPy ints and floats are taken and kept as int and float."""
+    config = TrainConfig(epochs=np.int64(2), seed=np.uint32(7), devices=np.int32(1),
+                         learning_rate=np.float32(0.5), weight_decay=0)
+    assert [type(v) for v in (config.epochs, config.seed, config.devices, config.learning_rate)
+            ] == [int, int, int, float]
+    assert config.weight_decay == 0 and type(config.weight_decay) is int
+    json.dumps(dataclasses.asdict(config))
 
 
 def test_train_command_writes_checkpoint_and_metrics(tmp_path, capsys):

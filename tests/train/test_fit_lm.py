@@ -4,6 +4,7 @@ test_kill_and_resume.py), seeded sampling against a naive loop, and the command 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -56,6 +57,15 @@ def test_config_refuses_each_bad_setting_by_name():
                 {"final_lr_fraction": 2}, {"layers": True}):
         with pytest.raises(ArgumentError, match=f"LMConfig: {next(iter(bad))}|heads=3"):
             lm.LMConfig(**bad)
+    for bad, message in (({"devices": 0}, "devices must be None or a positive int, got 0"),
+                         ({"dropout": 1.0}, "dropout must be a finite number >= 0 and < 1"),
+                         ({"warmup": -1}, "warmup must be an int >= 0, got -1"),
+                         ({"norm": "batch"}, r"norm must be one of \['layer', 'rms'\]")):
+        with pytest.raises(ArgumentError, match=f"LMConfig: {message}"):
+            lm.LMConfig(**bad)
+    config = lm.LMConfig(steps=np.int64(5), devices=np.int32(1), clip=np.float32(0.5))
+    assert [type(v) for v in (config.steps, config.devices, config.clip)] == [int, int, float]
+    json.dumps(dataclasses.asdict(config))
 
 
 def test_schedule_warms_up_linearly_then_decays_along_a_cosine():
@@ -165,8 +175,13 @@ def test_sampling_is_seeded_and_greedy_equals_a_naive_loop(straight):
 
 def test_sample_refuses_bad_arguments_and_other_checkpoints(straight, tmp_path):
     out, _ = straight
-    for kwargs, message in (({"length": 0}, "length"), ({"temperature": -1}, "temperature"),
-                            ({"top_k": 10_000}, "top_k"), ({"seed": 2**32}, "seed")):
+    for kwargs, message in (
+            ({"length": 0}, "length must be a positive int, got 0"),
+            ({"length": True}, "length must be a positive int, got True"),
+            ({"temperature": -1}, "temperature must be a finite number >= 0, got -1"),
+            ({"top_k": 10_000}, r"top_k must be None or an int from 1 to \d+, got 10000"),
+            ({"top_k": 0}, r"top_k must be None or an int from 1 to \d+, got 0"),
+            ({"seed": 2**32}, f"seed must be an int from 0 to {2**32 - 1}, got {2**32}")):
         with pytest.raises(ArgumentError, match=f"sample: {message}"):
             lm.sample(out, "def ", **kwargs)
     with pytest.raises(ArgumentError, match="non-empty"):

@@ -66,8 +66,10 @@ def test_token_attribution_refuses_bad_input(gpt):
     model, params = gpt
     with pytest.raises(DtypeError, match="int token ids"):
         viz.token_attribution(model, params, IDS.astype(jnp.float32))
-    with pytest.raises(ArgumentError, match=r"position must be an int in \[-8, 8\)"):
-        viz.token_attribution(model, params, IDS, position=8)
+    for position in (8, -9, True, 1.0):
+        with pytest.raises(ArgumentError, match=rf"token_attribution: position must be an int "
+                                                rf"from -8 to 7, got {position!r}"):
+            viz.token_attribution(model, params, IDS, position=position)
     with pytest.raises(ArgumentError, match="cannot capture"):
         viz.token_attribution(model, params, IDS, layer="missing")
 
