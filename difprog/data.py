@@ -200,7 +200,8 @@ def text(source: str | os.PathLike, *, context: int = 128, level: str = "char",
     splits by file: the max(1, round(validation_fraction * n)) files whose relative paths have
     the smallest CRC-32 go to validation, the rest to training (so a file's split hardly depends
     on the others: adding a file moves at most one out of validation). A single file splits by
-    position: its last validation_fraction is the validation split. Each split's files are concatenated as they are (a window may span two).
+    position: its last validation_fraction is the validation split. Each split's files are
+    concatenated as they are (a window may span two).
 
     At char level a file that is not valid UTF-8 is refused (ArgumentError naming it and the
     offset); read it with level='byte', or leave it out with `pattern`. Text is decoded
