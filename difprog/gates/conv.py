@@ -28,7 +28,6 @@ from difprog.gates import _conv_paths as paths
 from difprog.gates._util import check_count, check_flag, check_padding, check_pair, pair
 
 
-
 def _conv2d(x, w, stride=1, padding="SAME", dilation=1, groups=1):
     """conv2d[n,p,q,o] = sum x[n, p s + i d, q s + j d, c] w[i,j,c',o], c in o's group c'."""
     geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)

@@ -80,9 +80,13 @@ def test_every_path_matches_lax_conv_value_vjp_and_jvp_in_float64(case, path):
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_the_rule_matches_lax_conv_and_passes_check_gate(case):
-    x_shape, w_shape, stride, padding, dilation, groups = case
+def test_the_rule_matches_lax_conv(case):
     assert max(_errors(case)) < 1e-10
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[3], CASES[7]], ids=[IDS[2], IDS[3], IDS[7]])
+def test_every_path_passes_check_gate(case):
+    x_shape, w_shape, stride, padding, dilation, groups = case
     x, w = RNG.standard_normal(x_shape), RNG.standard_normal(w_shape)
     for path in paths.PATHS:
         with paths.forced(path):
@@ -93,11 +97,8 @@ def test_the_rule_matches_lax_conv_and_passes_check_gate(case):
 
 def test_paths_can_be_forced_per_computation_and_mixed():
     case = CASES[1]
-    with paths.forced(forward="patches", input_grad="shifted", weight_grad="xla"):
-        pass
     for mix in [dict(forward="patches", input_grad="shifted", weight_grad="xla"),
                 dict(forward="xla", input_grad="patches", weight_grad="shifted")]:
-        x_shape, w_shape, stride, padding, dilation, groups = case
         with paths.forced(**mix):
             assert max(_errors(case)) < 1e-10
     with pytest.raises(ValueError, match="unknown conv2d path"):
@@ -147,7 +148,7 @@ def test_the_cpu_rule_routes_small_maps_around_xla_convolution():
 def test_off_cpu_the_lowering_is_lax_conv_alone(platform):
     """On GPU and TPU every computation stays XLA's convolution, also where the CPU's rule picks
     matmuls (a 2x2 map), and under any forcing: lax.platform_dependent lowers one branch."""
-    x, w = jnp.ones((2, 2, 2, 16)), jnp.ones((3, 3, 16, 16))
+    x, w = jnp.ones((2, 2, 2, 128)), jnp.ones((3, 3, 128, 128))
     f = lambda x, w: jax.value_and_grad(lambda x, w: jnp.sum(gates.conv2d(x, w) ** 2),
                                         (0, 1))(x, w)
     for forcing in (paths.forced(), paths.forced("shifted"), paths.forced("patches")):
@@ -156,7 +157,7 @@ def test_off_cpu_the_lowering_is_lax_conv_alone(platform):
         assert text.count("stablehlo.convolution") == 3
         assert "dot_general" not in text
     cpu = jax.export.export(jax.jit(f), platforms=["cpu"])(x, w).mlir_module()
-    assert "stablehlo.convolution" not in cpu and "dot_general" in cpu
+    assert cpu.count("stablehlo.convolution") == 1 and "dot_general" in cpu  # XLA's dw alone
 
 
 # --- mutants: a wrong path fails the checks ----------------------------------------------------
