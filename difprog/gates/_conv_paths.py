@@ -27,9 +27,11 @@ map's number of points, C the input channels), measured on this project's 2-core
 - input gradient: "shifted" for depthwise kernels, 1x1 kernels, and, without groups, maps of at
   most SMALL_MAP points (7x7) with at least WIDE (128) channels per group (1.1x to 200x faster:
   XLA's convolution with lhs dilation is slow there); XLA's otherwise.
-- weight gradient: "shifted" for 1x1 kernels without groups (2x to 10x faster), "patches" with
-  groups or on maps of at least LARGE_MAP points (28x28 and up: 2x to 4x faster); XLA's
-  otherwise (on 16x16 and smaller maps with many channels it beats patches by 3x).
+- weight gradient: "shifted" for 1x1 kernels without groups (2x to 10x faster); "patches" on
+  maps of at least LARGE_MAP points (28x28 and up: 2x to 4x faster), except depthwise; with
+  groups, "shifted" (50x faster with 4 groups), for depthwise kernels only on maps of at most
+  SMALL_MAP points (on a 16x16 map XLA's is 2x faster than either); XLA's otherwise (on 16x16
+  and smaller maps with many channels it beats patches by up to 3x).
 
 The choice is static, from shapes at trace time, and applies only to the CPU: conv.py wraps it in
 lax.platform_dependent, so GPU and TPU lowerings keep lax.conv. `forced(path)` overrides the rule
@@ -100,7 +102,9 @@ def choose(computation: str, geometry: Geometry, w_shape) -> str:
         return "shifted" if depthwise or pointwise or many else "xla"
     if pointwise:
         return "shifted"
-    return "patches" if groups > 1 or points >= LARGE_MAP else "xla"
+    if points >= LARGE_MAP and not depthwise:
+        return "patches"
+    return "shifted" if groups > 1 and (not depthwise or points <= SMALL_MAP) else "xla"
 
 
 def offsets(kernel, dilation=(1, 1)):
