@@ -208,7 +208,21 @@ def variants(size, batch, train, torch, threads=()):
             runs["step", _torch_name(n)] = _threads(torch, n, step)
     for f in runs.values():
         jax.block_until_ready(f())
-    return runs
+    return runs, agreement(runs["step", "difprog"](), runs["step", "plain JAX"]())
+
+
+def agreement(ours, plain):
+    """How far difprog's (loss, gradient) is from plain JAX's: the largest difference of a
+    trained param's gradient relative to that gradient's largest entry (BatchNorm's running
+    statistics are not trained: difprog's rules give them no gradient)."""
+    (loss, grads), (ref_loss, ref_grads) = ours, plain
+    leaves = jax.tree_util.tree_flatten_with_path(grads)[0]
+    worst, where = max(
+        (float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-30)), jax.tree_util.keystr(k))
+        for (k, a), b in zip(leaves, jax.tree.leaves(ref_grads))
+        if jax.tree_util.keystr(k).split("'")[-2] not in ("mean", "var"))
+    return (f"loss difprog {float(loss):.6f}, plain JAX {float(ref_loss):.6f}; largest gradient "
+            f"difference / that param's largest gradient: {worst:.1e} (at {where})")
 
 
 def _torch_name(threads):
@@ -267,10 +281,12 @@ def main(argv=None):
     for size, batch in (map(int, s.split(":")) for s in args.sizes.split(",")):
         for mode in args.modes.split(","):
             load = os.getloadavg()[0]
-            times = measure(variants(size, batch, mode == "train", torch, threads), args.rounds)
+            runs, agree = variants(size, batch, mode == "train", torch, threads)
+            times = measure(runs, args.rounds)
             print(f"\nResNet-18, {size}x{size}x3, batch {batch}, BatchNorm in {mode} mode "
                   f"(load average {load:.2f} before, {os.getloadavg()[0]:.2f} after)\n")
             print(tables(times, frameworks))
+            print(f"\n{agree}")
 
 
 if __name__ == "__main__":
