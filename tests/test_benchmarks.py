@@ -110,3 +110,26 @@ def test_sharding_smoke():
     held = {(r[1], r[2]): float(r[3]) for r in rows}
     assert held[("4", "sharded")] < 0.3 * held[("4", "replicated")]  # about a quarter
     assert held[("1", "sharded")] == held[("1", "replicated")]
+
+
+def test_conv_paths_smoke():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.conv_paths", "--rounds", "1",
+                             "--only", "r18-64 layer4 down"], capture_output=True, text=True,
+                            timeout=300, check=True, cwd=ROOT)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| r18-64")]
+    assert [row.split("|")[5].strip() for row in rows] == ["forward", "input_grad", "weight_grad"]
+    assert all(float(cell.strip(" *")) > 0 for row in rows for cell in row.split("|")[6:9])
+    assert "rule slower than xla beyond the slack at:" in result.stdout
+
+
+def test_resnet_smoke():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.resnet", "--sizes", "32:2",
+                             "--modes", "eval", "--rounds", "1", "--torch-threads", ""],
+                            capture_output=True, text=True, timeout=600, check=True, cwd=ROOT)
+    assert "| **whole step** |" in result.stdout and "| layer4.1 (forward + backward) |" in \
+        result.stdout
+    agreement = result.stdout.split("largest gradient difference")[1]
+    difference = float(agreement.split(":")[1].split()[0])
+    # difprog and plain JAX compute the same step (eval mode: batch statistics over the two
+    # values per channel of a 1x1 map would amplify float32 rounding)
+    assert difference < 1e-3

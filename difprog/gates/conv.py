@@ -24,82 +24,47 @@ from jax import lax
 
 from difprog.errors import ArgumentError, ShapeError
 from difprog.gate import bilinear, gate, linear
+from difprog.gates import _conv_paths as paths
 from difprog.gates._util import check_count, check_flag, check_padding, check_pair, pair
 from difprog.gates.points import distinct, empty, normal
 from difprog.gates.registry import register
 
 __all__ = ["avg_pool2d", "conv2d", "max_pool2d"]
 
-_NHWC = ("NHWC", "HWIO", "NHWC")
-_PATCH_BYTES = 4 << 20
-
 
 def _conv2d(x, w, stride=1, padding="SAME", dilation=1, groups=1):
     """conv2d[n,p,q,o] = sum x[n, p s + i d, q s + j d, c] w[i,j,c',o], c in o's group c'."""
-    return lax.conv_general_dilated(x, w, pair(stride, "stride"), check_padding("conv2d", padding),
-                                    rhs_dilation=pair(dilation, "dilation"),
-                                    dimension_numbers=_NHWC, feature_group_count=groups)
+    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    return _by_platform("forward", geo, w.shape,
+                        lambda path, x, w: paths.forward(x, w, geo, path), x, w)
 
 def _conv2d_backward(g, out, x, w, stride, padding, dilation, groups):
     if 0 in (x.size, w.size, g.size):  # nothing flows: the cotangents are empty, or zeros
         return jnp.zeros_like(x), jnp.zeros_like(w)
+    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    dx = _by_platform("input_grad", geo, w.shape,
+                      lambda path, g, w: paths.input_grad(g, w, x.shape, geo, path), g, w)
+    dw = _by_platform("weight_grad", geo, w.shape,
+                      lambda path, x, g: paths.weight_grad(x, g, w.shape, geo, path), x, g)
+    return dx, dw
+
+def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
+    """The static shape of a convolution: pairs, explicit pads and the output's map."""
     strides, dilation = pair(stride, "stride"), pair(dilation, "dilation")
-    span = _span(w.shape[:2], dilation)
-    pads = _pads("conv2d", x.shape[1:3], span, strides, padding)
-    dilated_out = [(o - 1) * s + 1 for o, s in zip(g.shape[1:3], strides)]
-    # dx: the gradient, dilated by the stride, convolved with the kernel flipped and transposed.
-    dx_pads = [(k - lo - 1, n + k - 1 - d - (k - lo - 1))
-               for n, k, (lo, _), d in zip(x.shape[1:3], span, pads, dilated_out)]
-    dx = lax.conv_general_dilated(g, _transposed_kernel(w, groups), (1, 1), dx_pads,
-                                  lhs_dilation=strides, rhs_dilation=dilation,
-                                  dimension_numbers=_NHWC, feature_group_count=groups)
-    # dw: the input correlated with the stride-dilated gradient, batch and channels swapped; the
-    # kernel's dilation is the stride of this correlation, its groups split x's channels.
-    dw_pads = [(lo, d - n + k - lo - 1)
-               for n, k, (lo, _), d in zip(x.shape[1:3], span, pads, dilated_out)]
+    span = _span(w_shape[:2], dilation)
+    pads = _pads("conv2d", x_shape[1:3], span, strides, padding)
+    out = tuple((n + lo + hi - k) // s + 1
+                for n, k, s, (lo, hi) in zip(x_shape[1:3], span, strides, pads))
+    return paths.Geometry(tuple(w_shape[:2]), strides, dilation, tuple(pads), groups, out)
 
-    def dw_by_convolution(x, g):
-        dw = lax.conv_general_dilated(x, g, dilation, dw_pads, rhs_dilation=strides,
-                                      dimension_numbers=("CHWN", "IHWO", "NHWC"),
-                                      batch_group_count=groups)
-        return jnp.transpose(dw, (1, 2, 0, 3))
-
-    def dw_by_patches(x, g):
-        return _weight_grad_by_patches(x, g, w.shape[:2], strides, dilation, pads, groups)
-
-    return dx, lax.platform_dependent(x, g, cpu=dw_by_patches, default=dw_by_convolution)
-
-def _transposed_kernel(w, groups):
-    """The kernel of dx: flipped in space, in and out channels swapped within each group."""
-    kh, kw, c, o = w.shape
-    flipped = w[::-1, ::-1].reshape(kh, kw, c, groups, o // groups)
-    return jnp.transpose(flipped, (0, 1, 4, 3, 2)).reshape(kh, kw, o // groups, c * groups)
-
-def _weight_grad_by_patches(x, g, kernel, strides, dilation, pads, groups):
-    """dw = patches(x)^T g, one matmul per slice of the batch and per group (XLA:CPU's own
-    weight-gradient convolution runs 2.6x slower, 30x to 100x with groups; slices of about
-    _PATCH_BYTES of patches stay in cache)."""
-    n, c, k = x.shape[0], x.shape[3], kernel[0] * kernel[1]
-    per_example = g.shape[1] * g.shape[2] * k * c * x.dtype.itemsize
-    size = max(d for d in range(1, n + 1)
-               if d == 1 or (n % d == 0 and d * per_example <= _PATCH_BYTES))
-
-    def one_slice(xg):
-        xs, gs = xg
-        padded = lax.pad(xs, jnp.zeros((), xs.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads),
-                                                        (0, 0, 0)])
-        (out_h, out_w), (sh, sw) = gs.shape[1:3], strides
-        patches = jnp.stack([
-            padded[:, i:i + (out_h - 1) * sh + 1:sh, j:j + (out_w - 1) * sw + 1:sw, :]
-            for i, j in _offsets(kernel, dilation)], axis=-2)
-        if groups == 1:
-            return patches.reshape(-1, k * c).T @ gs.reshape(-1, g.shape[3])
-        per_group = jnp.einsum("mkgc,mgo->kcgo", patches.reshape(-1, k, groups, c // groups),
-                               gs.reshape(-1, groups, g.shape[3] // groups))
-        return per_group.reshape(k * c // groups, g.shape[3])
-
-    slices = (x.reshape(n // size, size, *x.shape[1:]), g.reshape(n // size, size, *g.shape[1:]))
-    return lax.map(one_slice, slices).sum(0).reshape(*kernel, c // groups, g.shape[3])
+def _by_platform(computation, geo, w_shape, compute, *args):
+    """`compute(path, *args)` by the CPU rule's path on the CPU, by XLA's convolution elsewhere
+    (the choice is static: one branch is lowered per platform)."""
+    path = paths.choose(computation, geo, w_shape)
+    if path == "xla":
+        return compute("xla", *args)
+    return lax.platform_dependent(*args, cpu=lambda *a: compute(path, *a),
+                                  default=lambda *a: compute("xla", *a))
 
 def _check_conv2d(x, w, stride, padding, dilation, groups):
     if x.ndim != 4 or w.ndim != 4:
@@ -225,7 +190,8 @@ max_pool2d = register(
 
 def _avg_pool2d(x, window=2, stride=None, padding="VALID", dilation=1, ceil_mode=False,
                 count_include_pad=True):
-    """avg_pool2d: each window's sum / its count of points in the padded input (or x); d = 1/count."""
+    """avg_pool2d: each window's sum / its count of points in the padded input (or x);
+    d = 1/count."""
     win = _window("avg_pool2d", x.shape, window, stride, padding, dilation, ceil_mode)
     total = lax.reduce_window(x, 0.0, lax.add, (1, *win.kernel, 1), (1, *win.strides, 1),
                               win.pads, window_dilation=(1, *win.dilation, 1))
@@ -347,7 +313,8 @@ def _windows(x, win, fill):
         for i, j in _offsets(win.kernel, win.dilation)])
 
 def _scatter(values, offset, x_shape, win):
-    """The transpose of one window slice: lax.pad with interior padding puts values back in place."""
+    """The transpose of one window slice: lax.pad with interior padding puts values back in
+    place."""
     (_, _), (top, bottom), (left, right), _ = win.pads
     (i, j), (sh, sw) = offset, win.strides
     out_h, out_w = values.shape[1:3]
