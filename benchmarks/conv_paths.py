@@ -3,10 +3,10 @@
 For each convolution shape (ResNet-18's at 64x64 batch 16 and 224x224 batch 8, the digits CNN's,
 and grouped and depthwise ones) and each computation (forward, input gradient, weight gradient),
 times XLA's convolution ("xla"), shifted matmuls ("shifted") and patches + one matmul
-("patches") from difprog/gates/_conv_paths.py, each jitted alone, float32, interleaved in one
+("patches") from difprog/gates/conv_paths.py, each jitted alone, float32, interleaved in one
 process: every round runs every path of every shape once, and the table keeps each one's best
 time over the rounds (the machine is shared; the best time is the least disturbed one). It marks
-the rule's choice (`_conv_paths.choose`) and checks it is never slower than XLA's convolution
+the rule's choice (`conv_paths.choose`) and checks it is never slower than XLA's convolution
 beyond the noise (`--slack`).
 
 Usage:
@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difprog.gates import _conv_paths as paths
 from difprog.gates import conv
+from difprog.gates import conv_paths as paths
 
 # name, x shape (N, H, W, C), w shape (KH, KW, C / groups, O), stride, padding, groups
 SHAPES = [
@@ -87,7 +87,7 @@ def measure(shapes, rounds: int) -> dict:
     """{(shape name, computation, path): best ms} over `rounds` interleaved rounds."""
     cases = {}
     for name, x_shape, w_shape, stride, padding, groups in shapes:
-        geo = conv._geometry(x_shape, w_shape, stride, padding, 1, groups)
+        geo = conv.geometry(x_shape, w_shape, stride, padding, 1, groups)
         for computation in COMPUTATIONS:
             for path in paths.PATHS:
                 f, args = _function(computation, x_shape, w_shape, geo, path)
@@ -107,7 +107,7 @@ def table(shapes, best: dict, slack: float) -> tuple[str, list[str]]:
              "rule | rule / xla |", "|---|---|---|---|---|---|---|---|---|---|"]
     slower = []
     for name, x_shape, w_shape, stride, padding, groups in shapes:
-        geo = conv._geometry(x_shape, w_shape, stride, padding, 1, groups)
+        geo = conv.geometry(x_shape, w_shape, stride, padding, 1, groups)
         for computation in COMPUTATIONS:
             ms = {p: best[name, computation, p] for p in paths.PATHS}
             pick = paths.choose(computation, geo, w_shape)

@@ -24,31 +24,31 @@ from jax import lax
 
 from difprog.errors import ArgumentError, ShapeError
 from difprog.gate import bilinear, gate, linear
-from difprog.gates import _conv_paths as paths
+from difprog.gates import conv_paths as paths
 from difprog.gates._util import check_count, check_flag, check_padding, check_pair, pair
 from difprog.gates.points import distinct, empty, normal
 from difprog.gates.registry import register
 
-__all__ = ["avg_pool2d", "conv2d", "max_pool2d"]
+__all__ = ["avg_pool2d", "conv2d", "geometry", "max_pool2d"]
 
 
 def _conv2d(x, w, stride=1, padding="SAME", dilation=1, groups=1):
     """conv2d[n,p,q,o] = sum x[n, p s + i d, q s + j d, c] w[i,j,c',o], c in o's group c'."""
-    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    geo = geometry(x.shape, w.shape, stride, padding, dilation, groups)
     return _by_platform("forward", geo, w.shape,
                         lambda path, x, w: paths.forward(x, w, geo, path), x, w)
 
 def _conv2d_backward(g, out, x, w, stride, padding, dilation, groups):
     if 0 in (x.size, w.size, g.size):  # nothing flows: the cotangents are empty, or zeros
         return jnp.zeros_like(x), jnp.zeros_like(w)
-    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    geo = geometry(x.shape, w.shape, stride, padding, dilation, groups)
     dx = _by_platform("input_grad", geo, w.shape,
                       lambda path, g, w: paths.input_grad(g, w, x.shape, geo, path), g, w)
     dw = _by_platform("weight_grad", geo, w.shape,
                       lambda path, x, g: paths.weight_grad(x, g, w.shape, geo, path), x, g)
     return dx, dw
 
-def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
+def geometry(x_shape, w_shape, stride, padding, dilation, groups):
     """The static shape of a convolution: pairs, explicit pads and the output's map."""
     strides, dilation = pair(stride, "stride"), pair(dilation, "dilation")
     span = _span(w_shape[:2], dilation)

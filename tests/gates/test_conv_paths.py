@@ -1,4 +1,4 @@
-"""conv2d's CPU paths (difprog/gates/_conv_paths.py): XLA's convolution, shifted matmuls and
+"""conv2d's CPU paths (difprog/gates/conv_paths.py): XLA's convolution, shifted matmuls and
 patches + matmul, each forced in turn and checked in float64 against jax.vjp and jax.jvp of
 jax.lax.conv_general_dilated, with strides, dilation, every padding form and groups; the rule's
 choice on the CPU; lax.conv alone in the cuda and tpu lowerings; and mutants (a flipped kernel,
@@ -13,8 +13,8 @@ import pytest
 
 import difprog
 from difprog import gates
-from difprog.gates import _conv_paths as paths
 from difprog.gates import conv
+from difprog.gates import conv_paths as paths
 
 RNG = np.random.default_rng(28)
 
@@ -129,7 +129,7 @@ def test_a_forced_path_is_the_one_that_runs():
 
 
 def test_the_cpu_rule_routes_small_maps_around_xla_convolution():
-    geometry = lambda x, w, **kw: conv._geometry(x, w, kw.get("stride", 1), kw.get("padding", 1),
+    geometry = lambda x, w, **kw: conv.geometry(x, w, kw.get("stride", 1), kw.get("padding", 1),
                                                  1, kw.get("groups", 1))
     # ResNet-18's layer4 at 64x64 inputs: a 2x2 map, 512 channels; XLA:CPU takes 100x longer.
     small = geometry((16, 2, 2, 512), (3, 3, 512, 512))
