@@ -79,7 +79,7 @@ def test_the_expression_functions_are_the_gates_registered_for_expressions():
 @pytest.mark.parametrize("options, match", [
     ({"bad": {"axis": (1.5,)}}, r"bad names \['axis'\].*constant parameters \[\]"),
     ({"affine": ("y",)}, r"affine names \['y'\].*differentiable inputs \['x'\]"),
-    ({"domain": "complex"}, "domain must be one of None, 'real', 'positive'"),
+    ({"domain": "complex"}, r"domain must be one of \[None, 'real', 'positive'\]"),
     ({"expression": "cube"}, "expression must be True, False or a tuple of names"),
     ({"expression": ("exp",)}, r"expressions already call 'exp' \(exp\)"),
 ])

@@ -40,7 +40,8 @@ def test_write_visualizations_writes_the_grid_the_npz_and_the_saliency(linear, t
     assert layer[0].name == "channels_dense_0.png" and layer[0].read_bytes().startswith(PNG)
     with np.load(layer[1]) as saved:
         assert saved["targets"].tolist() == [1, 2]
-    with pytest.raises(ArgumentError, match="param must be one of 'fourier', 'pixel'"):
+    with pytest.raises(ArgumentError,
+                       match=r"param must be one of \['fourier', 'pixel'\], got 'pixels'"):
         viz.write_visualizations(model, params, dataset, tmp_path / "bad", param="pixels")
 
 
