@@ -107,3 +107,14 @@ def torch_tensor(torch, a, grad=True):
 
 # Values from -1e4 to 1e4: the stable forms give finite values and gradients at all of them.
 EXTREME_VALUES = jnp.array([-1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4], jnp.float32)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks the slow tier (see tests/tiers.py): whole files by reason, and the tests listed in
+    tests/slow_tests.txt; `pytest -m "not slow"` is the quick tier."""
+    from tests import tiers
+
+    listed = tiers.slow_tests()
+    for item in items:
+        if item.nodeid in listed or item.nodeid.split("::")[0] in tiers.SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

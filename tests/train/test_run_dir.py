@@ -50,13 +50,14 @@ def _listing(directory):
     return sorted(p.name for p in directory.iterdir())
 
 
-class _NoCompute:
+class _NoCompute(layers.Layer):
     """A model that fails the test if fit computes anything with it."""
 
-    def init(self, *args, **kwargs):
+    def params(self, x):
         raise AssertionError("fit computed before checking its output directory")
 
-    apply = init
+    def forward(self, params, x, ctx):
+        raise AssertionError("fit computed before checking its output directory")
 
 
 # ---- ownership ----------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""The two test tiers: the quick tier (`pytest -m "not slow"`, minutes) and everything (`pytest`).
+
+A test is slow when it runs processes, a browser, kills or long training (whole files, below,
+each with its reason), or when it took over `LIMIT` seconds on the reference machine (a 2-core
+x86-64 CPU, Python 3.12, JAX 0.12): `tests/slow_tests.txt` lists those, and `tests/conftest.py`
+marks both kinds slow at collection. After adding heavy tests, regenerate the list from a run
+of everything with its durations:
+
+    pytest -q --durations=0 > durations.log; python -m tests.tiers durations.log
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import sys
+from collections import defaultdict
+
+LIMIT = 1.0  # seconds, setup and call together
+LIST = pathlib.Path(__file__).with_name("slow_tests.txt")
+SLOW_FILES = {
+    "tests/train/test_kill_and_resume.py": "kills training processes at 14 points",
+    "tests/train/test_distributed.py": "starts several processes that join one cluster",
+    "tests/train/test_placement.py": "trains on 1, 2 and 4 devices to compare them",
+    "tests/train/test_fit_lm.py": "trains language models",
+    "tests/test_benchmarks.py": "runs every benchmark script end to end",
+    "tests/test_examples.py": "runs the example scripts in their own processes",
+    "tests/test_readme.py": "runs every block of the README, training included",
+    "tests/viz/test_colour.py": "optimises colour images for hundreds of steps",
+    "tests/graph/test_html_browser.py": "drives a browser",
+}
+_ROW = re.compile(r"^([0-9.]+)s (setup|call|teardown) +(\S.*)$")
+
+
+def slow_tests() -> set[str]:
+    """The node ids listed in slow_tests.txt."""
+    lines = LIST.read_text().splitlines() if LIST.exists() else []
+    return {line for line in lines if line and not line.startswith("#")}
+
+
+def is_slow(nodeid: str) -> bool:
+    return nodeid.split("::")[0] in SLOW_FILES or nodeid in slow_tests()
+
+
+def _durations(log: str) -> dict[str, float]:
+    seconds: dict[str, float] = defaultdict(float)
+    for line in log.splitlines():
+        match = _ROW.match(line.strip())
+        if match:
+            seconds[match.group(3)] += float(match.group(1))
+    return seconds
+
+
+def main(path: str) -> None:
+    seconds = _durations(pathlib.Path(path).read_text())
+    slow = sorted(n for n, s in seconds.items()
+                  if s > LIMIT and n.split("::")[0] not in SLOW_FILES)
+    quick = sum(s for n, s in seconds.items() if n not in slow
+                and n.split("::")[0] not in SLOW_FILES)
+    LIST.write_text(f"# tests over {LIMIT} s (setup and call) on the reference machine; "
+                    f"written by `python -m tests.tiers LOG`\n" + "\n".join(slow) + "\n")
+    print(f"{len(slow)} tests listed slow; the quick tier's tests took {quick:.0f} s in {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
