@@ -130,11 +130,20 @@ def _grouped(a, groups):
     return a.reshape(*a.shape[:-1], groups, a.shape[-1] // groups)
 
 
+def _accumulator(dtype):
+    """The dtype the shifted path sums its matmuls in: float32 for 16-bit floats (XLA's
+    convolution accumulates so), else the inputs' own (None)."""
+    return jnp.float32 if jnp.dtype(dtype).itemsize < 4 else None
+
+
 def _times(xs, wk, groups):
-    """xs (..., C) times one kernel point's matrix wk (C / groups, O), group by group."""
+    """xs (..., C) times one kernel point's matrix wk (C / groups, O), group by group, in the
+    accumulator's dtype."""
+    acc = _accumulator(xs.dtype)
     if groups == 1:
-        return xs @ wk
-    out = jnp.einsum("...gc,cgo->...go", _grouped(xs, groups), _grouped(wk, groups))
+        return jnp.matmul(xs, wk, preferred_element_type=acc)
+    out = jnp.einsum("...gc,cgo->...go", _grouped(xs, groups), _grouped(wk, groups),
+                     preferred_element_type=acc)
     return out.reshape(*xs.shape[:-1], wk.shape[-1])
 
 
@@ -145,8 +154,9 @@ def forward(x, w, geo, path):
                                         dimension_numbers=_NHWC, feature_group_count=geo.groups)
     kh, kw, cg, o = w.shape
     if path == "shifted":
-        return sum(_times(xs, w[i, j], geo.groups)
-                   for xs, (i, j) in zip(_slices(x, geo), itertools.product(range(kh), range(kw))))
+        total = sum(_times(xs, w[i, j], geo.groups) for xs, (i, j)
+                    in zip(_slices(x, geo), itertools.product(range(kh), range(kw))))
+        return total.astype(x.dtype)
     patches = jnp.stack(_slices(x, geo), axis=-2)  # (n, oh, ow, k, C)
     if geo.groups == 1:
         return patches.reshape(*patches.shape[:3], -1) @ w.reshape(-1, o)
@@ -200,14 +210,17 @@ def input_grad(g, w, x_shape, geo, path):
         parts = [stacked[..., k, :] for k in range(kh * kw)]
     total = sum(_place(part, point, x_shape, geo) for part, point in zip(parts, points))
     (top, _), (left, _) = geo.pads
-    return total[:, top:top + x_shape[1], left:left + x_shape[2], :]
+    return total[:, top:top + x_shape[1], left:left + x_shape[2], :].astype(g.dtype)
 
 
 def _transpose_times(g, wk, groups):
-    """g (..., O) times wk^T, wk (C / groups, O), group by group: (..., C)."""
+    """g (..., O) times wk^T, wk (C / groups, O), group by group: (..., C), in the
+    accumulator's dtype."""
+    acc = _accumulator(g.dtype)
     if groups == 1:
-        return g @ wk.T
-    out = jnp.einsum("...go,cgo->...gc", _grouped(g, groups), _grouped(wk, groups))
+        return jnp.matmul(g, wk.T, preferred_element_type=acc)
+    out = jnp.einsum("...go,cgo->...gc", _grouped(g, groups), _grouped(wk, groups),
+                     preferred_element_type=acc)
     return out.reshape(*g.shape[:-1], wk.shape[0] * groups)
 
 
@@ -226,15 +239,17 @@ def weight_grad(x, g, w_shape, geo, path):
         return jnp.transpose(dw, (1, 2, 0, 3))
     if path == "shifted":
         return jnp.stack([_slice_times_g(xs, g, geo.groups) for xs in _slices(x, geo)]
-                         ).reshape(w_shape)
+                         ).reshape(w_shape).astype(x.dtype)
     return _weight_grad_by_patches(x, g, w_shape, geo)
 
 
 def _slice_times_g(xs, g, groups):
     """xs^T g over batch and space: (C / groups, O), group by group."""
+    acc = _accumulator(xs.dtype)
     if groups == 1:
-        return jnp.tensordot(xs, g, axes=((0, 1, 2), (0, 1, 2)))
-    out = jnp.einsum("nhwgc,nhwgo->cgo", _grouped(xs, groups), _grouped(g, groups))
+        return jnp.einsum("nhwc,nhwo->co", xs, g, preferred_element_type=acc)
+    out = jnp.einsum("nhwgc,nhwgo->cgo", _grouped(xs, groups), _grouped(g, groups),
+                     preferred_element_type=acc)
     return out.reshape(out.shape[0], -1)
 
 

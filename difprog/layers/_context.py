@@ -113,6 +113,7 @@ def call(layer: Layer, params: Any, x: Any, path: str, key: Any, run: _Run,
         ctx = Context(layer, params, path, key, run, node)
         try:
             if layer.children():
+                _refuse_own_params(layer)
                 if not run.declaring:
                     check_container_params(layer, params, path)
                 y = layer.forward(params, x, ctx)
@@ -127,12 +128,35 @@ def call(layer: Layer, params: Any, x: Any, path: str, key: Any, run: _Run,
     return y
 
 
+def _refuse_own_params(container: Layer) -> None:
+    if type(container).params is not Layer.params:
+        raise ArgumentError("declares children and params of its own; a container's params "
+                            "belong to its children: put them in a child layer (a layer "
+                            "with a learned scale, say) and call it through ctx")
+
+
+def _declared(layer: Layer, x: Any) -> dict[str, Param]:
+    declared = layer.params(x)
+    wrong = {n: type(p).__name__ for n, p in declared.items() if not isinstance(p, Param)}
+    if wrong:
+        raise DtypeError(f"params() must map each name to a layers.Param(shape, init), got "
+                         f"{wrong}")
+    return {n: Param(tuple(int(d) for d in p.shape), p.init) for n, p in declared.items()}
+
+
 def _leaf(layer: Layer, params: Any, x: Any, ctx: Context) -> Any:
     _check_input(layer, x, ctx.path)
-    declared = {n: Param(tuple(int(d) for d in p.shape), p.init)
-                for n, p in layer.params(x).items()}
+    declared = _declared(layer, x)
     if ctx._run.declaring:
         dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+        earlier = ctx._node.decl
+        if earlier is not None and {n: p.shape for n, p in earlier.items()} != {
+                n: p.shape for n, p in declared.items()}:
+            raise ShapeError(
+                f"is called on inputs that need params of shapes "
+                f"{ {n: p.shape for n, p in earlier.items()} } and "
+                f"{ {n: p.shape for n, p in declared.items()} }; a layer called more than once "
+                f"shares its params, so every call must take inputs of one shape")
         ctx._node.decl, ctx._node.dtype = declared, dtype
         params = {n: jnp.zeros(p.shape, dtype) for n, p in declared.items()}
     else:

@@ -46,7 +46,16 @@ class Input:
     rank: int | None = None
     min_rank: int = 0
     dtype: str = "floating"
-    text: str = "an array"
+    text: str = ""
+
+    def __post_init__(self):
+        if self.dtype not in ("floating", "integer", "any"):
+            raise ArgumentError(f"Input: dtype must be one of ['floating', 'integer', 'any'], "
+                                f"got {self.dtype!r}")
+        if not self.text:
+            text = (f"an input of rank {self.rank}" if self.rank is not None else
+                    f"an input of rank >= {self.min_rank}" if self.min_rank else "an array")
+            object.__setattr__(self, "text", text)
 
     def fits(self, shape: tuple[int, ...]) -> bool:
         return len(shape) == self.rank if self.rank is not None else len(shape) >= self.min_rank
@@ -141,7 +150,7 @@ class Layer:
         return _context.init(self, key, as_struct(example_input, self))
 
     def apply(self, params: Params, x: Any, *, key: jax.Array | None = None,
-              train: bool = False) -> Any:
+              train: bool = False, **others: Any) -> Any:
         """Runs the layer: `y = layer(params, x)`, every gradient through difprog gates.
 
         Args:
@@ -154,6 +163,12 @@ class Layer:
         Returns:
             The output, always one array (`run` also gives inner outputs and statistics).
         """
+        if others:
+            raise ArgumentError(
+                f"{type(self).__name__}.apply takes params, x, key= and train=, got "
+                f"{sorted(others)}; apply returns the output alone: for captures, "
+                f"perturbations or updated statistics use model.run(params, x, capture=..., "
+                f"perturb=..., update_stats=...), whose .output, .captured and .stats hold them")
         return self.run(params, x, key=key, train=train).output
 
     def run(self, params: Params, x: Any, *, key: jax.Array | None = None, train: bool = False,

@@ -107,7 +107,7 @@ class Repeat(Layer):
 
     layer: Layer
     times: int
-    remat: str | None = None
+    remat: str | None = dataclasses.field(default=None, kw_only=True)
     kind = "repeat"
 
     def __post_init__(self):

@@ -32,7 +32,7 @@ class PositionEmbedding(Layer):
     """
 
     context: int
-    init_table: Initializer = dataclasses.field(default=GPT2_INIT, repr=False)
+    init_table: Initializer = dataclasses.field(default=GPT2_INIT, repr=False, kw_only=True)
     kind = "position_embedding"
     takes = Input(min_rank=2, text="an input of rank >= 2 (..., seq, features)")
 

@@ -35,7 +35,7 @@ class Embedding(Layer):
 
     vocab: int
     features: int
-    init_table: Initializer = dataclasses.field(default=GPT2_INIT, repr=False)
+    init_table: Initializer = dataclasses.field(default=GPT2_INIT, repr=False, kw_only=True)
     kind, takes = "embedding", Input(dtype="integer", text="integer ids of any shape")
 
     def __init__(self, vocab: int, features: int, *, init: Initializer = GPT2_INIT,
@@ -78,8 +78,8 @@ class MultiHeadAttention(Layer):
 
     heads: int
     causal: bool = False
-    w_init: Initializer | None = dataclasses.field(default=None, repr=False)
-    out_init: Initializer | None = dataclasses.field(default=None, repr=False)
+    w_init: Initializer | None = dataclasses.field(default=None, repr=False, kw_only=True)
+    out_init: Initializer | None = dataclasses.field(default=None, repr=False, kw_only=True)
     kind = "multi_head_attention"
     takes = Input(min_rank=2, text="an input of rank >= 2 (..., seq, features)")
 

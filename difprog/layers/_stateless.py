@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from difprog import arguments, gates
-from difprog.errors import ArgumentError
+from difprog.errors import ArgumentError, DtypeError
 from difprog.gate import Gate
 from difprog.gates import layer_padding, pair
 from difprog.layers._layer import Input, Layer
@@ -22,8 +22,8 @@ class _Pool2D(Layer):
     window: int | tuple[int, int] = 2
     stride: int | tuple[int, int] | None = None
     padding: str | int | tuple = "VALID"
-    dilation: int | tuple[int, int] = 1
-    ceil_mode: bool = False
+    dilation: int | tuple[int, int] = dataclasses.field(default=1, kw_only=True)
+    ceil_mode: bool = dataclasses.field(default=False, kw_only=True)
     takes = NHWC
     pool: ClassVar[Gate]
 
@@ -78,7 +78,7 @@ class AvgPool2D(_Pool2D):
     default), False by those inside the input; ceil_mode's overhang never counts.
     """
 
-    count_include_pad: bool = True
+    count_include_pad: bool = dataclasses.field(default=True, kw_only=True)
     kind, pool = "avg_pool2d", gates.avg_pool2d
 
     def __post_init__(self):
@@ -114,11 +114,23 @@ class Flatten(Layer):
 
 
 class Activation(Layer):
-    """An elementwise gate as a layer, such as `Activation(gates.gelu)`; `settings` are the
-    gate's constants."""
+    """An elementwise gate as a layer, such as `Activation(gates.leaky_relu,
+    negative_slope=0.2)`; the keyword settings are the gate's constants."""
 
     gate: Gate
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __init__(self, gate: Gate, *, name: str | None = None, **settings: Any):
+        label = type(self).__name__
+        if not isinstance(gate, Gate):
+            raise DtypeError(f"{label}: gate must be a difprog gate such as gates.relu, got "
+                             f"{type(gate).__name__}")
+        unknown = sorted(set(settings) - set(gate.static_names))
+        if unknown:
+            raise ArgumentError(f"{label}: unknown settings {unknown}; the gate {gate.name!r} "
+                                f"takes {list(gate.static_names)}")
+        for field, value in (("gate", gate), ("settings", settings), ("name", name)):
+            object.__setattr__(self, field, value)
 
     @property
     def kind(self) -> str:
@@ -147,11 +159,7 @@ def activation(gate: Gate, *, relu_like: bool = False, doc: str | None = None
         Softplus(beta=2.0)
     """
     def __init__(self, *, name: str | None = None, **settings):
-        unknown = sorted(set(settings) - set(gate.static_names))
-        if unknown:
-            raise ArgumentError(f"{type(self).__name__}: unknown settings {unknown}; the gate "
-                                f"{gate.name!r} takes {list(gate.static_names)}")
-        Activation.__init__(self, gate, settings, name=name)
+        Activation.__init__(self, gate, name=name, **settings)
 
     class_name = "".join(part.title() for part in gate.name.split("_"))
     return type(class_name, (Activation,), {

@@ -39,9 +39,10 @@ class Dense(Layer):
     """
 
     features: int
-    w_init: Initializer | None = dataclasses.field(default=None, repr=False)
-    b_init: Initializer = dataclasses.field(default=initializers.zeros, repr=False)
-    use_bias: bool = True
+    w_init: Initializer | None = dataclasses.field(default=None, repr=False, kw_only=True)
+    b_init: Initializer = dataclasses.field(default=initializers.zeros, repr=False,
+                                            kw_only=True)
+    use_bias: bool = dataclasses.field(default=True, kw_only=True)
     kind, takes = "dense", LAST_AXIS
 
     def __post_init__(self):
@@ -89,11 +90,12 @@ class Conv2D(Layer):
     kernel_size: int | tuple[int, int]
     stride: int | tuple[int, int] = 1
     padding: str | int | tuple = "SAME"
-    dilation: int | tuple[int, int] = 1
-    groups: int = 1
-    w_init: Initializer | None = dataclasses.field(default=None, repr=False)
-    b_init: Initializer = dataclasses.field(default=initializers.zeros, repr=False)
-    use_bias: bool = True
+    dilation: int | tuple[int, int] = dataclasses.field(default=1, kw_only=True)
+    groups: int = dataclasses.field(default=1, kw_only=True)
+    w_init: Initializer | None = dataclasses.field(default=None, repr=False, kw_only=True)
+    b_init: Initializer = dataclasses.field(default=initializers.zeros, repr=False,
+                                            kw_only=True)
+    use_bias: bool = dataclasses.field(default=True, kw_only=True)
     kind, takes = "conv2d", NHWC
 
     def __post_init__(self):

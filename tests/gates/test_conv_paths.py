@@ -192,3 +192,26 @@ def test_a_wrong_group_split_fails_the_check(monkeypatch):
     for path in ("shifted", "patches"):
         assert max(_errors(CASES[2], path)) > 0.1, path
     assert max(_errors(CASES[0], "shifted")) < 1e-10  # no groups: the mutant never runs
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_shifted_matmuls_accumulate_16_bit_floats_as_xlas_convolution_does(dtype):
+    """Summing nine rounded matmuls would triple the rounding error of a 3x3 map in 16 bits:
+    the shifted path sums in float32 and rounds once, as XLA's convolution."""
+    kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, (4, 3, 3, 256))
+    w = 0.05 * jax.random.normal(kw, (3, 3, 256, 64))
+    g = jax.random.normal(kg, (4, 3, 3, 64))
+    with paths.forced("xla"):
+        y, pullback = jax.vjp(gates.conv2d, x, w)
+        exact = (y, *pullback(g))  # float32
+    errors = {}
+    for path in ("xla", "shifted"):
+        with paths.forced(path):
+            y, pullback = jax.vjp(gates.conv2d, x.astype(dtype), w.astype(dtype))
+            low = (y, *pullback(g.astype(dtype)))
+        assert all(a.dtype == dtype for a in low)
+        errors[path] = [float(jnp.max(jnp.abs(a.astype(jnp.float32) - b)))
+                        for a, b in zip(low, exact)]
+    for ours, xla in zip(errors["shifted"], errors["xla"]):
+        assert ours <= 1.5 * xla, errors

@@ -134,3 +134,54 @@ def test_a_user_container_infers_its_init_and_is_walked_with_paths():
 def test_everything_a_layer_author_uses_is_public():
     for name in ("Layer", "Param", "Input", "Context", "Applied", "Visit", "walk", "keyed"):
         assert name in layers.__all__
+
+
+def test_what_a_layer_author_gets_wrong_is_refused_naming_the_layer():
+    class Mix(layers.Layer):  # a container with params of its own
+        def children(self):
+            return {"a": layers.Dense(3), "b": layers.Dense(3)}
+
+        def params(self, x):
+            return {"alpha": layers.Param((), initializers.ones)}
+
+        def forward(self, params, x, ctx):
+            return gates.add(ctx("a", x), ctx("b", x))
+
+    class Twice(layers.Layer):  # one child called on inputs of two shapes
+        def children(self):
+            return {"d": layers.Dense(3)}
+
+        def forward(self, params, x, ctx):
+            return ctx("d", ctx("d", x))
+
+    class Bare(layers.Layer):  # params() without Param records
+        def params(self, x):
+            return {"w": (3, 3)}
+
+        def forward(self, params, x, ctx):
+            return x
+
+    x = jnp.ones((2, 5))
+    with pytest.raises(difprog.ArgumentError, match="layer 'mix'.*put them in a child layer"):
+        Mix().init(jax.random.key(0), x)
+    with pytest.raises(difprog.ShapeError, match=r"layer 'd'.*\(5, 3\).*\(3, 3\).*one shape"):
+        Twice().init(jax.random.key(0), x)
+    with pytest.raises(difprog.DtypeError, match=r"'bare'.*layers.Param.*'w': 'tuple'"):
+        Bare().init(jax.random.key(0), x)
+    with pytest.raises(difprog.ArgumentError, match="dtype must be one of"):
+        layers.Input(dtype="float")
+    assert layers.Input(min_rank=1).text == "an input of rank >= 1"
+    with pytest.raises(TypeError, match="positional"):  # settings after the first are keywords
+        layers.Dense(3, "x")
+    with pytest.raises(difprog.ArgumentError, match=r"\['capture'\].*model\.run"):
+        layers.Dense(3).apply({}, x, capture=True)
+
+
+def test_an_activation_takes_its_gates_constants_by_keyword():
+    leaky = layers.Activation(gates.leaky_relu, negative_slope=0.2)
+    assert repr(leaky) == "Activation(gates.leaky_relu, negative_slope=0.2)"
+    np.testing.assert_allclose(leaky.apply({}, -jnp.ones(2)), [-0.2, -0.2])
+    with pytest.raises(difprog.ArgumentError, match=r"unknown settings \['slope'\]"):
+        layers.Activation(gates.leaky_relu, slope=0.2)
+    with pytest.raises(difprog.DtypeError, match="must be a difprog gate"):
+        layers.Activation(jnp.tanh)
