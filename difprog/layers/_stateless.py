@@ -181,7 +181,7 @@ class LeakyRelu(Activation):
 
     def __init__(self, negative_slope: float = 0.01, *, name: str | None = None):
         slope = arguments.real("LeakyRelu", "negative_slope", negative_slope)
-        Activation.__init__(self, gates.leaky_relu, {"negative_slope": slope}, name=name)
+        Activation.__init__(self, gates.leaky_relu, negative_slope=slope, name=name)
 
 
 class Dropout(Layer):
