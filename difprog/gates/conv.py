@@ -190,8 +190,7 @@ max_pool2d = register(
 
 def _avg_pool2d(x, window=2, stride=None, padding="VALID", dilation=1, ceil_mode=False,
                 count_include_pad=True):
-    """avg_pool2d: each window's sum / its count of points in the padded input (or x);
-    d = 1/count."""
+    """avg_pool2d: a window's sum / its count of points in the padded input (or x); d = 1/count."""
     win = _window("avg_pool2d", x.shape, window, stride, padding, dilation, ceil_mode)
     total = lax.reduce_window(x, 0.0, lax.add, (1, *win.kernel, 1), (1, *win.strides, 1),
                               win.pads, window_dilation=(1, *win.dilation, 1))

@@ -229,8 +229,7 @@ def cumulative(x, op, axis, reverse):
 def scatter(operand, indices, updates, update_window_dims, inserted_window_dims,
             scatter_dims_to_operand_dims, operand_batching_dims,
             scatter_indices_batching_dims, mode, add=True):
-    """Mirror lax.scatter_add (add) or lax.scatter (index_vector_dim last; mode 'clip',
-    'fill', ...)."""
+    """Mirror lax.scatter_add (add) or lax.scatter (index_vector_dim last; clip/fill modes)."""
     out = np.array(operand, copy=True)
     indices = np.asarray(indices).astype(np.int64)
     updates = np.asarray(updates)
