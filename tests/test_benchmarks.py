@@ -112,7 +112,7 @@ def test_sharding_smoke():
     assert held[("1", "sharded")] == held[("1", "replicated")]
 
 
-def testconv_paths_smoke():
+def test_conv_paths_smoke():
     result = subprocess.run([sys.executable, "-m", "benchmarks.conv_paths", "--rounds", "1",
                              "--only", "r18-64 layer4 down"], capture_output=True, text=True,
                             timeout=300, check=True, cwd=ROOT)
