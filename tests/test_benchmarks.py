@@ -115,7 +115,8 @@ def test_sharding_smoke():
 def test_conv_paths_smoke():
     result = subprocess.run([sys.executable, "-m", "benchmarks.conv_paths", "--rounds", "1",
                              "--only", "r18-64 layer4 down"], capture_output=True, text=True,
-                            timeout=300, check=True, cwd=ROOT)
+                            timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| r18-64")]
     assert [row.split("|")[5].strip() for row in rows] == ["forward", "input_grad", "weight_grad"]
     assert all(float(cell.strip(" *")) > 0 for row in rows for cell in row.split("|")[6:9])
