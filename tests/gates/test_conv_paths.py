@@ -15,17 +15,11 @@ import difprog
 from difprog import gates
 from difprog.gates import conv
 from difprog.gates import conv_paths as paths
+from tests.gates.test_conv import CONV_CASES
 
 RNG = np.random.default_rng(28)
 
-CASES = [  # (x shape, w shape, stride, padding, dilation, groups)
-    ((2, 7, 6, 4), (3, 3, 4, 6), 1, "SAME", 1, 1),
-    ((2, 7, 6, 4), (3, 2, 4, 6), 2, 1, 2, 1),
-    ((1, 8, 7, 4), (2, 3, 2, 6), (2, 1), (1, 2), (2, 1), 2),
-    ((2, 6, 6, 4), (3, 3, 1, 4), 1, "same", 2, 4),                    # depthwise
-    ((1, 6, 7, 3), (3, 3, 1, 6), 2, ((0, 2), (1, 0)), (1, 2), 3),    # depthwise, multiplier 2
-    ((1, 9, 8, 6), (3, 2, 2, 6), (1, 2), "VALID", 3, 3),
-    ((2, 5, 5, 2), (2, 2, 2, 2), 1, "SAME_LOWER", (1, 2), 1),
+CASES = [*CONV_CASES,  # (x shape, w shape, stride, padding, dilation, groups)
     ((3, 2, 2, 8), (3, 3, 8, 5), 1, 1, 1, 1),                         # a 2x2 map
     ((2, 4, 4, 6), (1, 1, 6, 4), 2, 0, 1, 1),                         # a strided 1x1
     ((2, 5, 4, 4), (3, 3, 2, 4), 3, ((2, 0), (0, 3)), 1, 2),          # stride > kernel's step
