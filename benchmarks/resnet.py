@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from benchmarks import torch_resnet
 from difprog import gates, models
 
 BLOCKS = {"stem": ("conv1", "bn1", "relu", "maxpool"),
@@ -88,7 +89,7 @@ def plain_loss(params, x, y, train):
 # --- difprog -----------------------------------------------------------------------------------
 
 def difprog_block(model, name):
-    layers = [model.layers[model.keys.index(k)] for k in BLOCKS[name]]
+    layers = [model.children()[k] for k in BLOCKS[name]]
 
     def apply(p, x, train):
         for key, layer in zip(BLOCKS[name], layers):
@@ -107,35 +108,7 @@ def difprog_loss(model):
 def torch_resnet18(torch, num_classes):
     """torchvision's resnet18 in plain torch.nn, its blocks as a ModuleDict of BLOCKS ('.' in
     a name becomes '_')."""
-    nn = torch.nn
-
-    class BasicBlock(nn.Module):
-        def __init__(self, inputs, features, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(inputs, features, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(features)
-            self.conv2 = nn.Conv2d(features, features, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(features)
-            self.downsample = None
-            if stride != 1 or inputs != features:
-                self.downsample = nn.Sequential(nn.Conv2d(inputs, features, 1, stride, bias=False),
-                                                nn.BatchNorm2d(features))
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    blocks = {"stem": nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
-                                    nn.ReLU(), nn.MaxPool2d(3, 2, 1))}
-    inputs = 64
-    for stage, features in enumerate((64, 128, 256, 512), start=1):
-        blocks[f"layer{stage}.0"] = BasicBlock(inputs, features, 1 if stage == 1 else 2)
-        blocks[f"layer{stage}.1"] = BasicBlock(features, features, 1)
-        inputs = features
-    blocks["head"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                   nn.Linear(512, num_classes))
-    return nn.ModuleDict({k.replace(".", "_"): v for k, v in blocks.items()})
+    return torch_resnet.torch_blocks(torch, torch_resnet.torch_resnet18(torch, num_classes))
 
 
 def torch_step(torch, net, x, y):

@@ -1,6 +1,12 @@
-"""Shared helpers: every gate's check points, split into arrays and constants."""
+"""Shared helpers: every gate's check points, split into arrays and constants; and one
+compilation cache for the whole test run."""
 
 from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +15,24 @@ import pytest
 
 from difprog import gates
 from difprog.gates import check_points
+
+
+def _share_compilations() -> None:
+    """Points JAX's persistent compilation cache at one directory for this run, so a program
+    compiled once is not compiled again by a later test or by a process a test starts (training
+    runs, kills, clusters). The directory is new for each run and removed after it, so every run
+    starts cold; set JAX_COMPILATION_CACHE_DIR to choose it (CI shares one between its tiers)."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        directory = tempfile.mkdtemp(prefix="difprog-tests-jax-cache-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+
+_share_compilations()
 
 GATE_NAMES = list(gates.ALL)
 

@@ -31,14 +31,17 @@ def read_state_dict(state_dict: Any) -> tuple[dict[str, np.ndarray], str]:
         entries = entries["state_dict"]
     out, bad = {}, []
     for key, value in entries.items():
-        array = _as_numpy(value)
-        if not isinstance(key, str) or array is None:
-            bad.append(f"{key!r} ({type(value).__name__})")
+        array, problem = _as_numpy(value)
+        if not isinstance(key, str):
+            bad.append(f"{key!r} (a key that is not a string)")
+        elif problem:
+            bad.append(f"{key!r} ({problem})")
         else:
             out[key] = array
     if bad:
-        raise CheckpointError(f"from_torch: {source} holds entries that are not tensors with "
-                              f"string keys: {', '.join(bad[:10])}; pass model.state_dict()")
+        raise CheckpointError(f"from_torch: {source} holds entries difprog cannot take as "
+                              f"params: {', '.join(bad[:10])}; pass model.state_dict() of real, "
+                              f"dense tensors with data")
     return out, source
 
 
@@ -75,14 +78,32 @@ def _read_file(path: pathlib.Path, source: str) -> Mapping[str, Any]:
     return loaded
 
 
-def _as_numpy(value: Any) -> np.ndarray | None:
-    """A torch tensor, numpy or jax array as a numpy array (None for anything else)."""
+def _as_numpy(value: Any) -> tuple[np.ndarray | None, str]:
+    """A torch tensor, numpy or jax array as a numpy array of real numbers, or None and why not."""
     if hasattr(value, "detach") and hasattr(value, "is_floating_point"):  # a torch tensor
+        problem = _torch_problem(value)
+        if problem:
+            return None, problem
         value = value.detach().cpu()
         if value.is_floating_point() and value.dtype.itemsize < 4:
             value = value.float()  # bfloat16 has no numpy dtype; half is widened the same way
-        return value.numpy()
+        return value.numpy(), ""
     if isinstance(value, (np.ndarray, np.generic)) or hasattr(value, "__array__"):
         array = np.asarray(value)
-        return array if array.dtype.kind in "biuf" else None
-    return None
+        if array.dtype.kind == "c":
+            return None, f"complex values ({array.dtype})"
+        return (array, "") if array.dtype.kind in "biuf" else (None, f"dtype {array.dtype}")
+    return None, f"a {type(value).__name__}, not a tensor"
+
+
+def _torch_problem(tensor: Any) -> str:
+    """Why a torch tensor has no real, dense values to read ('' when it has)."""
+    if getattr(tensor, "is_meta", False):
+        return "a meta tensor, which has no data"
+    if getattr(tensor, "is_quantized", False):
+        return "a quantized tensor; dequantize() it first"
+    if "strided" not in str(getattr(tensor, "layout", "torch.strided")):
+        return f"a {tensor.layout} tensor; to_dense() it first"
+    if tensor.is_complex():
+        return f"complex values ({tensor.dtype})"
+    return ""

@@ -59,7 +59,7 @@ def from_torch(model: Layer, example_input: Any, state_dict: Any) -> dict:
     found = entries(model, shapes)
     flattened = flattened_inputs(model, shapes, x)
     tensors, source = read_state_dict(state_dict)
-    _check(model, found, shapes, flattened, tensors, source)
+    _check(model, found, shapes, flattened, tensors, source, np.dtype(dtype))
     params: dict = {}
     for e in found:
         array = e.to_difprog(tensors[e.torch_key], flattened.get(e.path[:-1]))
@@ -67,8 +67,9 @@ def from_torch(model: Layer, example_input: Any, state_dict: Any) -> dict:
     return params
 
 
-def _check(model, found: list[Entry], shapes, flattened, tensors, source) -> None:
-    """Raises one CheckpointError naming every missing, unexpected and misshapen key."""
+def _check(model, found: list[Entry], shapes, flattened, tensors, source, dtype) -> None:
+    """Raises one CheckpointError naming every missing, unexpected and misshapen key, and every
+    value that is not finite or does not fit the params' dtype."""
     needed = {e.torch_key: e for e in found}
     missing, wrong = [], []
     for key, e in needed.items():
@@ -81,6 +82,9 @@ def _check(model, found: list[Entry], shapes, flattened, tensors, source) -> Non
                          f"needs {want} in torch's layout ({tuple(shape)} in difprog's)")
         elif not np.all(np.isfinite(np.asarray(tensors[key], np.float64))):
             wrong.append(f"{key!r} holds NaN or infinite values")
+        elif _largest(tensors[key]) > float(jnp.finfo(dtype).max):
+            wrong.append(f"{key!r} holds {_largest(tensors[key]):.4g}, beyond {dtype}'s largest "
+                         f"value {float(jnp.finfo(dtype).max):.4g}")
         elif key.endswith("running_var") and np.any(np.asarray(tensors[key]) < 0):
             wrong.append(f"{key!r} holds negative variances")
     unexpected = [f"{k!r} {tuple(v.shape)}" for k, v in tensors.items()
@@ -97,6 +101,10 @@ def _check(model, found: list[Entry], shapes, flattened, tensors, source) -> Non
         f"from_torch: {source} does not match {label(model, '')}: {'; '.join(parts)}{hint}. "
         f"difprog.interop.torch_names(model, params) lists the key of every param; name the "
         f"difprog layers as the torch modules, or build the model that matches the weights")
+
+
+def _largest(array: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(array, np.float64)), initial=0.0))
 
 
 def _struct(example: Any, model: Layer) -> jax.ShapeDtypeStruct:

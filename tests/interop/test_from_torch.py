@@ -1,11 +1,12 @@
-"""difprog.interop.from_torch: torch state dicts onto difprog models. A ResNet-18 written here in
-plain PyTorch (no torchvision) gives the logits of the imported difprog resnet18; small models
-cover layouts, the Flatten order, files, and the one error that lists every mismatch. The tests
-that need torch skip without it."""
+"""difprog.interop.from_torch: torch state dicts onto difprog models. A ResNet-18 in plain
+PyTorch (benchmarks/torch_resnet.py, no torchvision) gives the logits of the imported difprog
+resnet18; small models cover layouts, the Flatten order, files, and the one error that lists
+every mismatch. The tests that need torch skip without it."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -13,57 +14,12 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
+from benchmarks.torch_resnet import torch_resnet18
 from difprog import interop, layers, models
 from difprog.errors import ArgumentError, CheckpointError
 from difprog.layers import trainable_mask
 
 RESNET_INPUT = (2, 3, 64, 64)  # NCHW, as torch takes it
-
-
-def _torch_resnet18(torch, num_classes):
-    """torchvision's resnet18, in plain torch.nn."""
-    nn = torch.nn
-
-    class BasicBlock(nn.Module):
-        def __init__(self, inputs, features, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(inputs, features, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(features)
-            self.relu = nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(features, features, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(features)
-            self.downsample = None
-            if stride != 1 or inputs != features:
-                self.downsample = nn.Sequential(nn.Conv2d(inputs, features, 1, stride, bias=False),
-                                                nn.BatchNorm2d(features))
-
-        def forward(self, x):
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return self.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    class ResNet18(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.relu = nn.ReLU(inplace=True)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            inputs = 64
-            for i, features in enumerate((64, 128, 256, 512), start=1):
-                stride = 1 if i == 1 else 2
-                setattr(self, f"layer{i}", nn.Sequential(BasicBlock(inputs, features, stride),
-                                                         BasicBlock(features, features, 1)))
-                inputs = features
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(512, num_classes)
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    return ResNet18()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +28,7 @@ def resnet():
     mode, its logits, and the imported difprog model with one jitted apply."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    net = _torch_resnet18(torch, 10)
+    net = torch_resnet18(torch, 10)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -289,8 +245,11 @@ def test_bad_sources_and_unsupported_models_are_refused(tmp_path):
     (tmp_path / "w.npz").write_bytes(b"")
     with pytest.raises(CheckpointError, match="format"):
         interop.from_torch(_small(), x, tmp_path / "w.npz")
-    with pytest.raises(CheckpointError, match="not tensors"):
+    with pytest.raises(CheckpointError, match="'0.weight' \\(a str, not a tensor\\)"):
         interop.from_torch(_small(), x, {**_small_state(), "0.weight": "text"})
+    complex_weight = _small_state()["0.weight"] * (1 + 1j)
+    with pytest.raises(CheckpointError, match="'0.weight' \\(complex values"):
+        interop.from_torch(_small(), x, {**_small_state(), "0.weight": complex_weight})
     with pytest.raises(ArgumentError, match="repeat"):
         interop.from_torch(layers.repeat(layers.Dense(3), 2), jnp.zeros((1, 3)), {})
     with pytest.raises(ArgumentError, match="multi_head_attention|MultiHeadAttention"):
@@ -298,6 +257,37 @@ def test_bad_sources_and_unsupported_models_are_refused(tmp_path):
     mixes = layers.serial(layers.Flatten(), layers.LayerNorm(), layers.Dense(2))
     with pytest.raises(ArgumentError, match="flattened"):
         interop.from_torch(mixes, jnp.zeros((1, 2, 2, 3)), {})
+
+
+def test_values_beyond_the_params_dtype_are_refused_naming_the_key():
+    """float64 weights that float32 cannot hold would become inf params: refused, key named;
+    the same weights load into float64 params."""
+    state = {k: v.astype(np.float64) for k, v in _small_state().items()}
+    state["8.bias"][1] = 1e39
+    with pytest.raises(CheckpointError, match="'8.bias' holds 1e\\+39, beyond float32's largest"):
+        interop.from_torch(_small(), jnp.zeros((1, 6, 6, 3)), state)
+    with jax.enable_x64(True):
+        params = interop.from_torch(_small(), jnp.zeros((1, 6, 6, 3), jnp.float64), state)
+        assert float(params["dense_1"]["b"][1]) == 1e39
+
+
+def test_tensors_without_real_dense_data_are_refused_naming_the_key():
+    torch = pytest.importorskip("torch")
+    state = {k: torch.from_numpy(v) for k, v in _small_state().items()}
+    weight = state["0.weight"]
+    with warnings.catch_warnings():  # torch deprecates making quantized tensors, not reading
+        warnings.simplefilter("ignore", UserWarning)
+        quantized = torch.quantize_per_tensor(weight, 0.1, 0, torch.qint8)
+    cases = {
+        "complex values": weight.to(torch.complex64),
+        "meta tensor": torch.empty(weight.shape, device="meta"),
+        "sparse_coo": weight.to_sparse(),
+        "quantized": quantized,
+    }
+    for reason, tensor in cases.items():
+        with pytest.raises(CheckpointError) as error:
+            interop.from_torch(_small(), jnp.zeros((1, 6, 6, 3)), {**state, "0.weight": tensor})
+        assert "'0.weight' (" in str(error.value) and reason in str(error.value), str(error.value)
 
 
 class Payload:
