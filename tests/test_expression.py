@@ -519,3 +519,6 @@ def test_an_expression_starting_with_a_minus_is_an_expression_not_an_option(caps
     sample = ["sample", "--prompt", "explain", "-x"]
     assert expression_last(sample) == sample
     assert main(["explain", "-x"]) == 2  # --at is still required: a usage error
+    capsys.readouterr()
+    assert main(["explain", "-x", "--at", "x=3", "--debug"]) == 0  # --help lists --debug
+    assert "f = -3;" in capsys.readouterr().out

@@ -15,6 +15,7 @@ from difprog.cli import options
 __all__ = ["HELP", "arguments", "expression_last", "run"]
 
 _VALUED = ("--at", "--out")  # explain's options that take a value
+_FLAGS = ("-h", "--help", "--debug")  # and those that take none
 
 HELP = "a function's graph with values and gradients at every node"
 
@@ -42,7 +43,7 @@ def expression_last(argv: list[str]) -> list[str]:
             positionals += list(rest)
         elif token in _VALUED:
             given += [token, next(rest, "")]
-        elif token in ("-h", "--help") or token.startswith(tuple(f"{o}=" for o in _VALUED)):
+        elif token in _FLAGS or token.startswith(tuple(f"{o}=" for o in _VALUED)):
             given.append(token)
         else:
             positionals.append(token)

@@ -79,6 +79,13 @@ def flat_code_lines(program: Program, values: dict) -> tuple[str, dict, dict]:
     return "\n".join(lines) + "\n", *spans
 
 
+def _comment(text: str) -> str:
+    """Text for a comment of the generated code, on one line: a name (a gate's, from a user's
+    function) with a line break or other control character would otherwise end the comment and
+    put the rest of the name into the code; such characters are written escaped, as in repr."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _wide(values: dict) -> bool:
     """Whether the explanation holds 64-bit values: its rules are then retraced with x64 on, as
     they were traced (without it JAX would write them at 32 bits)."""
@@ -158,9 +165,9 @@ class _Writer(Walker):
             self.lines.append(f"{name} = {expr.text}")
         signature = f"{', '.join(step.outputs)} = {step.op}({', '.join(map(str, step.inputs))})"
         if len(self.lines) - start == 1 and len(self.lines[-1]) + len(step.op) < 90:
-            self.lines[-1] += f"  # {step.op}"
+            self.lines[-1] += f"  # {_comment(step.op)}"
         else:
-            self.lines.insert(start, f"# {signature}")
+            self.lines.insert(start, f"# {_comment(signature)}")
 
     def backward(self, grad: dict[str, str]) -> set[str]:
         program = self.program
@@ -173,8 +180,8 @@ class _Writer(Walker):
             floats = [o for o in step.outputs if is_float(self.values[o])]
             if not any(o in reached for o in floats):
                 continue
-            self.lines.append(f"# {step.op}: {', '.join(step.outputs)} = "
-                              f"{step.op}({', '.join(map(str, step.inputs))})")
+            self.lines.append(_comment(f"# {step.op}: {', '.join(step.outputs)} = "
+                                       f"{step.op}({', '.join(map(str, step.inputs))})"))
             upstream = [Expr(grad[o]) if o in reached else Expr(f"np.zeros_like({o})")
                         for o in step.outputs]
             outputs = [self.value(o) for o in step.outputs]

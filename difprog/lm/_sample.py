@@ -76,11 +76,16 @@ def generate(model, params, prompt_ids, length: int, context: int, *, temperatur
 
 
 def _draw(logits, temperature, top_k, key):
+    """One token id from softmax(logits / temperature), computed in log space from the largest
+    logit, so a temperature too small for float32 (1e-40) gives the most likely token(s), not
+    NaN from inf - inf."""
     if temperature == 0:
         return jnp.argmax(logits).astype(jnp.int32)
     if top_k is not None:
         logits = jnp.where(logits < jax.lax.top_k(logits, top_k)[0][-1], -jnp.inf, logits)
-    return jax.random.categorical(key, logits / temperature).astype(jnp.int32)
+    largest = jnp.max(logits)
+    scaled = jnp.where(logits == largest, 0.0, (logits - largest) / temperature)
+    return jax.random.categorical(key, scaled).astype(jnp.int32)
 
 
 def sample(path: str | os.PathLike, prompt: str, *, length: int = 200, temperature: float = 0.8,

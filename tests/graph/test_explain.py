@@ -209,6 +209,31 @@ def test_flat_code_matches_jax_grad_on_fresh_inputs_for_every_gate(name):
             np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-10, err_msg=name)
 
 
+def test_hostile_gate_names_stay_inside_the_flat_codes_comments(tmp_path):
+    """A gate named by a user's function with line breaks and other control characters: the
+    written flat_code.py compiles, runs only its own code and gives the gradient."""
+    from difprog.gate import elementwise
+
+    marker = tmp_path / "ran"
+
+    def forward(x):
+        return jnp.sin(x)
+
+    forward.__name__ = (f"evil\nopen({str(marker)!r}, 'w')\r\n#\x0c\u2028\x00\t"
+                        "'\"\"\"\\")
+    hostile = elementwise(forward, lambda out, x: jnp.cos(x))
+    e = explain(lambda x: gates.sum(gates.multiply(hostile(x), x)), np.array([0.3, -0.2]))
+    e.save(tmp_path / "out")
+    source = (tmp_path / "out" / "flat_code.py").read_text()
+    assert "\nopen(" not in source and "\r" not in source and "\x0c" not in source
+    namespace = {}
+    exec(compile(source, "flat_code.py", "exec"), namespace)  # noqa: S102
+    x = np.array([0.7, 0.1])
+    value, (grad,) = namespace["f_and_grad"](x)
+    np.testing.assert_allclose(grad, np.sin(x) + x * np.cos(x), rtol=1e-6)
+    assert not marker.exists()
+
+
 def test_flat_code_uses_the_gate_rules_not_autodiff():
     """Mutation: a gate whose backward is doubled gives flat code with doubled gradients."""
     doubled = gates.tanh.with_rules(backward=lambda g, out, x: (2 * g * (1 - out * out),))
