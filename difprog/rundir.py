@@ -82,7 +82,12 @@ def checked(directory: str | os.PathLike) -> pathlib.Path:
         raise RunDirectoryError("the output directory is '' (an empty name); name a directory, "
                                 "such as --out runs/cnn")
     path = pathlib.Path(text)
-    if path.exists() and not path.is_dir():
+    try:
+        is_file = path.exists() and not path.is_dir()
+    except OSError as error:  # a name too long, a parent that cannot be entered
+        raise RunDirectoryError(f"cannot use the output directory {str(path)!r}: "
+                                f"{error.strerror or error}; choose another name") from error
+    if is_file:
         raise RunDirectoryError(f"the output directory {str(path)!r} is a file, not a "
                                 f"directory; choose another name or move the file away")
     return path

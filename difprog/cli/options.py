@@ -113,7 +113,11 @@ def out_dir(text: str) -> pathlib.Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("the output directory must have a name, got ''")
     path = pathlib.Path(text)
-    if path.exists() and not path.is_dir():
+    try:
+        is_file = path.exists() and not path.is_dir()
+    except OSError as error:  # a name too long, a parent that cannot be entered
+        raise argparse.ArgumentTypeError(f"cannot use {text!r}: {error.strerror}") from None
+    if is_file:
         raise argparse.ArgumentTypeError(f"{text!r} is a file, not a directory")
     return path
 

@@ -23,7 +23,7 @@ from difprog.errors import (
     WriteError,
 )
 from difprog.train import TrainConfig, fit
-from tests.conftest import digits_subset
+from tests.conftest import digits_subset, fails_in_one_line
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,7 @@ def test_a_failed_write_names_its_temporary_after_host_and_pid(tmp_path):
     (lambda tmp: (tmp / "file").write_text("x") and tmp / "file", "is a file, not a directory"),
     (lambda tmp: (tmp / "file").write_text("x") and tmp / "file" / "run",
      "cannot create the output directory"),
+    (lambda tmp: tmp / ("a" * 300), "File name too long"),
 ])
 def test_unusable_output_directories_are_refused_before_any_compute(tiny, tmp_path, make,
                                                                    message):
@@ -130,6 +131,16 @@ def test_unusable_output_directories_are_refused_before_any_compute(tiny, tmp_pa
         fit(_NoCompute(), tiny, CONFIG, out=out, progress=False)
     assert isinstance(error.value, OSError) and isinstance(error.value, DifprogError)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["train"], ["visualize", "--checkpoint", "c"],
+                                  ["attribute", "--checkpoint", "c"], ["bench", "modes"],
+                                  ["explain", "x * 2", "--at", "x=1"]])
+def test_an_out_the_system_cannot_use_is_one_line_from_every_command(capsys, tmp_path, argv):
+    """A name too long for the file system (or a parent that cannot be entered) is a usage
+    error naming --out, not a traceback."""
+    line = fails_in_one_line(capsys, [*argv, "--out", str(tmp_path / ("a" * 300))], 2)
+    assert "argument --out: cannot use" in line and "File name too long" in line
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
