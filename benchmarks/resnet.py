@@ -149,8 +149,9 @@ def _threads(torch, n, f):
     return run
 
 
-def variants(size, batch, train, torch, threads=()):
-    """{(block or 'step', framework): a function running it once}, warmed up."""
+def variants(size, batch, train, torch, threads=(), blocks=tuple(BLOCKS)):
+    """{(block or 'step', framework): a function running it once}, warmed up, for the whole
+    step and each of `blocks`."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((batch, size, size, 3)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 10, batch))
@@ -165,11 +166,11 @@ def variants(size, batch, train, torch, threads=()):
         p = {k: params[k] for k in BLOCKS[block] if k in params}
         out = jax.jit(plain_block, static_argnums=(0, 3))(block, p, h, train)
         g = jnp.ones_like(out)
-        for name, f in [("difprog", difprog_block(model, block)),
+        for name, f in [] if block not in blocks else [("difprog", difprog_block(model, block)),
                         ("plain JAX", lambda p, h, train, b=block: plain_block(b, p, h, train))]:
             vjp = jax.jit(lambda p, h, g, f=f: jax.vjp(lambda p, h: f(p, h, train), p, h)[1](g))
             runs[block, name] = lambda vjp=vjp, p=p, h=h, g=g: vjp(p, h, g)
-        for n in threads:
+        for n in threads if block in blocks else ():
             runs[block, _torch_name(n)] = _threads(torch, n, _torch_block(torch, block, h, g,
                                                                           train))
         h = out
@@ -219,11 +220,11 @@ def measure(runs, rounds, repeats=2):
     return times
 
 
-def tables(times, frameworks):
+def tables(times, frameworks, blocks=tuple(BLOCKS)):
     head = "| | " + " | ".join(f"{f} median ms | best" for f in frameworks)
     lines = [head + " | difprog / plain JAX | difprog / PyTorch (its faster) |",
              "|---" * (2 * len(frameworks) + 3) + "|"]
-    for block in ["step", *BLOCKS]:
+    for block in ["step", *blocks]:
         med = {f: statistics.median(times[block, f]) for f in frameworks}
         cells = " | ".join(f"{med[f]:.2f} | {min(times[block, f]):.2f}" for f in frameworks)
         torch_med = [m for f, m in med.items() if f.startswith("PyTorch")]
@@ -239,10 +240,15 @@ def main(argv=None):
     parser.add_argument("--sizes", default="64:16,224:8", help="image:batch pairs")
     parser.add_argument("--modes", default="train,eval")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--blocks", default=",".join(BLOCKS),
+                        help="the blocks timed one by one, besides the whole step")
     parser.add_argument("--torch-threads", default=f"{os.cpu_count()},1",
                         help="PyTorch's thread counts, each its own variant ('' for none)")
     args = parser.parse_args(argv)
     threads = [int(n) for n in args.torch_threads.split(",") if n]
+    blocks = [b for b in args.blocks.split(",") if b]
+    if set(blocks) - set(BLOCKS):
+        parser.error(f"--blocks: unknown {sorted(set(blocks) - set(BLOCKS))}; from {list(BLOCKS)}")
     try:
         import torch
         version = f"; torch {torch.__version__}"
@@ -254,11 +260,11 @@ def main(argv=None):
     for size, batch in (map(int, s.split(":")) for s in args.sizes.split(",")):
         for mode in args.modes.split(","):
             load = os.getloadavg()[0]
-            runs, agree = variants(size, batch, mode == "train", torch, threads)
+            runs, agree = variants(size, batch, mode == "train", torch, threads, blocks)
             times = measure(runs, args.rounds)
             print(f"\nResNet-18, {size}x{size}x3, batch {batch}, BatchNorm in {mode} mode "
                   f"(load average {load:.2f} before, {os.getloadavg()[0]:.2f} after)\n")
-            print(tables(times, frameworks))
+            print(tables(times, frameworks, blocks))
             print(f"\n{agree}")
 
 

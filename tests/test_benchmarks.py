@@ -125,7 +125,8 @@ def test_conv_paths_smoke():
 
 def test_resnet_smoke():
     result = subprocess.run([sys.executable, "-m", "benchmarks.resnet", "--sizes", "32:2",
-                             "--modes", "eval", "--rounds", "1", "--torch-threads", ""],
+                             "--modes", "eval", "--rounds", "1", "--torch-threads", "",
+                             "--blocks", "layer4.1"],
                             capture_output=True, text=True, timeout=600, check=True, cwd=ROOT)
     assert "| **whole step** |" in result.stdout and "| layer4.1 (forward + backward) |" in \
         result.stdout
