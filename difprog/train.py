@@ -25,6 +25,7 @@ import optax
 from difprog import arguments, checkpoint, gates, provenance
 from difprog.data import Dataset, batches, num_batches, validate
 from difprog.driver import Tally, drive
+from difprog.errors import CheckpointError
 from difprog.layers import Layer, merge_stats, stat_paths
 from difprog.placement import SHARDS, Placement
 
@@ -328,7 +329,12 @@ def restore(path: str | os.PathLike, model: Layer, example_input: np.ndarray
             ) -> tuple[Any, dict]:
     """The params of a checkpoint `fit` wrote, checked against `model`, and its metadata."""
     _, meta = checkpoint.load(path)
-    config = TrainConfig(**{**meta.get("config", {}), "devices": None})
+    try:
+        config = TrainConfig(**{**meta.get("config", {}), "devices": None})
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{os.fspath(path)!r} is not the checkpoint of an image model "
+                              f"difprog.train.fit wrote: its recorded config does not fit "
+                              f"({error})") from None
     params = model.init(jax.random.key(0), example_input)
     template = {"params": params, "opt_state": make_optimizer(config, 1).init(params)}
     state, meta = checkpoint.load(path, template)

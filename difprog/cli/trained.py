@@ -30,10 +30,15 @@ def restore(args: argparse.Namespace, check: Callable | None = None) -> tuple:
     """(model, params, dataset) of --checkpoint: the data set and model recorded in it (or
     --model); `check(dataset)` runs before the model is built."""
     from difprog import checkpoint, data, models
+    from difprog.errors import CheckpointError
     from difprog.train import restore as load_params
 
     path = checkpoint_file(args.checkpoint)
     _, meta = checkpoint.load(path)
+    if isinstance(meta.get("model"), dict) and meta["model"].get("name") == "gpt":
+        raise CheckpointError(f"{str(path)!r} is a language model's checkpoint: difprog sample "
+                              f"--checkpoint {str(path)!r} takes it; difprog {args.command} "
+                              f"takes an image model's (difprog train --model cnn, mlp...)")
     dataset = data.load(meta.get("extra", {}).get("dataset", "digits"))
     if check is not None:
         check(dataset)

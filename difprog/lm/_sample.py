@@ -34,26 +34,51 @@ class Checkpointed(NamedTuple):
 
 def load_lm(path: str | os.PathLike) -> Checkpointed:
     """The model, params and vocabulary of a checkpoint `fit_lm` wrote (a file, or a run
-    directory: its newest checkpoint)."""
+    directory: its newest checkpoint).
+
+    The file's recorded settings are checked against its arrays before anything is built: no
+    size may exceed the number of values the file holds, and the model's params and optimizer
+    state must have the file's shapes (compared by shape alone, nothing allocated).
+    """
     path = _checkpoint_file(path)
-    _, meta = checkpoint.load(path)
+    arrays, meta = checkpoint.load(path)
     model_meta, text_meta = meta.get("model"), meta.get("text")
     if not isinstance(model_meta, dict) or model_meta.get("name") != "gpt" \
             or not isinstance(text_meta, dict):
         raise CheckpointError(f"{os.fspath(path)!r} is not a language-model checkpoint (written "
                               f"by difprog train --model gpt); its metadata has no gpt model")
     settings = {k: v for k, v in model_meta.items() if k not in ("name", "vocab")}
-    config = LMConfig(**{**meta["config"], "devices": None})
-    model = build_model(settings, model_meta["vocab"])
-    ids = jnp.zeros((1, config.context), jnp.int32)
-    params = model.init(jax.random.key(0), ids)
-    tree, _ = checkpoint.load(path, {"params": params,
-                                     "opt_state": make_optimizer(config).init(params)})
+    _check_sizes(path, {**settings, "vocab": model_meta.get("vocab")}, arrays)
+    try:
+        config = LMConfig(**{**meta["config"], "devices": None})
+        model = build_model(settings, model_meta["vocab"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{os.fspath(path)!r}: its recorded settings cannot build a "
+                              f"language model ({error})") from None
+    ids = jax.ShapeDtypeStruct((1, config.context), jnp.int32)
+    template = jax.eval_shape(lambda: _template(model, config, ids))
+    tree, _ = checkpoint.load(path, template)
     level = text_meta["level"]
     vocab = tuple(text_meta["vocab"]) if level == "char" else tuple(bytes([i]) for i in range(256))
     empty = np.zeros(0, np.int32)
     codec = Text(text_meta["name"], level, config.context, vocab, empty, empty, (), ())
     return Checkpointed(model, tree["params"], codec, config.context, meta["step"])
+
+
+def _template(model, config: LMConfig, ids) -> dict:
+    params = model.init(jax.random.key(0), jnp.zeros(ids.shape, ids.dtype))
+    return {"params": params, "opt_state": make_optimizer(config).init(params)}
+
+
+def _check_sizes(path, sizes: dict, arrays: Any) -> None:
+    """Refuses a recorded size (vocab, context, layers...) larger than the number of values the
+    file holds: no model of that size fits in it, and building one would allocate it."""
+    held = sum(int(np.size(a)) for a in jax.tree.leaves(arrays))
+    for name, value in sizes.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value > held:
+            raise CheckpointError(f"{os.fspath(path)!r} records {name}={value}, more than the "
+                                  f"{held} values its arrays hold; the file's metadata does not "
+                                  f"describe its arrays, so it is refused")
 
 
 def generate(model, params, prompt_ids, length: int, context: int, *, temperature: float = 1.0,

@@ -15,13 +15,14 @@ import numpy as np
 import optax
 import pytest
 
-from difprog import checkpoint, data, lm
+from difprog import checkpoint, data, lm, train
 from difprog.errors import (
     ArgumentError,
     CheckpointError,
     ConfigMismatchError,
     NonFiniteLossError,
 )
+from tests.conftest import fails_in_one_line
 
 TEXT = ("def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n\n\n"
         "class Point:\n    def __init__(self, x, y):\n        self.x, self.y = x, y\n\n") * 12
@@ -192,6 +193,34 @@ def test_sample_refuses_bad_arguments_and_other_checkpoints(straight, tmp_path):
         lm.sample(tmp_path, "def ")
     with pytest.raises(CheckpointError, match="no file or directory"):
         lm.sample(tmp_path / "missing", "def ")
+
+
+@pytest.mark.parametrize("setting, value", [("vocab", 2_000_000_000), ("context", 10**9),
+                                            ("layers", 10**8), ("features", 17)])
+def test_settings_that_do_not_describe_the_arrays_are_refused_before_allocating(
+        straight, tmp_path, setting, value):
+    """A checksum proves integrity, not origin: a file re-saved with other settings in its
+    metadata is refused, naming the file, before any model of those settings is built."""
+    out, _ = straight
+    tree, meta = checkpoint.load(out / "checkpoint_0006.safetensors")
+    meta["model"][setting] = value
+    forged = checkpoint.save(tmp_path / "checkpoint_0006.safetensors", tree, metadata=meta)
+    with pytest.raises(CheckpointError, match="checkpoint_0006.safetensors") as error:
+        lm.load_lm(forged)
+    assert ("more than the" in str(error.value)) == (value > 10**6), str(error.value)
+
+
+@pytest.mark.parametrize("command", ["visualize", "attribute"])
+def test_image_commands_name_the_command_that_takes_a_language_model(straight, capsys,
+                                                                       tmp_path, command):
+    out, _ = straight
+    line = fails_in_one_line(capsys, [command, "--checkpoint", str(out), "--out",
+                                      str(tmp_path / "pictures")], 1)
+    assert "is a language model's checkpoint: difprog sample --checkpoint" in line
+    assert f"difprog {command} takes an image model's" in line
+    with pytest.raises(CheckpointError, match="not the checkpoint of an image model"):
+        train.restore(out / "checkpoint_0006.safetensors", lm.build_model(
+            lm.LMConfig(**TINY).model_settings(), 10), np.zeros((1, 16), np.int32))
 
 
 def test_command_line_sample_and_usage_errors(straight, tmp_path):
