@@ -75,9 +75,19 @@ def differences(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str
     """Each setting that differs, as 'epochs: 2 in the checkpoint, 4 now'.
 
     A setting the checkpoint does not record (one written by an older difprog) is not compared.
+    The data are compared by content (sizes and digest), not by the name they were given, so
+    the same files reached by another spelling of their path are the same data.
     """
     return [f"{key}: {recorded[key]!r} in the checkpoint, {value!r} now"
-            for key, value in now.items() if key in recorded and recorded[key] != value]
+            for key, value in now.items() if key in recorded
+            and _compared(key, recorded[key]) != _compared(key, value)]
+
+
+def _compared(key: str, value: Any) -> Any:
+    """What of a recorded setting a resume must match: the data's content, without its name."""
+    if key == "data" and isinstance(value, str):
+        return value.rsplit(": ", 1)[-1]  # the name ends at the last ': ' (sizes have none)
+    return value
 
 
 def extend(segments: Sequence[Mapping], config: Mapping[str, Any], end: int, *,

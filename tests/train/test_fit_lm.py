@@ -122,12 +122,23 @@ def test_validation_loss_is_the_mean_over_every_window(straight, corpus):
 
 
 def test_same_seed_same_bytes_and_a_resume_with_other_settings_is_refused(straight, corpus,
-                                                                           tmp_path):
+                                                                           text_file, tmp_path):
     out, _ = straight
     again = lm.fit_lm(corpus, lm.LMConfig(**TINY), out=tmp_path, progress=False)
     assert again.resumed_from is None
     for name in ("checkpoint_0003.safetensors", "checkpoint_0006.safetensors"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes()
+    # the same file by another spelling of its path is the same data: the run resumes
+    respelled = data.text(text_file.parent / ".." / text_file.parent.name / text_file.name,
+                          context=16)
+    assert respelled.name != corpus.name
+    resumed = lm.fit_lm(respelled, lm.LMConfig(**TINY), out=tmp_path, progress=False)
+    assert resumed.resumed_from is not None
+    changed = tmp_path.parent / "changed.py"
+    changed.write_text(TEXT.replace("Point", "Pixel"))
+    with pytest.raises(ConfigMismatchError, match="data: "):
+        lm.fit_lm(data.text(changed, context=16), lm.LMConfig(**TINY), out=tmp_path,
+                  progress=False)
     with pytest.raises(ConfigMismatchError, match="learning_rate: 0.01 in the checkpoint, 0.02"):
         lm.fit_lm(corpus, lm.LMConfig(**{**TINY, "learning_rate": 2e-2}), out=tmp_path,
                   progress=False)
