@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     rules and JAX's autodiff disagree, 2 for an expression or point the grammar refuses."""
     from difprog.errors import DifprogError
     from difprog.expression import expression_function, parse_point
-    from difprog.graph import explain
+    from difprog.graph import MAX_DRAWN, explain
 
     try:  # an expression or point the grammar refuses is a usage error
         point = parse_point(args.at)
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         with jax.enable_x64(True):
-            explanation = explain(f, *point.values())
+            explanation = explain(f, *point.values(),  # --out draws: refuse before computing
+                                  max_nodes=MAX_DRAWN if args.out else None)
             print(explanation)
             written = explanation.save(args.out) if args.out else []
     except (DifprogError, OSError) as error:

@@ -8,6 +8,7 @@ the same computation as flat numpy source. `write_explanations` writes the expla
 
 from difprog.graph._explain import Explanation, explain
 from difprog.graph._nodes import Node
+from difprog.graph._render import MAX_DRAWN
 from difprog.graph._writers import write_explanations
 
-__all__ = ["Explanation", "Node", "explain", "write_explanations"]
+__all__ = ["MAX_DRAWN", "Explanation", "Node", "explain", "write_explanations"]

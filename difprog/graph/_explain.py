@@ -18,6 +18,7 @@ from difprog.errors import ArgumentError
 from difprog.files import atomic
 from difprog.graph import _flat_code, _html, _nodes, _render, _table
 from difprog.graph._nodes import Node
+from difprog.graph._render import MAX_DRAWN
 from difprog.graph._trace import Constant, Program, Step, is_float, trace
 
 _SMALL_JACOBIAN = 64
@@ -117,7 +118,8 @@ class Explanation:
         return text if self.finite else f"{text}\n{_nonfinite_warning(self)}"
 
 
-def explain(f: Callable, *args: Any, group: str = "gate", depth: int | None = None) -> Explanation:
+def explain(f: Callable, *args: Any, group: str = "gate", depth: int | None = None,
+            max_nodes: int | None = None) -> Explanation:
     """Explains f at args as a computational graph with values and gradients at every node.
 
     Traces f (built from difprog gates or jax.numpy) into its graph, runs the forward pass over
@@ -132,6 +134,8 @@ def explain(f: Callable, *args: Any, group: str = "gate", depth: int | None = No
         group: 'gate' for one node per gate or primitive; 'layer' for one node per layer
             (the jax.named_scope each difprog layer runs in).
         depth: with group='layer', how many levels of the layer path to keep.
+        max_nodes: refuse, once f is traced and before anything is computed, a graph of more
+            nodes (one per gate; `graph.MAX_DRAWN` is the most `render` draws).
 
     Returns:
         An Explanation: `value`, `input_grads`, `nodes`, `table()`, `flat_code()` and `render()`.
@@ -146,6 +150,12 @@ def explain(f: Callable, *args: Any, group: str = "gate", depth: int | None = No
         raise ArgumentError(f"explain needs a function, got {type(f).__name__}")
     args = tuple(jax.tree.map(_as_array, a) for a in args)
     program = trace(f, args)
+    max_nodes = arguments.optional_int("explain", "max_nodes", max_nodes, minimum=1)
+    if max_nodes is not None and program.node_count > max_nodes:
+        raise ArgumentError(f"explain: f has {program.node_count} nodes, more than max_nodes="
+                            f"{max_nodes}; nothing was computed. A picture shows at most "
+                            f"{MAX_DRAWN} nodes: explain a smaller function, print the table "
+                            f"without a picture, or group a model's nodes by layer")
     passes = jax.jit(lambda args: _passes(program, args))(args)
     values, grads = passes.values, passes.grads
     input_grads = tuple(

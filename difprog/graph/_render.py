@@ -31,7 +31,8 @@ from difprog.graph._table import is_key, summary
 
 MAX_WIDTH = 1600  # pixels: a laptop screen at 100% zoom
 DPI = 100
-_VALUE, _GRADIENT, _GREY, _MAX_NODES = "#1a7f37", "#cf222e", "#57606a", 400
+MAX_DRAWN = 400  # nodes: render refuses more, which no picture shows legibly
+_VALUE, _GRADIENT, _GREY = "#1a7f37", "#cf222e", "#57606a"
 _NODE_SIZE, _EDGE_SIZE, _CAPTION_SIZE, _LEGEND_SIZE = 11, 10, 9, 10
 _PAD, _LABEL_PAD = 0.4, 0.15  # box padding, in units of the font size
 _MARGIN, _MIN_GAP, _LABEL_MARGIN, _BAND_GAP = 16, 84, 10, 28  # pixels
@@ -119,9 +120,9 @@ def draw(explanation: Any) -> Drawing:
     from matplotlib.figure import Figure
 
     nodes = explanation.nodes
-    if len(nodes) > _MAX_NODES:
+    if len(nodes) > MAX_DRAWN:
         raise ArgumentError(
-            f"render: {len(nodes)} nodes are too many to draw legibly (at most {_MAX_NODES}); "
+            f"render: {len(nodes)} nodes are too many to draw legibly (at most {MAX_DRAWN}); "
             f"draw explanation.grouped('layer') instead, one node per layer")
     figure = Figure(dpi=DPI)
     renderer = FigureCanvasAgg(figure).get_renderer()

@@ -118,6 +118,11 @@ class Program:
     def inputs(self) -> tuple[str, ...]:
         return tuple(n for names in self.leaf_names for n in names)
 
+    @property
+    def node_count(self) -> int:
+        """How many nodes the graph has grouped by gate: inputs, constants and steps."""
+        return len(self.inputs) + len(self.constants) + len(self.steps)
+
 
 def is_float(x: Any) -> bool:
     return jnp.issubdtype(jnp.result_type(x), jnp.floating)

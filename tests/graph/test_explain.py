@@ -209,6 +209,29 @@ def test_flat_code_matches_jax_grad_on_fresh_inputs_for_every_gate(name):
             np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-10, err_msg=name)
 
 
+def test_a_graph_larger_than_max_nodes_is_refused_before_computing(capsys, tmp_path):
+    calls = []
+
+    def f(x):
+        jax.debug.callback(lambda: calls.append(1))  # runs only when f is computed
+        return gates.sum(gates.exp(gates.multiply(x, x)))
+
+    x = np.array([0.5, -1.0])
+    exact = explain(f, x).nodes
+    calls.clear()
+    with pytest.raises(difprog.errors.ArgumentError, match=f"f has {len(exact)} nodes, more "
+                       f"than max_nodes={len(exact) - 1}; nothing was computed"):
+        explain(f, x, max_nodes=len(exact) - 1)
+    assert calls == []
+    assert len(explain(f, x, max_nodes=len(exact)).nodes) == len(exact)
+    from difprog.cli import main
+
+    big = " + ".join(["exp(x)"] * 250)  # 501 nodes: more than a picture shows
+    assert main(["explain", big, "--at", "x=1", "--out", str(tmp_path / "out")]) == 1
+    assert "more than max_nodes=400; nothing was computed" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_hostile_gate_names_stay_inside_the_flat_codes_comments(tmp_path):
     """A gate named by a user's function with line breaks and other control characters: the
     written flat_code.py compiles, runs only its own code and gives the gradient."""
