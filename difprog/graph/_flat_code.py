@@ -23,7 +23,7 @@ from difprog.errors import ArgumentError
 from difprog.graph import _numpy_lax
 from difprog.graph._jaxpr import Walker
 from difprog.graph._numpy_source import ATOM, NUMPY, SUM, Expr, literal, wrap
-from difprog.graph._trace import Constant, Program, Step, is_float
+from difprog.graph._trace import Constant, Program, Step, is_float, printable
 
 _INLINE_LENGTH = 64
 
@@ -80,10 +80,9 @@ def flat_code_lines(program: Program, values: dict) -> tuple[str, dict, dict]:
 
 
 def _comment(text: str) -> str:
-    """Text for a comment of the generated code, on one line: a name (a gate's, from a user's
-    function) with a line break or other control character would otherwise end the comment and
-    put the rest of the name into the code; such characters are written escaped, as in repr."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """Text for a comment of the generated code, on one line (a line break would end the comment
+    and put the rest into the code). The trace already escapes names; this keeps it so."""
+    return printable(text)
 
 
 def _wide(values: dict) -> bool:

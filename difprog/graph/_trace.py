@@ -124,6 +124,12 @@ class Program:
         return len(self.inputs) + len(self.constants) + len(self.steps)
 
 
+def printable(text: str) -> str:
+    """A name (a gate's, a layer's: a user chose it) on one line for tables, pictures and
+    generated code: line breaks and other control characters are written escaped, as in repr."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def is_float(x: Any) -> bool:
     return jnp.issubdtype(jnp.result_type(x), jnp.floating)
 
@@ -201,8 +207,8 @@ class _Tracer(Walker):
             op = function_name(eqn) or self.hint or name
         else:
             op = name
-        self.steps.append(Step(op, tuple(ins), outputs, self.scope_of(eqn), call, eqn.primitive,
-                               eqn.params))
+        self.steps.append(Step(printable(op), tuple(ins), outputs, printable(self.scope_of(eqn)),
+                               call, eqn.primitive, eqn.params))
         return outputs
 
     def fresh(self) -> str:

@@ -233,8 +233,9 @@ def test_a_graph_larger_than_max_nodes_is_refused_before_computing(capsys, tmp_p
 
 
 def test_hostile_gate_names_stay_inside_the_flat_codes_comments(tmp_path):
-    """A gate named by a user's function with line breaks and other control characters: the
-    written flat_code.py compiles, runs only its own code and gives the gradient."""
+    """A gate named by a user's function with line breaks and other control characters: its
+    node's name is escaped (table, pictures, page), and the written flat_code.py compiles, runs
+    only its own code and gives the gradient."""
     from difprog.gate import elementwise
 
     marker = tmp_path / "ran"
@@ -247,6 +248,7 @@ def test_hostile_gate_names_stay_inside_the_flat_codes_comments(tmp_path):
     hostile = elementwise(forward, lambda out, x: jnp.cos(x))
     e = explain(lambda x: gates.sum(gates.multiply(hostile(x), x)), np.array([0.3, -0.2]))
     e.save(tmp_path / "out")
+    assert all(n.op.isprintable() for n in e.nodes) and "evil\\nopen(" in e.table()
     source = (tmp_path / "out" / "flat_code.py").read_text()
     assert "\nopen(" not in source and "\r" not in source and "\x0c" not in source
     namespace = {}
