@@ -21,7 +21,7 @@ def _share_compilations() -> None:
     """Points JAX's persistent compilation cache at one directory for this run, so a program
     compiled once is not compiled again by a later test or by a process a test starts (training
     runs, kills, clusters). The directory is new for each run and removed after it, so every run
-    starts cold; set JAX_COMPILATION_CACHE_DIR to choose it (CI shares one between its tiers)."""
+    starts cold; set JAX_COMPILATION_CACHE_DIR to choose it (.ci/run sets one per leg)."""
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         directory = tempfile.mkdtemp(prefix="difprog-tests-jax-cache-")
         atexit.register(shutil.rmtree, directory, ignore_errors=True)
