@@ -52,14 +52,15 @@ def load_lm(path: str | os.PathLike) -> Checkpointed:
     try:
         config = LMConfig(**{**meta["config"], "devices": None})
         model = build_model(settings, model_meta["vocab"])
+        level = text_meta["level"]
+        vocab = (tuple(text_meta["vocab"]) if level == "char"
+                 else tuple(bytes([i]) for i in range(256)))
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{os.fspath(path)!r}: its recorded settings cannot build a "
-                              f"language model ({error})") from None
+                              f"language model ({error!r})") from None
     ids = jax.ShapeDtypeStruct((1, config.context), jnp.int32)
     template = jax.eval_shape(lambda: _template(model, config, ids))
     tree, _ = checkpoint.load(path, template)
-    level = text_meta["level"]
-    vocab = tuple(text_meta["vocab"]) if level == "char" else tuple(bytes([i]) for i in range(256))
     empty = np.zeros(0, np.int32)
     codec = Text(text_meta["name"], level, config.context, vocab, empty, empty, (), ())
     return Checkpointed(model, tree["params"], codec, config.context, meta["step"])

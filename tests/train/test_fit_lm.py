@@ -214,11 +214,16 @@ def test_settings_that_do_not_describe_the_arrays_are_refused_before_allocating(
     metadata is refused, naming the file, before any model of those settings is built."""
     out, _ = straight
     tree, meta = checkpoint.load(out / "checkpoint_0006.safetensors")
-    meta["model"][setting] = value
+    recorded, meta["model"][setting] = meta["model"][setting], value
     forged = checkpoint.save(tmp_path / "checkpoint_0006.safetensors", tree, metadata=meta)
     with pytest.raises(CheckpointError, match="checkpoint_0006.safetensors") as error:
         lm.load_lm(forged)
     assert ("more than the" in str(error.value)) == (value > 10**6), str(error.value)
+    meta["model"][setting] = recorded
+    del meta["text"]["level"]  # metadata missing a field: the same kind of error
+    forged = checkpoint.save(tmp_path / "checkpoint_0006.safetensors", tree, metadata=meta)
+    with pytest.raises(CheckpointError, match="cannot build a language model"):
+        lm.load_lm(forged)
 
 
 @pytest.mark.parametrize("command", ["visualize", "attribute"])
