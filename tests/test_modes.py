@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import difprog
-from difprog import gates, layers
+from difprog import gates, layers, modes
 from tests.conftest import assert_trees_close
 
 
@@ -47,19 +47,40 @@ def test_several_arguments_and_pytree_outputs():
     np.testing.assert_allclose(report.jacobian["s"][0], y)
 
 
-@pytest.mark.parametrize("n, m, cheaper", [(1, 1024, "forward"), (1024, 1, "reverse")])
-def test_recommends_forward_for_few_inputs_and_reverse_for_few_outputs(n, m, cheaper):
+@pytest.mark.parametrize("n, m, fewer", [(1, 1024, "forward"), (1024, 1, "reverse")])
+def test_the_mode_theory_favours_needs_fewer_passes_and_flops(n, m, fewer):
+    """What XLA compiled is deterministic; which mode measured faster is the benchmark's to show
+    (`difprog bench modes`), since two microsecond programs on a loaded CI machine can swap."""
     f, _ = _mlp(n, m)
-    report = difprog.compare_modes(f, jax.random.normal(jax.random.key(2), (n,)), repeats=9)
-    assert report.cheaper == cheaper
-    assert f"n = {n} inputs and m = {m} outputs" in report.reason
-    slow, fast = ((report.reverse, report.forward) if cheaper == "forward"
+    report = difprog.compare_modes(f, jax.random.normal(jax.random.key(2), (n,)), repeats=3)
+    more, less = ((report.reverse, report.forward) if fewer == "forward"
                   else (report.forward, report.reverse))
-    assert slow.seconds > 2 * fast.seconds
-    assert slow.flops > 10 * fast.flops
-    assert slow.temp_bytes >= fast.temp_bytes
+    assert (more.passes, less.passes) == (max(n, m), 1)
+    assert more.flops > 10 * less.flops
+    assert more.temp_bytes >= less.temp_bytes
+    assert f"n = {n} inputs and m = {m} outputs" in report.reason
+    faster = min(("forward", "reverse"), key=lambda mode: getattr(report, mode).seconds)
+    assert report.cheaper == faster
     text = str(report)
-    assert "forward (jacfwd)" in text and f"cheaper: {cheaper}" in text
+    assert "forward (jacfwd)" in text and f"cheaper: {faster}" in text
+
+
+@pytest.mark.parametrize("seconds, cheaper, says", [
+    ({"forward": 1e-5, "reverse": 4e-5}, "forward", "forward mode needs fewer passes and "
+                                                     "measured 4.0x faster"),
+    ({"forward": 3e-5, "reverse": 1e-5}, "reverse", "theory favours forward mode, but reverse "
+                                                     "mode measured 3.00x faster"),
+])
+def test_the_verdict_is_the_measured_faster_mode_and_says_when_theory_disagrees(seconds, cheaper,
+                                                                                says):
+    verdict, reason = modes._verdict(2, 50, seconds)
+    assert verdict == cheaper and says in reason
+    assert "n = 2 inputs and m = 50 outputs" in reason
+
+
+def test_the_verdict_with_as_many_inputs_as_outputs_says_both_need_the_same_passes():
+    verdict, reason = modes._verdict(7, 7, {"forward": 2e-5, "reverse": 1e-5})
+    assert verdict == "reverse" and "both need the same number of passes" in reason
 
 
 def test_hvp_and_hessian_match_the_reference_without_forming_the_hessian():
