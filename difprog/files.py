@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from difprog import interrupts
 from difprog.errors import DifprogError, WriteError
 
 __all__ = [
@@ -65,25 +66,28 @@ def temporary_owner(path: pathlib.Path) -> tuple[str | None, int] | None:
 
 @contextlib.contextmanager
 def atomic(path: str | os.PathLike) -> Iterator[pathlib.Path]:
-    """Yields a temporary path to write; on success it is fsynced and renamed to `path`."""
+    """Yields a temporary path to write; on success it is fsynced and renamed to `path`.
+
+    An interrupt of the command line waits for the whole write (`interrupts.deferred`)."""
     path = pathlib.Path(path)
     temporary = temporary_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        yield temporary
-        kill_point("written")
-        with open(temporary, "rb+") as file:
-            os.fsync(file.fileno())
-        kill_point("synced")
-        os.replace(temporary, path)
-        kill_point("renamed")
-    except OSError as error:
-        if isinstance(error, DifprogError):
-            raise
-        raise _write_error(path, error) from error
-    finally:
-        temporary.unlink(missing_ok=True)
-    _fsync_directory(path.parent)
+    with interrupts.deferred():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield temporary
+            kill_point("written")
+            with open(temporary, "rb+") as file:
+                os.fsync(file.fileno())
+            kill_point("synced")
+            os.replace(temporary, path)
+            kill_point("renamed")
+        except OSError as error:
+            if isinstance(error, DifprogError):
+                raise
+            raise _write_error(path, error) from error
+        finally:
+            temporary.unlink(missing_ok=True)
+        _fsync_directory(path.parent)
 
 
 def _write_error(path: pathlib.Path, error: OSError) -> WriteError:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import pathlib
 import sys
 from collections.abc import Iterator
 
+from difprog import interrupts
 from difprog.errors import RunDirectoryError
 from difprog.files import host, temporary_owner
 
@@ -66,12 +68,14 @@ def own(directory: str | os.PathLike, *, exclusive: bool = True) -> Iterator[Run
         return
     create(path)
     handle = _lock(path)
+    release = functools.partial((path / LOCK_NAME).unlink, missing_ok=True)
     try:
         remove_stale_temporaries(path)
-        yield RunDirectory(path, exclusive=True)
+        with interrupts.cleanup(release):  # a Ctrl-C of the command line removes it too
+            yield RunDirectory(path, exclusive=True)
     finally:
         with contextlib.suppress(OSError):
-            (path / LOCK_NAME).unlink()  # while still holding it: see _lock
+            release()  # while still holding it: see _lock
         os.close(handle)
 
 

@@ -29,6 +29,7 @@ SLOW_FILES = {
     "tests/test_readme.py": "runs every block of the README, training included",
     "tests/viz/test_colour.py": "optimises colour images for hundreds of steps",
     "tests/graph/test_html_browser.py": "drives a browser",
+    "tests/test_interrupts.py": "interrupts training processes at several points",
 }
 ALWAYS_QUICK = {  # node ids (regular expressions) kept quick whatever they take, with the reason
     r"tests/gates/test_rules\.py::test_rules_match_autodiff_of_forward\[.*-jit\]":

@@ -12,62 +12,24 @@ Each command is a module of this package: its docstring (the first paragraph of 
 
 from __future__ import annotations
 
-import argparse
-import platform
-import sys
-
-import jax
-
-from difprog.cli import attribute, bench, check, demo, explain, sample, train, visualize
-from difprog.cli.options import DEBUG_HELP, Formatter, Parser, UsageError, command, one_line
+from difprog import interrupts
 
 __all__ = ["COMMANDS", "main", "parser"]
 
-COMMANDS = {"demo": demo, "train": train, "sample": sample, "visualize": visualize,
-            "attribute": attribute, "explain": explain, "check": check, "bench": bench}
-
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the `difprog` command line on `argv` (default: sys.argv[1:]); the exit status."""
-    try:
-        args = parser().parse_args(
-            explain.expression_last(sys.argv[1:] if argv is None else list(argv)))
-    except UsageError as error:
-        print(error, file=sys.stderr)
-        return 2
-    except SystemExit as done:  # --help and --version
-        return done.code if isinstance(done.code, int) else 0
-    return _run(args)
+    """Runs the `difprog` command line on `argv` (default: sys.argv[1:]); the exit status.
+
+    Ctrl-C and SIGTERM end it in one line from its first moment (`difprog.interrupts`), before
+    JAX is imported."""
+    with interrupts.handled():
+        from difprog.cli import _main
+        return _main.main(argv)
 
 
-def parser() -> Parser:
-    """The parser of every command, each with its handler in `args.handler`."""
-    from difprog import __version__
-
-    top = Parser(prog="difprog", description=__doc__.splitlines()[0], formatter_class=Formatter)
-    top.add_argument("--version", action="version",
-                     version=f"difprog {__version__} (jax {jax.__version__}, Python "
-                             f"{platform.python_version()})")
-    top.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        module.arguments(command(commands, name, module.run, module.HELP, module.__doc__))
-    return top
-
-
-def _run(args: argparse.Namespace) -> int:
-    """Runs the chosen command; a failure becomes one line on stderr (a traceback with --debug)."""
-    name = " ".join(filter(None, (args.command, getattr(args, "benchmark", None))))
-    try:
-        return args.handler(args)
-    except UsageError as error:
-        print(error, file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"difprog {name}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:
-        if args.debug:
-            raise
-        print(f"difprog {name}: {one_line(error)}", file=sys.stderr)
-        return 1
+def __getattr__(name: str):
+    """`COMMANDS` and `parser`, from the module that imports every command."""
+    if name in ("COMMANDS", "parser"):
+        from difprog.cli import _main
+        return getattr(_main, name)
+    raise AttributeError(f"module 'difprog.cli' has no attribute {name!r}")

@@ -86,7 +86,25 @@ def _placement_arguments(parser: options.Parser) -> None:
                              "device holds about 1/devices of them)")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() first, to train on the devices "
-                             "of several hosts (run the same command on every host)")
+                             "of several hosts (run the same command on every host); the "
+                             "processes compare their options first, and one that ends early "
+                             "stops the others")
+    parser.add_argument("--join-timeout", type=options.integer(1, 86400), default=120,
+                        metavar="SECONDS",
+                        help="with --distributed, how long each process waits for the others "
+                             "before it gives up in one line")
+
+
+def _start_devices(args: argparse.Namespace) -> None:
+    """This process's devices; with --distributed, the cluster joined with this run's options
+    (all but where it writes and how it reports) compared across processes."""
+    from difprog import cluster
+
+    private = {"handler", "out", "debug", "no_progress", "join_timeout"}
+    shared = {name: value if isinstance(value, (bool, int, float, type(None))) else str(value)
+              for name, value in sorted(vars(args).items()) if name not in private}
+    cluster.start_devices(args.devices, args.distributed, owner="--distributed",
+                          timeout=args.join_timeout, settings=shared)
 
 
 def _language_model_arguments(parser: options.Parser, defaults) -> None:
@@ -123,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 def train_images(args: argparse.Namespace, then=None) -> tuple:
     """Trains an image model as the options say; `then(model, params, dataset)` runs in the
     owned --out (on process 0) after training. (the result, the data set, what `then` gave)."""
-    from difprog import cluster, data, models, rundir
+    from difprog import data, models, rundir
     from difprog.train import TrainConfig, fit
 
     _refuse_options(args, [name for name in LM_OPTIONS if hasattr(args, name)], "gpt")
@@ -134,7 +152,7 @@ def train_images(args: argparse.Namespace, then=None) -> tuple:
         ("lr", "learning_rate"), ("schedule", "schedule"), ("loss", "loss"),
         ("weight_decay", "weight_decay"))}, seed=args.seed,
         devices=None if args.distributed else args.devices, shard=args.shard)
-    cluster.start_devices(args.devices, args.distributed, owner="--distributed")
+    _start_devices(args)
     with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
         dataset = data.load(args.dataset)
         model = models.build(args.model, dataset.num_classes)
@@ -173,7 +191,7 @@ def _refuse_options(args: argparse.Namespace, names, model: str) -> None:
 
 def _run_lm(args: argparse.Namespace) -> int:
     """difprog train --model gpt: the language model on --data, then loss.png and a sample."""
-    from difprog import cluster, data, lm, rundir, viz
+    from difprog import data, lm, rundir, viz
 
     _refuse_options(args, IMAGE_OPTIONS, "image")
     defaults = lm.LMConfig()
@@ -183,7 +201,7 @@ def _run_lm(args: argparse.Namespace) -> int:
                          weight_decay=_given(args, "weight_decay", defaults, "weight_decay"),
                          seed=args.seed, devices=None if args.distributed else args.devices,
                          shard=args.shard)
-    cluster.start_devices(args.devices, args.distributed, owner="--distributed")
+    _start_devices(args)
     with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
         corpus = data.text(args.data or "python-stdlib", context=config.context,
                            level=args.level or "char")
