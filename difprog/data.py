@@ -1,5 +1,7 @@
-"""Data sets and minibatches: scikit-learn's handwritten digits by default, and text for language
-models (`text`: any UTF-8 files, or the running Python's standard library); no download needed."""
+"""Data sets and minibatches: scikit-learn's handwritten digits by default (no download), any
+data set in MNIST's idx format (`idx`), Fashion-MNIST (`fashion_mnist`: found on this machine or
+downloaded once, checked), and text for language models (`text`: any UTF-8 files, or the running
+Python's standard library)."""
 
 from __future__ import annotations
 
@@ -14,14 +16,26 @@ import jax
 import numpy as np
 
 from difprog import arguments
-from difprog.errors import ArgumentError, DtypeError, LabelError, ShapeError
+from difprog import idx as idx_format
+from difprog.download import fetch
+from difprog.errors import (
+    ArgumentError,
+    DataError,
+    DownloadError,
+    DtypeError,
+    LabelError,
+    ShapeError,
+)
 
-__all__ = ["Dataset", "Text", "UNKNOWN", "batches", "digits", "load", "num_batches",
-           "num_text_windows", "text", "text_batch", "text_windows", "validate"]
+__all__ = ["DATASETS", "FASHION_MNIST_CLASSES", "FASHION_MNIST_PACKAGE", "FASHION_MNIST_URLS",
+           "IDX_FILES", "Dataset", "Text", "UNKNOWN", "batches", "digits", "fashion_mnist", "idx",
+           "load", "num_batches", "num_text_windows", "text", "text_batch", "text_windows",
+           "validate"]
 
 
 class Dataset(NamedTuple):
-    """Images (N, H, W, C) in [0, 1] and integer labels, split into train and test."""
+    """Images (N, H, W, C) in [0, 1] and integer labels, split into train and test; `classes`
+    names each label (None: the labels' numbers)."""
 
     name: str
     x_train: np.ndarray
@@ -29,6 +43,11 @@ class Dataset(NamedTuple):
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    classes: tuple[str, ...] | None = None
+
+    def class_name(self, label: int) -> str:
+        """The name of `label` ('Ankle boot'), or its number when the data set names none."""
+        return self.classes[label] if self.classes else str(label)
 
 
 def digits(test_fraction: float = 0.2, split_seed: int = 0) -> Dataset:
@@ -77,14 +96,148 @@ def validate(data: Dataset) -> Dataset:
     return data
 
 
-DATASETS = {"digits": digits}
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                      "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/"
+                      "data/fashion/")
+FASHION_MNIST_PACKAGE = "/usr/share/datasets/fashion-mnist"  # apt-get install dataset-fashion-mnist
+_FASHION_MD5 = {  # of the published .gz files (the dataset's README)
+    "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310"}
+_FASHION_SHA256 = {  # of their contents, whoever compressed them (Debian recompresses)
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"}
 
 
-def load(name: str) -> Dataset:
-    """A data set by name (see `DATASETS`)."""
-    if name not in DATASETS:
-        raise ArgumentError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[name]()
+def idx(directory: str | os.PathLike, *, name: str | None = None,
+        classes: tuple[str, ...] | None = None, sha256: dict | None = None) -> Dataset:
+    """A data set in MNIST's file format (MNIST, Fashion-MNIST, KMNIST): the four `IDX_FILES`
+    of `directory`, each gzipped (`.gz`) or not, as NHWC float32 in [0, 1].
+
+    Args:
+        directory: where the files are.
+        name: the data set's name (default: the directory's).
+        classes: the name of each label (default: their numbers; num_classes = largest + 1).
+        sha256: {file: SHA-256 of its contents} to check.
+
+    Raises:
+        DataError naming the file: a file missing, corrupt or inconsistent (labels that do not
+        match the images, images that are not (N, H, W) or (N, H, W, C)).
+    """
+    directory = Path(directory)
+    arrays = [idx_format.read(_idx_file(directory, stem), sha256=(sha256 or {}).get(stem))
+              for stem in IDX_FILES]
+    for (images, labels), split in ((arrays[:2], "train"), (arrays[2:], "t10k")):
+        if images.ndim not in (3, 4) or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{str(directory)!r}: {split} images of shape {images.shape} and "
+                            f"labels of shape {labels.shape}; expected (N, H, W) images and N "
+                            f"labels")
+    count = len(classes) if classes else int(max(arrays[1].max(), arrays[3].max())) + 1
+    x_train, y_train, x_test, y_test = (
+        _pixels(a) if a.ndim > 1 else a.astype(np.int32) for a in arrays)
+    return validate(Dataset(name or directory.name, x_train, y_train, x_test, y_test, count,
+                            tuple(classes) if classes else None))
+
+
+def fashion_mnist(path: str | os.PathLike | None = None, *, download: bool = True,
+                  urls: tuple[str, ...] = FASHION_MNIST_URLS, progress: bool = True) -> Dataset:
+    """Zalando's Fashion-MNIST: 60,000 training and 10,000 test images, 28x28 grey, 10 garment
+    classes (`FASHION_MNIST_CLASSES`), MIT licence; its contents checked by SHA-256.
+
+    Looked for in this order: `path`; $DIFPROG_DATA (and its fashion-mnist/); the user cache
+    (~/.cache/difprog/fashion-mnist, or $XDG_CACHE_HOME's); Debian's package directory
+    (`apt-get install dataset-fashion-mnist`). Where none has it and `download`, the four files
+    are downloaded from `urls` (the official location first) into the cache, each checked
+    against its published MD5 before it is kept.
+
+    Raises:
+        DataError: `path` lacks the files, or a file is corrupt. DownloadError: not found and
+        the download failed (offline: the message names the apt package and the address).
+    """
+    if path is not None:
+        if not _has_idx(Path(path)):
+            raise DataError(f"no Fashion-MNIST in {str(path)!r}: it must hold the four files "
+                            f"{', '.join(f + '.gz' for f in IDX_FILES)}")
+        found = Path(path)
+    else:
+        found = next((place for place in _fashion_places() if _has_idx(place)), None)
+    if found is None:
+        found = _download_fashion_mnist(urls, progress) if download else None
+    if found is None:
+        raise DataError(f"Fashion-MNIST is not on this machine (looked in "
+                        f"{', '.join(str(p) for p in _fashion_places())}); install it with "
+                        f"apt-get install dataset-fashion-mnist, or allow the download")
+    return idx(found, name="fashion-mnist", classes=FASHION_MNIST_CLASSES,
+               sha256=_FASHION_SHA256)
+
+
+def _fashion_places() -> list[Path]:
+    given = os.environ.get("DIFPROG_DATA")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "difprog"
+    return [*([Path(given), Path(given) / "fashion-mnist"] if given else []),
+            cache / "fashion-mnist", Path(FASHION_MNIST_PACKAGE)]
+
+
+def _download_fashion_mnist(urls: tuple[str, ...], progress: bool) -> Path:
+    """The four files downloaded into the user cache from the first of `urls` that serves them."""
+    target, failures = _fashion_places()[-2], []
+    for stem in IDX_FILES:
+        if _idx_file(target, stem, must=False).exists():
+            continue
+        for url in urls:
+            try:
+                fetch(f"{url}{stem}.gz", target / f"{stem}.gz", md5=_FASHION_MD5[stem],
+                      progress=progress)
+                break
+            except DownloadError as error:
+                failures.append(str(error))
+        else:
+            raise DownloadError(f"Fashion-MNIST is not on this machine and could not be "
+                                f"downloaded ({failures[0]}); install it with apt-get install "
+                                f"dataset-fashion-mnist, or put the four files in {target}")
+    return target
+
+
+def _has_idx(directory: Path) -> bool:
+    return all(_idx_file(directory, stem, must=False).exists() for stem in IDX_FILES)
+
+
+def _idx_file(directory: Path, stem: str, must: bool = True) -> Path:
+    """directory/stem.gz, or directory/stem when only that exists."""
+    packed = directory / f"{stem}.gz"
+    if packed.exists() or not (directory / stem).exists():
+        if must and not packed.exists():
+            raise DataError(f"{str(directory)!r} has no {stem}.gz (nor {stem}); an idx data set "
+                            f"directory holds {', '.join(IDX_FILES)}, each gzipped or not")
+        return packed
+    return directory / stem
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    """Images as NHWC float32 in [0, 1] (uint8 divided by 255)."""
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    x = images.astype(np.float32) / scale
+    return x[..., None] if x.ndim == 3 else x
+
+
+DATASETS = {"digits": digits, "fashion-mnist": fashion_mnist}
+
+
+def load(name: str | os.PathLike) -> Dataset:
+    """A data set by name (see `DATASETS`), or a directory of idx files (see `idx`)."""
+    if isinstance(name, str) and name in DATASETS:
+        return DATASETS[name]()
+    if Path(name).is_dir():
+        return idx(name)
+    raise ArgumentError(f"unknown data set {str(name)!r}; choose one of {sorted(DATASETS)}, "
+                        f"or a directory of idx files ({', '.join(IDX_FILES)})")
 
 
 def num_batches(size: int, batch_size: int) -> int:

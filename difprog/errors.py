@@ -58,3 +58,12 @@ class WriteError(DifprogError, OSError):
 
 class ConfigMismatchError(DifprogError, ValueError):
     """A resume whose settings differ from those its checkpoint was trained with."""
+
+
+class DataError(DifprogError, ValueError):
+    """A data file that is not what it claims to be (a corrupt idx file, other contents)."""
+
+
+class DownloadError(DifprogError, OSError):
+    """A download that failed (offline, a server error, a truncated transfer, a wrong
+    checksum); nothing is left where the file would have gone."""

@@ -5,6 +5,7 @@ the same settings."""
 from __future__ import annotations
 
 import argparse
+import pathlib
 
 import jax
 
@@ -15,7 +16,7 @@ __all__ = ["HELP", "IMAGE_OPTIONS", "LM_OPTIONS", "add_training_arguments",
 
 _LM_FIELDS = ("steps", "layers", "heads", "features", "context", "dropout", "warmup", "clip",
               "eval_every")  # LMConfig's fields that are options of their own
-LM_OPTIONS = ("data", "level", *_LM_FIELDS)
+LM_OPTIONS = ("level", *_LM_FIELDS)
 IMAGE_OPTIONS = ("dataset", "epochs", "optimizer", "schedule", "loss")
 
 HELP = "train a model on real data, with checkpoints and metrics.json"
@@ -31,6 +32,7 @@ def add_training_arguments(parser: options.Parser, command: str) -> None:
 
     Options one kind of model has and the other lacks default to None, so that `run` can
     refuse them by name; `_given` fills in the defaults."""
+    from difprog.data import DATASETS
     from difprog.lm import LMConfig
     from difprog.models import MODELS
     from difprog.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -41,8 +43,15 @@ def add_training_arguments(parser: options.Parser, command: str) -> None:
                         default="cnn", help="the model" + (
                             " (gpt: a transformer language model on --data; see the options "
                             "below)" if lm else ""))
-    parser.add_argument("--dataset", choices=["digits"], default=None,
-                        help="the data set of the image models (default: digits)")
+    parser.add_argument("--data", default=None, metavar="DATA",
+                        help="the image models' data set: digits (8x8, in scikit-learn), "
+                             "fashion-mnist (found on this machine or downloaded once) or a "
+                             "directory of idx files such as MNIST's (default: digits)"
+                             + ("; gpt's text: a UTF-8 file, a directory of them, or "
+                                "python-stdlib (the running Python's standard library; the "
+                                "default)" if lm else ""))
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default=None,
+                        help="the same as --data for the image models' named data sets")
     parser.add_argument("--epochs", type=options.positive, default=None,
                         help=f"passes over the training set (default: {image.epochs})")
     parser.add_argument("--batch-size", type=options.positive, default=None,
@@ -110,9 +119,6 @@ def _start_devices(args: argparse.Namespace) -> None:
 def _language_model_arguments(parser: options.Parser, defaults) -> None:
     """The options of `train --model gpt` (LMConfig's fields), in a group of their own."""
     group = parser.add_argument_group("language model (--model gpt)")
-    group.add_argument("--data", default=None, metavar="SOURCE",
-                       help="a UTF-8 text file, a directory of them, or python-stdlib (the "
-                            "running Python's standard library) (default: python-stdlib)")
     group.add_argument("--level", choices=["char", "byte"], default=None,
                        help="tokens: characters or UTF-8 bytes (default: char)")
     positive = options.positive
@@ -146,7 +152,7 @@ def train_images(args: argparse.Namespace, then=None) -> tuple:
 
     _refuse_options(args, [name for name in LM_OPTIONS if hasattr(args, name)], "gpt")
     defaults, done = TrainConfig(), None
-    args.dataset = args.dataset or "digits"
+    args.dataset = _image_data(args)
     config = TrainConfig(**{field: _given(args, option, defaults, field) for option, field in (
         ("epochs", "epochs"), ("batch_size", "batch_size"), ("optimizer", "optimizer"),
         ("lr", "learning_rate"), ("schedule", "schedule"), ("loss", "loss"),
@@ -162,6 +168,17 @@ def train_images(args: argparse.Namespace, then=None) -> tuple:
         if then is not None and out.exclusive:
             done = then(model, result.params, dataset)
     return result, dataset, done
+
+
+def _image_data(args: argparse.Namespace) -> str:
+    """The image data set --data (or --dataset) names: a name, or an idx directory's full path."""
+    if args.data and args.dataset and args.data != args.dataset:
+        raise options.UsageError(f"difprog {args.command}: --data {args.data} and --dataset "
+                                 f"{args.dataset} name two data sets; give one")
+    from difprog.data import DATASETS
+
+    chosen = args.data or args.dataset or "digits"
+    return chosen if chosen in DATASETS else str(pathlib.Path(chosen).absolute())
 
 
 def print_accuracy(args: argparse.Namespace, result, dataset) -> None:

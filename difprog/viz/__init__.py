@@ -23,6 +23,8 @@ from difprog.viz._attribution_grid import (
     GRADIENT_METHODS,
     METHODS,
     attributions,
+    empty_map_note,
+    empty_maps,
     last_spatial_layer,
     save_attributions,
 )
@@ -86,6 +88,8 @@ __all__ = [
     "Randomization",
     "attributions",
     "completeness",
+    "empty_map_note",
+    "empty_maps",
     "grad_cam",
     "integrated_gradients",
     "last_spatial_layer",

@@ -75,6 +75,31 @@ def last_spatial_layer(model: Layer, params: Any, x: jax.Array) -> str:
     return spatial[-1]
 
 
+def empty_maps(maps: Mapping[str, Any]) -> dict[str, int]:
+    """{method: how many images its map is 0 everywhere for}, for the methods with any."""
+    counts = {name: int(np.sum(~np.any(np.asarray(m).reshape(len(m), -1) != 0, axis=1)))
+              for name, m in maps.items()}
+    return {name: count for name, count in counts.items() if count}
+
+
+def empty_map_note(model: Layer, params: Any, x: jax.Array, classes: Any, method: str,
+                   count: int, layer: str | None) -> str:
+    """Why `method`'s map is 0 everywhere for `count` of the images, and what to do instead."""
+    head = f"{method} is 0 everywhere for {count} of {len(x)} images"
+    if method != "grad_cam":
+        return f"{head}: the score does not change with those pixels' values there"
+    outputs = layer_outputs(model, params, x)
+    for path in reversed(_finish_order(list(outputs))):
+        if path != layer and len(getattr(outputs[path], "shape", ())) == 4 and not empty_maps(
+                {"grad_cam": grad_cam(model, params, x, classes, path)}):
+            better = f"; at {path} it is not (--layer {path})"
+            break
+    else:
+        better = "; no other layer gives maps that are not 0 either"
+    return (f"{head} at {layer}: there the channel-weighted sum of the activations is negative "
+            f"everywhere, and Grad-CAM's ReLU keeps only what is positive{better}")
+
+
 def _finish_order(paths: list[str]) -> list[str]:
     """Layer paths listed in the order layers start, reordered to the order they finish: a
     container after the last of its inner layers."""
@@ -124,6 +149,9 @@ def save_attributions(images: Any, maps: Mapping[str, Any], path: str | os.PathL
         for j, values in enumerate(shown.values(), start=1):
             cell = axes[i, j].imshow(values[i], cmap="RdBu_r", vmin=-1, vmax=1,
                                      interpolation="nearest")
+            if not np.any(values[i]):
+                axes[i, j].text(0.5, 0.5, "all 0", ha="center", va="center", fontsize=7,
+                                transform=axes[i, j].transAxes)
             _bare(axes[i, j])
     for j, name in enumerate(["image", *shown]):
         axes[0, j].set_title(name.replace("_", " ").replace("gradient times", "gradient x"),

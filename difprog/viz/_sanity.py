@@ -28,6 +28,10 @@ from difprog.viz._attribution_grid import GRADIENT_METHODS, attributions
 
 COMPLETENESS_STEPS = (8, 16, 32, 64, 128)
 _DEFAULT_STEPS = 64  # integrated_gradients' default
+_INPUT_DOMINATED = {  # why these maps hold still where the input is 0, whatever the weights
+    "gradient_times_input": "the input times a gradient is 0 wherever the input is 0",
+    "integrated_gradients": "with a black baseline the maps are 0 wherever the input is black",
+    "occlusion": "covering with 0 changes nothing where the input is already 0"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +56,10 @@ class Completeness:
         return bool(self.max_errors[self.steps.index(_DEFAULT_STEPS)] <= self.tolerance)
 
     def __str__(self) -> str:
-        lines = [f"completeness of integrated gradients (Riemann midpoint rule): "
-                 f"{'ok' if self.ok else 'FAILED'} (tolerance {self.tolerance:.0%} at "
-                 f"{_DEFAULT_STEPS} steps)",
+        verdict = ("holds" if self.ok else "does not hold: the attributions do not add up to "
+                   "the change of the score; use more steps")
+        lines = [f"completeness of integrated gradients (Riemann midpoint rule) {verdict} "
+                 f"(tolerance {self.tolerance:.0%} at {_DEFAULT_STEPS} steps)",
                  f"  {'steps':>6} {'mean error':>11} {'max error':>10}"]
         lines += [f"  {s:>6} {m:>11.2e} {w:>10.2e}"
                   for s, m, w in zip(self.steps, self.mean_errors, self.max_errors)]
@@ -121,17 +126,23 @@ class Randomization:
     def ok(self) -> bool:
         return all(passed for m, passed in self.passed.items() if m in GRADIENT_METHODS)
 
+    def verdict(self, method: str) -> str:
+        """What the test says of `method`'s maps, in words."""
+        if self.passed[method]:
+            return "follows the model's weights"
+        if method in _INPUT_DOMINATED:
+            return f"dominated by the input ({_INPUT_DOMINATED[method]})"
+        return "barely changes with the weights: it explains the input, not the model"
+
     def __str__(self) -> str:
         width = max(len(m) for m in self.methods)
-        lines = [f"model randomisation (Adebayo et al. 2018): {'ok' if self.ok else 'FAILED'}; "
-                 f"Spearman rank correlation of |maps| ({self.over} positions) with the "
-                 f"trained model's, layers "
-                 f"re-initialised top first (pass: < {self.threshold} with all re-initialised)",
-                 f"  {'method':<{width}} " + " ".join(f"{'+' + n:>10}" for n in self.layers)
-                 + "  ok"]
+        lines = [f"model randomisation (Adebayo et al. 2018), {self.over} positions: the "
+                 f"Spearman rank correlation of |maps| with the trained model's as the layers "
+                 f"are re-initialised, top first; a method follows the model's weights when it "
+                 f"falls below {self.threshold} with all of them re-initialised",
+                 f"  {'method':<{width}} " + " ".join(f"{'+' + n:>10}" for n in self.layers)]
         lines += [f"  {m:<{width}} " + " ".join(f"{c:>10.3f}" for c in row)
-                  + f"  {'yes' if self.passed[m] else 'NO'}"
-                  for m, row in zip(self.methods, self.correlations)]
+                  + f"  {self.verdict(m)}" for m, row in zip(self.methods, self.correlations)]
         return "\n".join(lines)
 
     def to_json(self) -> dict:

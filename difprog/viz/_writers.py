@@ -12,6 +12,7 @@ import numpy as np
 
 from difprog import arguments
 from difprog.errors import ArgumentError
+from difprog.progress import note as log
 from difprog.viz import (
     _attribution,
     _attribution_grid,
@@ -56,8 +57,7 @@ def write_visualizations(model, params, dataset, out: str | os.PathLike, *,
     arguments.one_of("viz.write_visualizations", "param", param, ("fourier", "pixel"))
     for name, value in (("regularize", regularize), ("transforms", transforms)):
         arguments.flag("viz.write_visualizations", name, value)
-    objective, targets, labels, stem = _objective(dataset.num_classes, classes, layer, channels,
-                                                  regularize)
+    objective, targets, labels, stem = _objective(dataset, classes, layer, channels, regularize)
     shape = (len(targets), *dataset.x_train.shape[1:])
     result = _optimize.visualize(
         model, params, objective, shape, steps=steps, seed=seed,
@@ -76,17 +76,23 @@ def write_visualizations(model, params, dataset, out: str | os.PathLike, *,
     examples = dataset.x_test[:10]
     maps = _saliency.saliency(model, params, examples, dataset.y_test[:10])
     saliency = _render.save_saliency(examples, maps, out / "saliency.png",
-                                     labels=[f"label {y}" for y in dataset.y_test[:10]])
+                                     labels=[_named(dataset, y) for y in dataset.y_test[:10]])
     return [grid, npz, saliency]
 
 
-def _objective(num_classes: int, classes, layer, channels, regularize: bool) -> tuple:
+def _named(dataset, label: int, number: str = "label ") -> str:
+    """'Ankle boot' for a data set that names its classes, `number` and the label otherwise."""
+    names = getattr(dataset, "classes", None)
+    return names[int(label)] if names else f"{number}{int(label)}"
+
+
+def _objective(dataset, classes, layer, channels, regularize: bool) -> tuple:
     """(the objective, its targets, their labels, the grid's file stem) of each class, or of
     each channel of `layer`; with `regularize`, total-variation and L1 penalties."""
     if layer is None:
-        targets = list(range(num_classes)) if classes is None else list(classes)
+        targets = list(range(dataset.num_classes)) if classes is None else list(classes)
         objective, labels, stem = _objectives.class_logit(targets), \
-            [f"class {c}" for c in targets], "classes"
+            [_named(dataset, c, "class ") for c in targets], "classes"
     else:
         targets = list(range(8)) if channels is None else list(channels)
         objective = _objectives.per_image(*(_objectives.channel(layer, c) for c in targets))
@@ -132,6 +138,11 @@ def write_attributions(model, params, dataset, out: str | os.PathLike, *,
         steps=steps, samples=samples, noise=noise, layer=layer, window=window, stride=stride))
     key = jax.random.key(seed)
     maps = _attribution_grid.attributions(model, params, x, y, methods, key=key, **settings)
+    empty = [_attribution_grid.empty_map_note(model, params, x, y, method, count,
+                                              settings["layer"])
+             for method, count in _attribution_grid.empty_maps(maps).items()]
+    for line in empty:
+        log(line)
     predicted = np.asarray(jax.numpy.argmax(model.apply(params, x), -1))
     described = {"integrated_gradients": f"integrated gradients {steps} steps",
                  "smoothgrad": f"SmoothGrad {samples} samples (noise {noise}, seed {seed})",
@@ -143,14 +154,15 @@ def write_attributions(model, params, dataset, out: str | os.PathLike, *,
     out.mkdir(parents=True, exist_ok=True)
     written = [_attribution_grid.save_attributions(
                    x, maps, out / "attributions.png", title=title,
-                   labels=[f"label {a}\npredicted {b}" for a, b in zip(y, predicted)]),
+                   labels=[f"{_named(dataset, a)}\npredicted {_named(dataset, b, '')}"
+                           for a, b in zip(y, predicted)]),
                write_npz(out / "attributions.npz", images=x, labels=y, **maps)]
     if not sanity:
         return written, ""
     checks = _sanity_checks(model, params, x, y, key, methods, settings)
-    tables = "\n\n".join(str(check) for check in checks.values()) + "\n"
+    tables = "\n\n".join([*empty, *(str(check) for check in checks.values())]) + "\n"
     written.append(write_json(out / "sanity.json", {
-        **{name: check.to_json() for name, check in checks.items()},
+        **{name: check.to_json() for name, check in checks.items()}, "empty_maps": empty,
         "settings": {**settings, "seed": seed, "images": int(count), "note": note.strip(", ")}}))
     with atomic(out / "sanity.txt") as temporary:
         write_bytes(temporary, tables.encode())

@@ -78,3 +78,25 @@ def test_a_piped_train_prints_the_compile_line_before_the_first_epoch(tmp_path):
     assert lines[0] == "compiling the train step...", lines
     assert lines[-1].startswith("epoch   1/1  loss "), lines
     assert "test accuracy" in done.stdout
+
+
+def test_train_on_a_directory_of_idx_files_and_visualize_what_it_wrote(capsys, tmp_path):
+    """--data DIR trains on MNIST-format files; the checkpoint records the directory, so that
+    visualize finds the data again; two names for the data, or a name that is neither a data
+    set nor a directory, are one line."""
+    from tests.test_download import _synthetic
+
+    _synthetic(tmp_path / "tiny", count=40)
+    assert main(["train", "--model", "linear", "--data", str(tmp_path / "tiny"), "--epochs",
+                 "1", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert "on " + str(tmp_path / "tiny") in capsys.readouterr().out
+    assert main(["visualize", "--checkpoint", str(tmp_path / "run"), "--steps", "2",
+                 "--out", str(tmp_path / "pictures")]) == 0
+    assert (tmp_path / "pictures" / "classes.png").exists()
+    capsys.readouterr()
+    line = fails_in_one_line(capsys, ["train", "--data", "fashion-mnist", "--dataset",
+                                      "digits", "--out", str(tmp_path / "x")], 2)
+    assert "--data fashion-mnist and --dataset digits name two data sets" in line
+    line = fails_in_one_line(capsys, ["train", "--data", str(tmp_path / "nowhere"), "--out",
+                                      str(tmp_path / "y")], 1)
+    assert "unknown data set" in line and "a directory of idx files" in line

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import difprog
-from difprog import layers, models, viz
+from difprog import data, layers, models, viz
 from difprog.cli import main
 from tests.conftest import assert_trees_close, digits_subset
 
@@ -271,10 +271,11 @@ def test_completeness_of_integrated_gradients_on_the_digits_cnn(trained):
     assert check.ok and check.steps == (8, 16, 32, 64, 128)
     at = dict(zip(check.steps, check.max_errors))
     assert at[64] <= 0.01 and at[128] < at[32] < at[8], check
-    assert "Riemann midpoint" in str(check) and "ok" in str(check).splitlines()[0]
+    assert "Riemann midpoint rule) holds" in str(check).splitlines()[0]
     strict = viz.completeness(model, params, digits.x_test[:8], digits.y_test[:8],
                               steps=(4,), tolerance=at[64] / 2)
     assert not strict.ok and strict.steps == (4, 64)  # the default steps always included
+    assert "does not hold: the attributions do not add up" in str(strict).splitlines()[0]
 
 
 def test_cascading_randomization_on_the_digits_cnn(trained):
@@ -292,7 +293,13 @@ def test_cascading_randomization_on_the_digits_cnn(trained):
     last = {m: row[-1] for m, row in zip(everywhere.methods, everywhere.correlations)}
     assert all(last[m] < 0.5 for m in ("saliency", "smoothgrad", "grad_cam")), everywhere
     assert all(last[m] > 0.8 for m in ("gradient_times_input", "integrated_gradients"))
-    assert not everywhere.ok and "FAILED" in str(everywhere)
+    assert not everywhere.ok and "FAILED" not in str(everywhere)
+    text = str(everywhere)
+    for method in ("saliency", "smoothgrad", "grad_cam"):
+        assert everywhere.verdict(method) == "follows the model's weights"
+    for method in ("gradient_times_input", "integrated_gradients"):
+        assert everywhere.verdict(method).startswith("dominated by the input (")
+        assert f"{everywhere.verdict(method)}" in text
     assert foreground.ok, foreground
     record = json.loads(json.dumps(foreground.to_json()))
     assert record["ok"] and record["positions"] == "foreground"
@@ -341,7 +348,7 @@ def test_attribute_command_writes_the_grid_and_the_sanity_checks(trained, tmp_pa
     assert (out / "attributions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     sanity = json.loads((out / "sanity.json").read_text())
     assert set(sanity) == {"completeness", "randomization", "randomization_foreground",
-                           "settings"}
+                           "empty_maps", "settings"}
     assert sanity["randomization"]["methods"] == ["saliency", "integrated_gradients",
                                                   "grad_cam"]
     assert sanity["settings"]["steps"] == 8 and sanity["settings"]["layer"] == "max_pool2d_0"
@@ -356,6 +363,31 @@ def test_attribute_command_writes_the_grid_and_the_sanity_checks(trained, tmp_pa
     with np.load(again / "attributions.npz") as saved:
         assert sorted(saved.files) == ["images", "labels", "occlusion"]
         assert saved["occlusion"].shape == (2, 8, 8)
+
+
+def test_a_map_that_is_0_everywhere_says_why_and_names_a_layer_that_works(tmp_path, capsys):
+    """A model whose class-0 score falls as every ReLU activation grows: Grad-CAM at relu_0 is
+    0 for every image (the weighted sum of non-negative maps with negative weights); the log
+    and sanity.json say so and name a layer whose maps are not 0, and they indeed are not."""
+    model = layers.serial(layers.Conv2D(3, 3), layers.Relu(), layers.GlobalAvgPool(),
+                          layers.Dense(2))
+    x = jax.random.uniform(jax.random.key(0), (4, 6, 6, 1))
+    y = np.zeros(4, np.int32)
+    params = model.init(jax.random.key(1), x[:1])
+    params["dense_0"]["w"] = -jnp.abs(params["dense_0"]["w"]) - 0.1
+    toy = data.Dataset("toy", np.asarray(x), y, np.asarray(x), y, 2)
+    assert viz.empty_maps({"grad_cam": viz.grad_cam(model, params, x, y, "relu_0")}) == \
+        {"grad_cam": 4}
+    viz.write_attributions(model, params, toy, tmp_path, methods=["grad_cam", "saliency"],
+                           layer="relu_0", samples=2)
+    line = ("grad_cam is 0 everywhere for 4 of 4 images at relu_0: there the channel-weighted "
+            "sum of the activations is negative everywhere")
+    assert line in capsys.readouterr().err
+    [note] = json.loads((tmp_path / "sanity.json").read_text())["empty_maps"]
+    assert note.startswith(line) and line in (tmp_path / "sanity.txt").read_text()
+    better = note.rsplit("(--layer ", 1)[1].rstrip(")")
+    assert better == "conv2d_0"
+    assert viz.empty_maps({"grad_cam": viz.grad_cam(model, params, x, y, better)}) == {}
 
 
 @pytest.mark.parametrize("arguments, status, message", [
