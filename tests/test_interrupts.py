@@ -59,8 +59,7 @@ def _assert_nothing_half_done(out):
         json.loads((out / "metrics.json").read_text())
 
 
-@pytest.mark.parametrize("after", [0.3, "compiling the train step", "epoch   2/40",
-                                   "epoch   5/40"])
+@pytest.mark.parametrize("after", [0.3, "compiling the train step", "epoch   2/40"])
 def test_an_interrupted_run_ends_in_one_line_with_130_and_nothing_half_done(tmp_path, after):
     status, stderr, seconds = _interrupt(tmp_path / "run", after=after)
     last = stderr.strip().splitlines()[-1]
