@@ -135,3 +135,21 @@ def test_resnet_smoke():
     # difprog and plain JAX compute the same step (eval mode: batch statistics over the two
     # values per channel of a 1x1 map would amplify float32 rounding)
     assert difference < 1e-3
+
+
+def test_fashion_mnist_benchmark_smoke(tmp_path):
+    import pytest
+
+    from difprog import data
+    from difprog.errors import DataError
+
+    try:
+        data.fashion_mnist(download=False)
+    except DataError:
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    result = subprocess.run([sys.executable, "-m", "benchmarks.fashion_mnist", "--tiny",
+                             "--models", "linear", "--out", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=True)
+    assert "| difprog linear | 1 |" in result.stdout and "(public table)" in result.stdout
+    [row] = json.loads((tmp_path / "results.json").read_text())
+    assert 0.5 < row["test_accuracy"] <= 1 and len(row["per_epoch"]) == 1
