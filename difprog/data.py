@@ -135,10 +135,11 @@ def idx(directory: str | os.PathLike, *, name: str | None = None,
     arrays = [idx_format.read(_idx_file(directory, stem), sha256=(sha256 or {}).get(stem))
               for stem in IDX_FILES]
     for (images, labels), split in ((arrays[:2], "train"), (arrays[2:], "t10k")):
-        if images.ndim not in (3, 4) or labels.ndim != 1 or len(images) != len(labels):
+        if images.ndim not in (3, 4) or labels.ndim != 1 or len(images) != len(labels) \
+                or not len(images):
             raise DataError(f"{str(directory)!r}: {split} images of shape {images.shape} and "
                             f"labels of shape {labels.shape}; expected (N, H, W) images and N "
-                            f"labels")
+                            f"labels, N > 0")
     count = len(classes) if classes else int(max(arrays[1].max(), arrays[3].max())) + 1
     x_train, y_train, x_test, y_test = (
         _pixels(a) if a.ndim > 1 else a.astype(np.int32) for a in arrays)
@@ -234,7 +235,7 @@ def load(name: str | os.PathLike) -> Dataset:
     """A data set by name (see `DATASETS`), or a directory of idx files (see `idx`)."""
     if isinstance(name, str) and name in DATASETS:
         return DATASETS[name]()
-    if Path(name).is_dir():
+    if isinstance(name, str | os.PathLike) and os.fspath(name) and Path(name).is_dir():
         return idx(name)
     raise ArgumentError(f"unknown data set {str(name)!r}; choose one of {sorted(DATASETS)}, "
                         f"or a directory of idx files ({', '.join(IDX_FILES)})")
@@ -383,7 +384,8 @@ def text(source: str | os.PathLike, *, context: int = 128, level: str = "char",
     if len(files) == 1:
         return _single_file(name, root, files[0], context, level, validation_fraction)
     count = min(len(files) - 1, max(1, round(validation_fraction * len(files))))
-    held = set(sorted(files, key=lambda f: (zlib.crc32(f.encode("utf-8")), f))[:count])
+    held = set(sorted(files, key=lambda f: (zlib.crc32(f.encode("utf-8", "surrogateescape")),
+                                            f))[:count])
     splits = {"train": [f for f in files if f not in held], "validation": sorted(held)}
     if level == "byte":
         raw = {s: b"".join(_read_bytes(name, root, f) for f in fs) for s, fs in splits.items()}

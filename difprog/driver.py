@@ -177,13 +177,20 @@ def _resume(run: _Run, fresh: State, found: pathlib.Path, allow_changes: bool) -
     """The state of checkpoint `found`, refused when it was trained with other settings."""
     task = run.task
     _, meta = checkpoint.load(found)
-    if not isinstance(meta.get(task.unit), int) or not all(
+    done = meta.get(task.unit)
+    if not isinstance(done, int) or isinstance(done, bool) or done < 0 or not all(
             isinstance(meta.get(name), list) for name in task.recorded):
         raise CheckpointError(f"{str(found)!r} was not written by {task.writer} (its metadata "
-                              f"has no {task.unit} and {' and '.join(task.recorded)}); move it "
-                              f"out of the output directory or choose another one")
-    segments = provenance.recorded_segments(meta, task.result_fields)
-    changed = provenance.differences(segments[-1]["config"] if segments else {}, fresh.identity)
+                              f"has no {task.unit} count and {' and '.join(task.recorded)}); "
+                              f"move it out of the output directory or choose another one")
+    try:
+        segments = provenance.recorded_segments(meta, task.result_fields)
+        changed = provenance.differences(segments[-1]["config"] if segments else {},
+                                         fresh.identity)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{str(found)!r}: its metadata's segments (which {task.unit}s ran "
+                              f"with which settings) are not a list of records; it was not "
+                              f"written by {task.writer}") from None
     if changed and not allow_changes:
         raise ConfigMismatchError(
             f"{str(found)!r} was trained with other settings than this run's: "
@@ -192,7 +199,6 @@ def _resume(run: _Run, fresh: State, found: pathlib.Path, allow_changes: bool) -
             f"allow_changes=True), difprog train --allow-changes) to continue with the new "
             f"settings; metrics.json then records which {task.unit}s ran with which")
     tree, meta = checkpoint.load(found, {"params": fresh.params, "opt_state": fresh.opt_state})
-    done = meta[task.unit]
     note(f"resuming from {found} ({task.unit} {done} of {task.total_steps // task.steps_per_unit})"
          + (f" with changed settings: {'; '.join(changed)}" if changed else ""))
     return dataclasses.replace(fresh, params=tree["params"], opt_state=tree["opt_state"],

@@ -128,6 +128,6 @@ MODELS: dict[str, Callable[[int], layers.Layer]] = {"cnn": cnn, "mlp": mlp, "lin
 
 def build(name: str, num_classes: int = 10) -> layers.Layer:
     """A model by name (see `MODELS`)."""
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ArgumentError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](num_classes)

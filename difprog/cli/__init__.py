@@ -12,6 +12,9 @@ Each command is a module of this package: its docstring (the first paragraph of 
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 from difprog import interrupts
 
 __all__ = ["COMMANDS", "main", "parser"]
@@ -21,10 +24,27 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the `difprog` command line on `argv` (default: sys.argv[1:]); the exit status.
 
     Ctrl-C and SIGTERM end it in one line from its first moment (`difprog.interrupts`), before
-    JAX is imported."""
-    with interrupts.handled():
-        from difprog.cli import _main
+    JAX is imported; a JAX that refuses to start (a bad JAX_* variable) is one line too, and so
+    is each warning; text the terminal's encoding lacks is escaped, not an error."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    with interrupts.handled(), warnings.catch_warnings():
+        warnings.showwarning = _warning_line
+        try:
+            from difprog.cli import _main
+        except Exception as error:  # noqa: BLE001 - JAX's own checks of its environment
+            first = next((line for line in str(error).splitlines() if line.strip()), "")
+            print(f"difprog: JAX cannot start ({type(error).__name__}: {first.strip()}); check "
+                  f"the JAX_* and XLA_FLAGS environment variables", file=sys.stderr)
+            return 1
         return _main.main(argv)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr."""
+    text = " ".join(str(message).split())
+    print(f"difprog: warning: {text} ({category.__name__})", file=sys.stderr)
 
 
 def __getattr__(name: str):

@@ -53,6 +53,7 @@ def expression_last(argv: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """difprog explain: prints the explanation (and writes it with --out); 1 if the gates'
     rules and JAX's autodiff disagree, 2 for an expression or point the grammar refuses."""
+    from difprog import rundir
     from difprog.errors import DifprogError
     from difprog.expression import expression_function, parse_point
     from difprog.graph import MAX_DRAWN, explain
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"difprog explain: {error}", file=sys.stderr)
         return 2
     try:
+        if args.out:
+            rundir.create(rundir.checked(args.out))
         with jax.enable_x64(True):
             explanation = explain(f, *point.values(),  # --out draws: refuse before computing
                                   max_nodes=MAX_DRAWN if args.out else None)

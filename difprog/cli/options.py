@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 from difprog.errors import DifprogError
 
-__all__ = ["DEBUG_HELP", "SEED_LIMIT", "Formatter", "Parser", "UsageError", "add_checkpoint",
-           "add_no_progress", "add_out", "add_seed", "add_trained_model", "command", "devices",
+__all__ = ["DEBUG_HELP", "FLOAT32_MAX", "SEED_LIMIT", "Formatter", "Parser", "UsageError",
+           "add_checkpoint", "add_no_progress", "add_out", "add_seed", "add_trained_model",
+           "command", "devices",
            "fraction", "integer", "number", "one_line", "out_dir", "positive", "seed"]
 
 SEED_LIMIT = 2**32
@@ -46,6 +47,8 @@ def one_line(error: BaseException) -> str:
     text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     if isinstance(error, DifprogError | OSError):
         return text or type(error).__name__
+    if isinstance(error, RuntimeError) and text.startswith("Unable to initialize backend"):
+        return f"JAX cannot start: {text}; check the JAX_PLATFORMS environment variable"
     return (f"{type(error).__name__}: {text} (an unexpected error: run again with --debug for "
             f"the traceback, and please report it)")
 
@@ -78,6 +81,9 @@ def integer(low: int, high: int | None = None) -> Callable[[str], int]:
     return read
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def number(positive: bool) -> Callable[[str], float]:
     """An argparse type: a finite number, positive or non-negative."""
 
@@ -89,6 +95,10 @@ def number(positive: bool) -> Callable[[str], float]:
         if not math.isfinite(value) or value < 0 or (positive and value == 0):
             kind = "positive" if positive else "non-negative"
             raise argparse.ArgumentTypeError(f"expected a finite {kind} number, got {text}")
+        if value > FLOAT32_MAX:
+            raise argparse.ArgumentTypeError(f"expected a number up to {FLOAT32_MAX:.7g} (the "
+                                             f"largest float32, as the model computes), got "
+                                             f"{text}")
         return value
 
     read.__name__ = "number"

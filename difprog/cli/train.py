@@ -172,6 +172,7 @@ def train_images(args: argparse.Namespace, then=None) -> tuple:
 
 def _image_data(args: argparse.Namespace) -> str:
     """The image data set --data (or --dataset) names: a name, or an idx directory's full path."""
+    _refuse_empty_data(args)
     if args.data and args.dataset and args.data != args.dataset:
         raise options.UsageError(f"difprog {args.command}: --data {args.data} and --dataset "
                                  f"{args.dataset} name two data sets; give one")
@@ -179,6 +180,12 @@ def _image_data(args: argparse.Namespace) -> str:
 
     chosen = args.data or args.dataset or "digits"
     return chosen if chosen in DATASETS else str(pathlib.Path(chosen).absolute())
+
+
+def _refuse_empty_data(args: argparse.Namespace) -> None:
+    if args.data is not None and not args.data.strip():
+        raise options.UsageError(f"difprog {args.command}: --data needs a data set's name or a "
+                                 f"path, got {args.data!r}")
 
 
 def print_accuracy(args: argparse.Namespace, result, dataset) -> None:
@@ -211,6 +218,7 @@ def _run_lm(args: argparse.Namespace) -> int:
     from difprog import data, lm, rundir, viz
 
     _refuse_options(args, IMAGE_OPTIONS, "image")
+    _refuse_empty_data(args)
     defaults = lm.LMConfig()
     fields = {f: _given(args, f, defaults, f) for f in _LM_FIELDS}
     config = lm.LMConfig(**fields, batch_size=_given(args, "batch_size", defaults, "batch_size"),

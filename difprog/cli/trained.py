@@ -39,10 +39,28 @@ def restore(args: argparse.Namespace, check: Callable | None = None) -> tuple:
         raise CheckpointError(f"{str(path)!r} is a language model's checkpoint: difprog sample "
                               f"--checkpoint {str(path)!r} takes it; difprog {args.command} "
                               f"takes an image model's (difprog train --model cnn, mlp...)")
-    dataset = data.load(meta.get("extra", {}).get("dataset", "digits"))
+    dataset_name, model_name = _recorded(path, meta)
+    dataset = data.load(dataset_name)
     if check is not None:
         check(dataset)
-    model = models.build(args.model or meta.get("extra", {}).get("model", "cnn"),
-                         dataset.num_classes)
+    model = models.build(args.model or model_name, dataset.num_classes)
     params, _ = load_params(path, model, dataset.x_train[:1])
     return model, params, dataset
+
+
+def _recorded(path: pathlib.Path, meta: dict) -> tuple[str, str]:
+    """(data set, model) an image checkpoint's metadata names (digits and cnn when it names
+    none, as `fit` writes without extra_metrics); refused unless they are names."""
+    from difprog.errors import CheckpointError
+    from difprog.models import MODELS
+
+    extra = meta.get("extra", {})
+    dataset, model = ((extra.get("dataset", "digits"), extra.get("model", "cnn"))
+                      if isinstance(extra, dict) else (None, None))
+    if not isinstance(dataset, str) or not dataset or not isinstance(model, str) \
+            or model not in MODELS:
+        raise CheckpointError(f"{str(path)!r}: its metadata names the data set {dataset!r} and "
+                              f"the model {model!r}, not a data set's name and one of "
+                              f"{sorted(MODELS)}; give --model, or use a checkpoint difprog "
+                              f"train wrote")
+    return dataset, model

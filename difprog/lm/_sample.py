@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difprog import arguments, checkpoint
-from difprog.data import Text
+from difprog.data import LEVELS, Text
 from difprog.errors import (
     ArgumentError,
     CheckpointError,
@@ -52,9 +52,7 @@ def load_lm(path: str | os.PathLike) -> Checkpointed:
     try:
         config = LMConfig(**{**meta["config"], "devices": None})
         model = build_model(settings, model_meta["vocab"])
-        level = text_meta["level"]
-        vocab = (tuple(text_meta["vocab"]) if level == "char"
-                 else tuple(bytes([i]) for i in range(256)))
+        name, level, vocab, step = _text_fields(text_meta, meta)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{os.fspath(path)!r}: its recorded settings cannot build a "
                               f"language model ({error!r})") from None
@@ -62,8 +60,25 @@ def load_lm(path: str | os.PathLike) -> Checkpointed:
     template = jax.eval_shape(lambda: _template(model, config, ids))
     tree, _ = checkpoint.load(path, template)
     empty = np.zeros(0, np.int32)
-    codec = Text(text_meta["name"], level, config.context, vocab, empty, empty, (), ())
-    return Checkpointed(model, tree["params"], codec, config.context, meta["step"])
+    codec = Text(name, level, config.context, vocab, empty, empty, (), ())
+    return Checkpointed(model, tree["params"], codec, config.context, step)
+
+
+def _text_fields(text: dict, meta: dict) -> tuple[str, str, tuple, int]:
+    """(name, level, vocabulary, step) as the metadata records them, each of its type: a
+    character vocabulary of single characters, a level of `LEVELS`, a step >= 0."""
+    name, level, step = text["name"], text["level"], meta["step"]
+    if not isinstance(name, str) or level not in LEVELS:
+        raise ValueError(f"text name {name!r} and level {level!r}: a name, and one of {LEVELS}")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ValueError(f"step {step!r}: a count of steps")
+    if level == "byte":
+        return name, level, tuple(bytes([i]) for i in range(256)), step
+    vocab = text["vocab"]
+    if not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1
+                                               for c in vocab):
+        raise ValueError("a character vocabulary that is not a list of single characters")
+    return name, level, tuple(vocab), step
 
 
 def _template(model, config: LMConfig, ids) -> dict:

@@ -226,6 +226,24 @@ def test_settings_that_do_not_describe_the_arrays_are_refused_before_allocating(
         lm.load_lm(forged)
 
 
+@pytest.mark.parametrize("forge", [
+    lambda meta: meta["text"].update(level="word"),
+    lambda meta: meta["text"].pop("name"),
+    lambda meta: meta.pop("step"),
+    lambda meta: meta.update(step=-1),
+    lambda meta: meta["text"].update(vocab=["ab", *meta["text"]["vocab"][1:]]),
+    lambda meta: meta["text"].update(vocab=[7, *meta["text"]["vocab"][1:]]),
+])
+def test_text_fields_of_other_types_are_refused_in_one_line(straight, tmp_path, capsys, forge):
+    out, _ = straight
+    tree, meta = checkpoint.load(out / "checkpoint_0006.safetensors")
+    forge(meta)
+    forged = checkpoint.save(tmp_path / "checkpoint_0006.safetensors", tree, metadata=meta)
+    line = fails_in_one_line(capsys, ["sample", "--checkpoint", str(forged), "--prompt", "def ",
+                                      "--length", "4"], 1)
+    assert "cannot build a language model" in line and "unexpected" not in line
+
+
 @pytest.mark.parametrize("command", ["visualize", "attribute"])
 def test_image_commands_name_the_command_that_takes_a_language_model(straight, capsys,
                                                                        tmp_path, command):
