@@ -65,13 +65,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"difprog explain: {error}", file=sys.stderr)
         return 2
     try:
-        if args.out:
-            rundir.create(rundir.checked(args.out))
+        out = rundir.checked(args.out) if args.out else None
         with jax.enable_x64(True):
             explanation = explain(f, *point.values(),  # --out draws: refuse before computing
-                                  max_nodes=MAX_DRAWN if args.out else None)
+                                  max_nodes=MAX_DRAWN if out else None)
             print(explanation)
-            written = explanation.save(args.out) if args.out else []
+            if out:
+                rundir.create(out)
+            written = explanation.save(out) if out else []
     except (DifprogError, OSError) as error:
         print(f"difprog explain: {error}", file=sys.stderr)
         return 1
