@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     """difprog attribute: writes the maps (and the sanity checks) and prints the checks."""
     from difprog import rundir, viz
 
+    if args.layer is not None and not args.layer.strip():
+        raise options.UsageError("difprog attribute: --layer needs a layer path, such as "
+                                 "conv2d_1 (leave it out for the last layer with feature maps)")
     model, params, dataset = trained.restore(args)
     with rundir.own(args.out):
         written, tables = viz.write_attributions(

@@ -38,6 +38,12 @@ def run(args: argparse.Namespace) -> int:
     """difprog visualize: writes the grid, visualizations.npz and saliency.png into --out."""
     from difprog import rundir, viz
 
+    if args.layer is not None and not args.layer.strip() or args.channels and not args.layer:
+        raise options.UsageError("difprog visualize: --channels needs --layer (a layer path "
+                                 "such as conv2d_1), and --layer a name")
+    if args.layer and args.classes:
+        raise options.UsageError("difprog visualize: --classes and --layer choose what to "
+                                 "visualise two ways; give one")
     model, params, dataset = trained.restore(args, check=lambda dataset: _check_classes(
         args.classes, dataset.num_classes))
     with rundir.own(args.out):

@@ -82,6 +82,18 @@ def test_numbers_beyond_float32_are_usage_errors(capsys, argv):
     assert "the largest float32" in line
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["visualize", "--checkpoint", "ck", "--channels", "0"], "--channels needs --layer"),
+    (["visualize", "--checkpoint", "ck", "--layer", " "], "and --layer a name"),
+    (["visualize", "--checkpoint", "ck", "--layer", "conv2d_0", "--classes", "1"],
+     "--classes and --layer choose what to visualise two ways"),
+    (["attribute", "--checkpoint", "ck", "--layer", ""], "--layer needs a layer path"),
+])
+def test_options_that_would_be_ignored_are_usage_errors(capsys, tmp_path, argv, message):
+    line = fails_in_one_line(capsys, [*argv, "--out", str(tmp_path)], 2)
+    assert message in line
+
+
 @pytest.mark.parametrize("model", ["linear", "gpt"])
 def test_an_empty_data_is_a_usage_error(capsys, tmp_path, model):
     line = fails_in_one_line(capsys, ["train", "--model", model, "--data", "", "--out",
