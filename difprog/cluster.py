@@ -5,7 +5,8 @@ first: it makes N CPU devices in this process (N > 1) and, with `distributed`, c
 `join()`: jax.distributed.initialize with the coordinator, process count and id from
 JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (or those JAX detects in a cluster
 such as SLURM or Open MPI), CPU devices talking through gloo. Call it before anything asks JAX
-for its devices.
+for its devices. With the variables set, the processes first meet through `difprog.rendezvous`
+(a bounded wait, their options compared, a process that ends early stopping the others).
 
 Example (on every host, with the three variables set):
     >>> from difprog import cluster
