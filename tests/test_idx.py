@@ -45,8 +45,9 @@ GOOD = idx_bytes(np.arange(12, dtype=np.uint8).reshape(3, 4))
     (GOOD[:-1], "is shorter than its header declares (12 bytes of values, found 11)"),
     (GOOD + b"\0", "holds more than its header declares"),
     (b"\0\0\x0e\x03" + np.asarray([4096] * 3, ">u4").tobytes(), "more than 4 GiB of values"),
-    (gzip.compress(GOOD)[:-12], "is a damaged gzip file"),
-])
+    (gzip.compress(GOOD, mtime=0)[:-12], "is a damaged gzip file"),
+], ids=["empty", "zip magic", "type 0x07", "no dimensions", "dimensions cut", "truncated",
+        "trailing", "4 GiB declared", "damaged gzip"])
 def test_a_corrupt_file_is_refused_in_one_line_naming_it(tmp_path, data, message):
     path = tmp_path / "broken-idx1-ubyte"
     path.write_bytes(data)
