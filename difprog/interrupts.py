@@ -109,7 +109,8 @@ def _watch(receive: socket.socket) -> None:
     while received := receive.recv(64):
         for number in received:
             if _state["active"] and number in _CODES:
-                stop(*reversed(_CODES[signal.Signals(number)]))
+                code, what = _CODES[number]
+                stop(what, code)
 
 
 def _noted(number: int, frame: object) -> None:
