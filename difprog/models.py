@@ -11,7 +11,7 @@ from jax.nn import initializers
 
 from difprog import arguments, layers
 from difprog import layers as _layers  # `gpt` has an argument named layers
-from difprog._resnet import resnet18
+from difprog._resnet import BasicBlock, resnet18
 from difprog.errors import ArgumentError
 
 
@@ -24,6 +24,24 @@ def cnn(num_classes: int = 10) -> layers.Serial:
         layers.Flatten(), layers.Dropout(0.25),
         layers.Dense(128), layers.Relu(), layers.Dropout(0.25),
         layers.Dense(num_classes),
+    )
+
+
+def resnet(num_classes: int = 10) -> layers.Serial:
+    """A small residual network with BatchNorm, for 28x28 images such as Fashion-MNIST's.
+
+    In training, random shifts of up to 2 pixels and left-right flips; a 3x3 convolution of 32
+    channels, BatchNorm, relu, 2x2 max pooling; a residual BasicBlock of 32 channels and two of
+    64 (the first with stride 2 and a 1x1 downsample, as ResNet-18's); then, rather than
+    ResNet's global average pooling, the 7x7x64 maps flattened into a dense layer after dropout
+    0.25, so the classifier sees where on the garment a feature is: 180,000 params.
+    """
+    return layers.serial(
+        layers.RandomShift(2), layers.RandomFlip(),
+        layers.Conv2D(32, 3, padding=1, use_bias=False), layers.BatchNorm(), layers.Relu(),
+        layers.MaxPool2D(2), BasicBlock(32, name="block_0"),
+        BasicBlock(64, 2, downsample=True, name="block_1"), BasicBlock(64, name="block_2"),
+        layers.Flatten(), layers.Dropout(0.25), layers.Dense(num_classes),
     )
 
 
@@ -120,10 +138,11 @@ def _check_gpt(vocab, layers, heads, features, context, mlp_ratio, norm, gelu_ap
 _NORMS = {"layer": _layers.LayerNorm, "rms": _layers.RMSNorm}
 
 
-__all__ = ["MODELS", "build", "cnn", "gpt", "linear", "mlp", "resnet18"]
+__all__ = ["MODELS", "build", "cnn", "gpt", "linear", "mlp", "resnet", "resnet18"]
 
 
-MODELS: dict[str, Callable[[int], layers.Layer]] = {"cnn": cnn, "mlp": mlp, "linear": linear}
+MODELS: dict[str, Callable[[int], layers.Layer]] = {"cnn": cnn, "mlp": mlp, "linear": linear,
+                                                    "resnet": resnet}
 
 
 def build(name: str, num_classes: int = 10) -> layers.Layer:

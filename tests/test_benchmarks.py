@@ -153,3 +153,34 @@ def test_fashion_mnist_benchmark_smoke(tmp_path):
     assert "| difprog linear | 1 |" in result.stdout and "(public table)" in result.stdout
     [row] = json.loads((tmp_path / "results.json").read_text())
     assert 0.5 < row["test_accuracy"] <= 1 and len(row["per_epoch"]) == 1
+
+
+def test_fashion_mnist_benchmark_keeps_the_other_models_rows(tmp_path):
+    from benchmarks.fashion_mnist import _record
+
+    _record(tmp_path / "results.json", [{"model": "cnn", "test_accuracy": 0.9}])
+    _record(tmp_path / "results.json", [{"model": "resnet", "test_accuracy": 0.93}])
+    _record(tmp_path / "results.json", [{"model": "cnn", "test_accuracy": 0.91}])
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert rows == [{"model": "resnet", "test_accuracy": 0.93},
+                    {"model": "cnn", "test_accuracy": 0.91}]
+
+
+def test_class_visualization_and_diversity_benchmarks_smoke(tmp_path):
+    from difprog.cli import main
+
+    assert main(["train", "--epochs", "2", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    result = subprocess.run([sys.executable, "-m", "benchmarks.class_visualization",
+                             "--checkpoint", str(tmp_path / "run"), "--seeds", "0", "--steps",
+                             "8", "--out", str(tmp_path / "classes")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=True)
+    assert "| seed | logistic regression | mlp |" in result.stdout
+    [row] = json.loads((tmp_path / "classes" / "results.json").read_text())
+    assert row["seed"] == 0 and 0 <= row["mlp"] <= 10 and 0 <= row["own_lowest"] <= 1
+    result = subprocess.run([sys.executable, "-m", "benchmarks.diversity", "--checkpoint",
+                             str(tmp_path / "run"), "--layer", "max_pool2d_0", "--channels", "1",
+                             "--steps", "4", "--out", str(tmp_path / "diversity.png")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=True)
+    assert "| max_pool2d_0:1 | 0 |" in result.stdout
+    assert "| max_pool2d_0:1 | 0.5 |" in result.stdout
+    assert (tmp_path / "diversity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,5 +1,6 @@
-"""Trains the default CNN on scikit-learn's digits into --out, visualises its classes, explains the
-lectures' sigmoid neuron, and lists the files it wrote."""
+"""Trains the default CNN on scikit-learn's digits (or the images --data names) into --out,
+visualises its classes, attributes its decisions, explains the lectures' sigmoid neuron, and
+lists the files it wrote."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ __all__ = ["HELP", "arguments", "run"]
 _NOTE = ", demo settings (difprog attribute defaults: 64 steps, 32 samples)"
 _ATTRIBUTION = {"steps": 32, "samples": 8, "note": _NOTE}
 
-HELP = "train the default CNN on the digits and show what it wrote"
+HELP = "train the default CNN on the digits (or --data) and show what it wrote"
 
 
 def arguments(parser: options.Parser) -> None:
@@ -28,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     result, dataset, neuron = train.train_images(
         args, then=lambda model, params, dataset: _write(args, model, params, dataset))
     if neuron is not None:
-        print(f"Attribution of six test digits by six methods in attribution/ (32 steps, 8 "
-              f"samples); the defaults (64, 32) and the sanity checks: difprog attribute "
-              f"--checkpoint {args.out} --out DIR")
+        print(f"Attribution of six test images of {dataset.name} by six methods in attribution/ "
+              f"(32 steps, 8 samples); the defaults (64, 32) and the sanity checks: difprog "
+              f"attribute --checkpoint {args.out} --out DIR")
         _print_written(args.out, neuron)
     train.print_accuracy(args, result, dataset)
     return 0

@@ -18,6 +18,7 @@ Example:
     >>> logits = jax.jit(model.apply)(params, jnp.zeros((32, 8, 8, 1)))
 """
 
+from difprog.layers._augment import RandomFlip, RandomShift
 from difprog.layers._batch_norm import (
     BatchNorm,
     merge_stats,
@@ -82,6 +83,8 @@ __all__ = [
     "MultiHeadAttention",
     "Parallel",
     "PositionEmbedding",
+    "RandomFlip",
+    "RandomShift",
     "RMSNorm",
     "Relu",
     "Remat",

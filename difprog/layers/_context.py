@@ -76,6 +76,14 @@ class Context:
         if self._run.stats is not None:
             self._run.stats[self.path] = dict(values)
 
+    def random_key(self, doing: str) -> Any:
+        """The layer's PRNG key, or an error saying that training needs one to do `doing`."""
+        if self.key is None:
+            raise ArgumentError(f"needs a PRNG key in training (train=True) to {doing} at "
+                                f"random: call apply(params, x, key=jax.random.key(seed), "
+                                f"train=True), or apply with train=False to evaluate")
+        return self.key
+
     def __call__(self, child: str, x: Any) -> Any:
         kids = self.layer.children()
         if child not in kids:

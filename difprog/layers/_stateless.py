@@ -206,9 +206,5 @@ class Dropout(Layer):
     def forward(self, params, x, ctx):
         if not ctx.train or self.rate == 0:
             return x
-        if ctx.key is None:
-            raise ArgumentError("needs a PRNG key in training (train=True) to drop entries at "
-                                "random: call apply(params, x, key=jax.random.key(seed), "
-                                "train=True), or apply with train=False to evaluate")
-        keep = jax.random.bernoulli(ctx.key, 1 - self.rate, jnp.shape(x))
+        keep = jax.random.bernoulli(ctx.random_key("drop entries"), 1 - self.rate, jnp.shape(x))
         return gates.multiply(x, keep.astype(x.dtype) / (1 - self.rate))

@@ -75,6 +75,8 @@ from difprog.viz._tokens import (
     token_attribution,
 )
 from difprog.viz._writers import (
+    CHANNEL_NOISE,
+    CLASS_DECAY,
     TOKEN_PROMPT,
     write_attributions,
     write_token_attribution,
@@ -82,6 +84,8 @@ from difprog.viz._writers import (
 )
 
 __all__ = [
+    "CHANNEL_NOISE",
+    "CLASS_DECAY",
     "GRADIENT_METHODS",
     "METHODS",
     "Completeness",

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from difprog import arguments
 from difprog.errors import ArgumentError, ShapeError
@@ -283,9 +284,38 @@ def l1() -> Objective:
     return _regularizer(lambda x: _total(jnp.abs(x)), "l1")
 
 
-def l2() -> Objective:
-    """The squared L2 norm of the image; a regulariser."""
-    return _regularizer(lambda x: _total(jnp.square(x)), "l2")
+def l2(center: ArrayLike | None = None) -> Objective:
+    """The squared L2 distance of the image from `center` (default 0); a regulariser.
+
+    `center` is one image (H, W, C) or one per image (N, H, W, C). With the training images'
+    mean image, subtracting it is a Gaussian prior around the average input: Simonyan et al.
+    (2013) penalise ||I||^2 of mean-subtracted images, so their class models grow out of the
+    average image, not out of black.
+    """
+    if center is None:
+        return _regularizer(lambda x: _total(jnp.square(x)), "l2")
+    middle = _image_array("l2", "center", center)
+
+    def penalty(x):
+        if middle.shape not in (x.shape, x.shape[1:]):
+            raise ShapeError(f"regulariser 'l2': center of shape {list(middle.shape)} does not "
+                             f"fit images of shape {list(x.shape)}; pass one image (H, W, C) "
+                             f"or a batch of them")
+        return _total(jnp.square(x - middle.astype(x.dtype)))
+
+    return _regularizer(penalty, "l2(center)")
+
+
+def _image_array(owner: str, name: str, value: object) -> jax.Array:
+    """`value` as a float array of finite numbers and rank 3 or 4, or an error naming it."""
+    array = np.asarray(value) if not isinstance(value, jax.Array) else value
+    if array.dtype.kind not in "biuf" or array.ndim not in (3, 4):
+        raise ArgumentError(f"regulariser {owner!r}: {name} must be an image (H, W, C) or a "
+                            f"batch of them, got {type(value).__name__} of shape "
+                            f"{list(np.shape(array))} and dtype {array.dtype}")
+    if not np.isfinite(np.asarray(array, np.float64)).all():
+        raise ArgumentError(f"regulariser {owner!r}: {name} holds NaN or infinite values")
+    return jnp.asarray(array) if array.dtype.kind == "f" else jnp.asarray(array, float)
 
 
 def total_variation() -> Objective:

@@ -56,14 +56,25 @@ class Completeness:
         return bool(self.max_errors[self.steps.index(_DEFAULT_STEPS)] <= self.tolerance)
 
     def __str__(self) -> str:
-        verdict = ("holds" if self.ok else "does not hold: the attributions do not add up to "
-                   "the change of the score; use more steps")
-        lines = [f"completeness of integrated gradients (Riemann midpoint rule) {verdict} "
-                 f"(tolerance {self.tolerance:.0%} at {_DEFAULT_STEPS} steps)",
+        lines = [f"completeness of integrated gradients (Riemann midpoint rule) {self._verdict()}",
                  f"  {'steps':>6} {'mean error':>11} {'max error':>10}"]
         lines += [f"  {s:>6} {m:>11.2e} {w:>10.2e}"
                   for s, m, w in zip(self.steps, self.mean_errors, self.max_errors)]
         return "\n".join(lines)
+
+    def _verdict(self) -> str:
+        """'holds (...)', or by how much it misses at the default steps and what would do."""
+        if self.ok:
+            return f"holds (tolerance {self.tolerance:.0%} at {_DEFAULT_STEPS} steps)"
+        worst = self.max_errors[self.steps.index(_DEFAULT_STEPS)]
+        enough = [s for s, w in zip(self.steps, self.max_errors)
+                  if s > _DEFAULT_STEPS and w <= self.tolerance]
+        advice = (f"with {enough[0]} steps it holds (steps={enough[0]})" if enough else
+                  f"none of the steps tried is enough; try more than {max(self.steps)}")
+        return (f"is not met at {_DEFAULT_STEPS} steps: the attributions add up to the change "
+                f"of the score only to within {worst:.1%} (tolerance {self.tolerance:.0%}), the "
+                f"path integral's discretisation error for this model, not a wrong gradient; "
+                f"{advice}")
 
     def to_json(self) -> dict:
         return {"rule": "riemann midpoint", "steps": list(self.steps), "ok": self.ok,

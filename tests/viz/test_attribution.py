@@ -275,7 +275,15 @@ def test_completeness_of_integrated_gradients_on_the_digits_cnn(trained):
     strict = viz.completeness(model, params, digits.x_test[:8], digits.y_test[:8],
                               steps=(4,), tolerance=at[64] / 2)
     assert not strict.ok and strict.steps == (4, 64)  # the default steps always included
-    assert "does not hold: the attributions do not add up" in str(strict).splitlines()[0]
+    assert ("is not met at 64 steps: the attributions add up to the change of the score only to "
+            "within" in str(strict).splitlines()[0])
+    assert "none of the steps tried is enough; try more than 64" in str(strict)
+    finer = viz.completeness(model, params, digits.x_test[:8], digits.y_test[:8], steps=(512,))
+    fine = dict(zip(finer.steps, finer.max_errors))
+    assert fine[512] < at[64] / 2, fine
+    enough = viz.completeness(model, params, digits.x_test[:8], digits.y_test[:8],
+                              steps=(512,), tolerance=fine[512] * 2)
+    assert not enough.ok and "with 512 steps it holds (steps=512)" in str(enough)
 
 
 def test_cascading_randomization_on_the_digits_cnn(trained):

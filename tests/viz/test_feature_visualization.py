@@ -39,6 +39,7 @@ OBJECTIVES = {
         "relu_0")),
     "minus_l1": -viz.l1(),
     "minus_l2": -1 * viz.l2(),
+    "minus_l2_center": -viz.l2(center=np.full((8, 8, 1), 0.25)),
     "minus_blur": 0 - viz.blur(),
 }
 
@@ -50,6 +51,30 @@ def test_every_objective_increases(tiny, name):
                            parameterization=viz.pixel(scale=0.5), progress=False, chunk=8)
     assert result.history.shape == (24, 3) and result.images.shape == SHAPE
     assert np.mean(result.history[-1]) > np.mean(result.history[0]) + 1e-4
+
+
+def test_l2_with_a_center_is_the_squared_distance_from_it():
+    x = jax.random.uniform(KEY, SHAPE)
+    center = jax.random.uniform(jax.random.key(1), SHAPE[1:])
+    want = jnp.sum(jnp.square(x - center), axis=(1, 2, 3))
+    np.testing.assert_allclose(viz.l2(center=center)({"input": x}), want, rtol=1e-6)
+    np.testing.assert_allclose(viz.l2(center=jnp.stack([center] * 3))({"input": x}), want,
+                               rtol=1e-6)
+    np.testing.assert_allclose(viz.l2(center=np.zeros(SHAPE[1:], int))({"input": x}),
+                               viz.l2()({"input": x}), rtol=1e-6)
+    assert viz.l2(center=center).name == "l2(center)"
+
+
+@pytest.mark.parametrize("center, error, match", [
+    (np.zeros((8, 8)), "ArgumentError", r"'l2': center must be an image \(H, W, C\).*\[8, 8\]"),
+    ("grey", "ArgumentError", r"'l2': center must be an image.*str"),
+    (np.full((8, 8, 1), np.nan), "ArgumentError", r"'l2': center holds NaN"),
+    (np.zeros((5, 5, 1)), "ShapeError", r"'l2': center of shape \[5, 5, 1\] does not fit images "
+                                        r"of shape \[3, 8, 8, 1\]"),
+])
+def test_l2_refuses_a_center_that_is_not_an_image_of_the_batch(center, error, match):
+    with pytest.raises(getattr(difprog.errors, error), match=match):
+        viz.l2(center=center)({"input": jnp.zeros(SHAPE)})
 
 
 def test_fixed_seed_gives_identical_images_and_other_seeds_do_not(tiny):
@@ -230,7 +255,7 @@ def test_visualize_command_writes_png_and_npz(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_class_visualizations_of_the_digits_cnn_meet_the_targets():
+def test_class_visualizations_of_the_digits_cnn_meet_the_targets(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
     from difprog.train import TrainConfig, fit
@@ -240,10 +265,11 @@ def test_class_visualizations_of_the_digits_cnn_meet_the_targets():
     params = fit(model, digits, TrainConfig(), progress=False).params
     independent = LogisticRegression(max_iter=3000).fit(
         digits.x_train.reshape(len(digits.x_train), -1), digits.y_train)
-    objective = viz.class_logit(range(10)) - 0.05 * viz.total_variation() - 0.05 * viz.l1()
     began = time.perf_counter()
-    images = viz.visualize(model, params, objective, (10, 8, 8, 1), progress=False).images
+    viz.write_visualizations(model, params, digits, tmp_path, progress=False)  # the CLI's recipe
     seconds = time.perf_counter() - began
+    with np.load(tmp_path / "visualizations.npz") as saved:
+        images = saved["images"]
     probabilities = jax.nn.softmax(model.apply(params, images))
     assert float(jnp.min(probabilities[jnp.arange(10), jnp.arange(10)])) >= 0.9
     recognised = independent.predict(images.reshape(10, -1)) == np.arange(10)
