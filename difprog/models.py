@@ -1,6 +1,7 @@
-"""Ready-made models: for the command line a small CNN and an MLP for 8x8 digit images; `gpt`, a
-decoder-only transformer language model, and `resnet18`, torchvision's ResNet-18 with its names
-(neither yet a command-line model)."""
+"""Ready-made models: for the command line (`MODELS`) a small CNN, an MLP and a linear classifier
+for images such as the digits, and `resnet`, a small residual network with BatchNorm for 28x28
+images; `gpt`, a decoder-only transformer language model (`difprog train --model gpt`), and
+`resnet18`, torchvision's ResNet-18 with its names (not a command-line model)."""
 
 from __future__ import annotations
 

@@ -18,6 +18,9 @@ _LM_FIELDS = ("steps", "layers", "heads", "features", "context", "dropout", "war
               "eval_every")  # LMConfig's fields that are options of their own
 LM_OPTIONS = ("level", *_LM_FIELDS)
 IMAGE_OPTIONS = ("dataset", "epochs", "optimizer", "schedule", "loss")
+# Epochs when --epochs is left out, where a data set's differ from TrainConfig's 30: 60,000
+# Fashion-MNIST images take the default CNN to 93% test accuracy in 6 (9 minutes on 2 cores).
+DATASET_EPOCHS = {"fashion-mnist": 6}
 
 HELP = "train a model on real data, with checkpoints and metrics.json"
 
@@ -53,7 +56,8 @@ def add_training_arguments(parser: options.Parser, command: str) -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS), default=None,
                         help="the same as --data for the image models' named data sets")
     parser.add_argument("--epochs", type=options.positive, default=None,
-                        help=f"passes over the training set (default: {image.epochs})")
+                        help=f"passes over the training set (default: {image.epochs}; "
+                             f"{', '.join(f'{k}: {v}' for k, v in DATASET_EPOCHS.items())})")
     parser.add_argument("--batch-size", type=options.positive, default=None,
                         help=f"examples per step (default: {image.batch_size}"
                              + (f"; gpt: {text.batch_size} windows" if lm else "") + ")")
@@ -151,8 +155,8 @@ def train_images(args: argparse.Namespace, then=None) -> tuple:
     from difprog.train import TrainConfig, fit
 
     _refuse_options(args, [name for name in LM_OPTIONS if hasattr(args, name)], "gpt")
-    defaults, done = TrainConfig(), None
     args.dataset = _image_data(args)
+    defaults, done = TrainConfig(epochs=DATASET_EPOCHS.get(args.dataset, TrainConfig.epochs)), None
     config = TrainConfig(**{field: _given(args, option, defaults, field) for option, field in (
         ("epochs", "epochs"), ("batch_size", "batch_size"), ("optimizer", "optimizer"),
         ("lr", "learning_rate"), ("schedule", "schedule"), ("loss", "loss"),
@@ -206,7 +210,10 @@ def _refuse_options(args: argparse.Namespace, names, model: str) -> None:
     """A usage error (exit status 2) naming each given option that applies only to `model`."""
     given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
     if given:
-        which = "the image models (cnn, mlp, linear)" if model == "image" else f"--model {model}"
+        from difprog.models import MODELS
+
+        which = (f"the image models ({', '.join(MODELS)})" if model == "image" else
+                 f"--model {model}")
         raise options.UsageError(
             f"difprog {args.command}: {', '.join(given)} "
             f"{'applies' if len(given) == 1 else 'apply'} only to {which}; "

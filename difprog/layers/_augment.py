@@ -18,6 +18,7 @@ from difprog.layers._trainable import NHWC
 
 __all__ = ["RandomFlip", "RandomShift"]
 
+
 class RandomShift(Layer):
     """Shifts each image by a whole number of pixels, drawn uniformly from [-pixels, pixels] for
     height and width apart, filling what comes in with zeros (torchvision's `RandomCrop(size,

@@ -100,3 +100,24 @@ def test_train_on_a_directory_of_idx_files_and_visualize_what_it_wrote(capsys, t
     line = fails_in_one_line(capsys, ["train", "--data", str(tmp_path / "nowhere"), "--out",
                                       str(tmp_path / "y")], 1)
     assert "unknown data set" in line and "a directory of idx files" in line
+
+
+def test_fashion_mnist_trains_six_epochs_unless_epochs_says_otherwise(monkeypatch, tmp_path):
+    import pytest
+
+    import difprog.train
+    from difprog import data
+
+    configs = []
+
+    def record(model, dataset, config, **kwargs):  # stands in for fit: keeps the config, stops
+        configs.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(difprog.train, "fit", record)
+    monkeypatch.setattr(data, "load", lambda name: data.digits())
+    for extra, epochs in ((["--data", "fashion-mnist"], 6),
+                          (["--data", "fashion-mnist", "--epochs", "2"], 2), ([], 30)):
+        with pytest.raises(SystemExit):
+            main(["train", "--out", str(tmp_path / str(len(configs))), *extra])
+        assert configs[-1].epochs == epochs
