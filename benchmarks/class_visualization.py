@@ -2,14 +2,16 @@
 
 Runs `difprog visualize`'s recipe (`viz.write_visualizations`: one image per class, its
 default regularisers, parameterisation and transforms) on a checkpoint of `difprog train` for
-several seeds, and asks two classifiers trained independently of the visualised model on the
-same training images which class each image shows: a logistic regression on the raw pixels
-(scikit-learn) and difprog's `mlp` (other architecture, other seed). Prints a table: per seed,
+several seeds, and asks two classifiers trained independently of the visualised model which
+class each image shows: a logistic regression on the raw pixels of the first 20,000 training
+images (scikit-learn) and difprog's `mlp` trained on all of them (3 epochs, seed 1; another
+architecture than the visualised model's unless that is an mlp too). Prints a table: per seed,
 how many of the classes each judge recognises, and the visualised model's own probability.
 
 Usage:
     difprog train --model cnn --data fashion-mnist --epochs 6 --out runs/fashion-cnn
-    python -m benchmarks.class_visualization --checkpoint runs/fashion-cnn --seeds 0 1 2
+    python -m benchmarks.class_visualization --checkpoint runs/fashion-cnn --seeds 0 1 2 3 4 \
+        --out benchmarks/results-fashion-mnist      # writes class_visualization.json there
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def main() -> None:
                         help="a difprog train output directory or checkpoint file")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=512)
-    parser.add_argument("--out", type=pathlib.Path, default=None, help="write results.json here")
+    parser.add_argument("--out", type=pathlib.Path, default=None,
+                        help="write class_visualization.json into this directory")
     args = parser.parse_args()
     model, params, dataset = trained.restore(
         argparse.Namespace(checkpoint=args.checkpoint, model=None, command="visualize"))
@@ -74,7 +77,7 @@ def main() -> None:
               f"{row['own_lowest']:.2f} |", flush=True)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+        (args.out / "class_visualization.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ recipe of `difprog visualize --layer`: total variation and L1 0.05, noise starts
 transforms): alone, and with `weight * diversity(layer)` added. Prints, per channel, the mean
 pairwise cosine similarity of the 4 images' Gram matrices at the layer (what diversity lowers;
 1 means the same texture statistics) and of their pixels, and the channel's mean activation
-(what the images are for), then draws both sets, one row each.
+(what the images are for), then draws both sets side by side, one row per channel.
 
 Usage:
     difprog train --model cnn --data fashion-mnist --epochs 6 --out runs/fashion-cnn

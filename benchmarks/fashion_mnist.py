@@ -67,10 +67,10 @@ def main() -> None:
     for name, accuracy in PUBLIC:
         print(f"| {name} (public table) | | | {accuracy:.3f} |")
     if args.out is not None:
-        _record(args.out / "results.json", rows)
+        record(args.out / "results.json", rows)
 
 
-def _record(path: pathlib.Path, rows: list[dict]) -> None:
+def record(path: pathlib.Path, rows: list[dict]) -> None:
     """Writes `rows` into results.json, replacing the earlier rows of the same models only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = json.loads(path.read_text()) if path.exists() else []

@@ -156,11 +156,11 @@ def test_fashion_mnist_benchmark_smoke(tmp_path):
 
 
 def test_fashion_mnist_benchmark_keeps_the_other_models_rows(tmp_path):
-    from benchmarks.fashion_mnist import _record
+    from benchmarks.fashion_mnist import record
 
-    _record(tmp_path / "results.json", [{"model": "cnn", "test_accuracy": 0.9}])
-    _record(tmp_path / "results.json", [{"model": "resnet", "test_accuracy": 0.93}])
-    _record(tmp_path / "results.json", [{"model": "cnn", "test_accuracy": 0.91}])
+    record(tmp_path / "results.json", [{"model": "cnn", "test_accuracy": 0.9}])
+    record(tmp_path / "results.json", [{"model": "resnet", "test_accuracy": 0.93}])
+    record(tmp_path / "results.json", [{"model": "cnn", "test_accuracy": 0.91}])
     rows = json.loads((tmp_path / "results.json").read_text())
     assert rows == [{"model": "resnet", "test_accuracy": 0.93},
                     {"model": "cnn", "test_accuracy": 0.91}]
@@ -175,7 +175,7 @@ def test_class_visualization_and_diversity_benchmarks_smoke(tmp_path):
                              "8", "--out", str(tmp_path / "classes")], cwd=ROOT,
                             capture_output=True, text=True, timeout=600, check=True)
     assert "| seed | logistic regression | mlp |" in result.stdout
-    [row] = json.loads((tmp_path / "classes" / "results.json").read_text())
+    [row] = json.loads((tmp_path / "classes" / "class_visualization.json").read_text())
     assert row["seed"] == 0 and 0 <= row["mlp"] <= 10 and 0 <= row["own_lowest"] <= 1
     result = subprocess.run([sys.executable, "-m", "benchmarks.diversity", "--checkpoint",
                              str(tmp_path / "run"), "--layer", "max_pool2d_0", "--channels", "1",

@@ -67,14 +67,19 @@ class Completeness:
         if self.ok:
             return f"holds (tolerance {self.tolerance:.0%} at {_DEFAULT_STEPS} steps)"
         worst = self.max_errors[self.steps.index(_DEFAULT_STEPS)]
-        enough = [s for s, w in zip(self.steps, self.max_errors)
-                  if s > _DEFAULT_STEPS and w <= self.tolerance]
+        head = (f"is not met at {_DEFAULT_STEPS} steps: the attributions add up to the change of "
+                f"the score only to within {worst:.1%} (tolerance {self.tolerance:.0%})")
+        more = [(s, w) for s, w in zip(self.steps, self.max_errors) if s > _DEFAULT_STEPS]
+        if not more:
+            return f"{head}; try more steps than {_DEFAULT_STEPS}"
+        if more[-1][1] >= worst:
+            return (f"{head}, and more steps do not bring them closer: look for what the path "
+                    f"from the baseline crosses (a non-finite score, a jump)")
+        enough = [s for s, w in more if w <= self.tolerance]
         advice = (f"with {enough[0]} steps it holds (steps={enough[0]})" if enough else
-                  f"none of the steps tried is enough; try more than {max(self.steps)}")
-        return (f"is not met at {_DEFAULT_STEPS} steps: the attributions add up to the change "
-                f"of the score only to within {worst:.1%} (tolerance {self.tolerance:.0%}), the "
-                f"path integral's discretisation error for this model, not a wrong gradient; "
-                f"{advice}")
+                  f"none of the steps tried is enough; try more than {more[-1][0]}")
+        return (f"{head}; the error falls as the steps grow, so it is the path integral's "
+                f"discretisation error for this model, not a wrong gradient: {advice}")
 
     def to_json(self) -> dict:
         return {"rule": "riemann midpoint", "steps": list(self.steps), "ok": self.ok,

@@ -25,7 +25,6 @@ from difprog.viz import (
     _tokens,
 )
 
-# The prompt whose next token attribution.png explains, for a model trained on python-stdlib.
 # Class visualisations take a smoother spectrum than Lucid's 1 / frequency (decay 1) and no L1
 # penalty: on the Fashion-MNIST CNN (6 epochs, 93.1%), decay 1 with L1 0.05 drew stripes that
 # a logistic regression and an MLP trained apart from it recognised as their classes 6 to 8
@@ -37,6 +36,7 @@ CLASS_DECAY = 1.5
 # Fashion-MNIST CNN's max_pool2d_0 did; from this noise, none (fourier) or 1 (pixel).
 CHANNEL_NOISE = {"fourier": 3.0, "pixel": 1.0}
 
+# The prompt whose next token attribution.png explains, for a model trained on python-stdlib.
 TOKEN_PROMPT = "import os\n\n\ndef read(path):\n    with open(path) as file:\n        return fi"
 
 

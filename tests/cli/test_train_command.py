@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from difprog import files
 from difprog.cli import main
 from tests.conftest import fails_in_one_line, progress_lines
@@ -103,8 +105,6 @@ def test_train_on_a_directory_of_idx_files_and_visualize_what_it_wrote(capsys, t
 
 
 def test_fashion_mnist_trains_six_epochs_unless_epochs_says_otherwise(monkeypatch, tmp_path):
-    import pytest
-
     import difprog.train
     from difprog import data
 
@@ -118,6 +118,7 @@ def test_fashion_mnist_trains_six_epochs_unless_epochs_says_otherwise(monkeypatc
     monkeypatch.setattr(data, "load", lambda name: data.digits())
     for extra, epochs in ((["--data", "fashion-mnist"], 6),
                           (["--data", "fashion-mnist", "--epochs", "2"], 2), ([], 30)):
+        calls = len(configs)
         with pytest.raises(SystemExit):
-            main(["train", "--out", str(tmp_path / str(len(configs))), *extra])
-        assert configs[-1].epochs == epochs
+            main(["train", "--out", str(tmp_path / str(calls)), *extra])
+        assert len(configs) == calls + 1 and configs[-1].epochs == epochs

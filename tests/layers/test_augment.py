@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from difprog import layers
-from difprog.errors import ArgumentError, ShapeError
+from difprog.errors import ArgumentError, DtypeError, ShapeError
 
 KEY = jax.random.key(3)
 
@@ -52,7 +52,26 @@ def test_random_flip_mirrors_the_drawn_images_and_keeps_the_rest():
 def test_augmentations_are_the_identity_in_evaluation(layer):
     x = _images()
     assert layer.apply({}, x, key=KEY) is x
+
+
+def test_a_shift_of_zero_pixels_is_the_identity_in_training_too():
+    x = _images()
     assert layers.RandomShift(0).apply({}, x, key=KEY, train=True) is x
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("shape", [(0, 4, 4, 1), (3, 1, 1, 2), (2, 1, 5, 1)])
+def test_dtypes_and_degenerate_shapes_are_kept(dtype, shape):
+    x = jnp.arange(np.prod(shape), dtype=dtype).reshape(shape)
+    for layer in (layers.RandomShift(1), layers.RandomFlip()):
+        y = layer.apply({}, x, key=KEY, train=True)
+        assert y.dtype == dtype and y.shape == shape
+
+
+@pytest.mark.parametrize("layer", [layers.RandomShift(1), layers.RandomFlip()])
+def test_integer_images_are_refused_naming_the_layer(layer):
+    with pytest.raises(DtypeError, match=r"random_(shift|flip)"):
+        layer.apply({}, jnp.zeros((2, 4, 4, 1), jnp.uint8), key=KEY, train=True)
 
 
 @pytest.mark.parametrize("name", ["shift", "flip"])

@@ -26,14 +26,17 @@ def test_layout_and_parameter_count():
     assert model.apply(params, jnp.zeros((3, 28, 28, 1))).shape == (3, 10)
 
 
-def test_augmentation_and_dropout_act_in_training_only():
+def test_augmentation_acts_in_training_only():
     model = models.resnet()
     x = jax.random.uniform(KEY, (8, 28, 28, 1))
     params = model.init(KEY, x)
     evaluate = [model.apply(params, x, key=jax.random.key(k)) for k in (1, 2)]
     np.testing.assert_array_equal(evaluate[0], evaluate[1])
-    trained = [model.apply(params, x, key=jax.random.key(k), train=True) for k in (1, 2)]
-    assert not np.allclose(trained[0], trained[1])
+    seen = model.run(params, x, key=KEY, capture=["random_flip_0"]).captured["random_flip_0"]
+    np.testing.assert_array_equal(seen, x)
+    seen = [model.run(params, x, key=jax.random.key(k), train=True,
+                      capture=["random_flip_0"]).captured["random_flip_0"] for k in (1, 2)]
+    assert not np.array_equal(seen[0], x) and not np.array_equal(seen[0], seen[1])
 
 
 def test_trains_on_the_digits_and_updates_its_running_statistics(tmp_path):

@@ -277,13 +277,25 @@ def test_completeness_of_integrated_gradients_on_the_digits_cnn(trained):
     assert not strict.ok and strict.steps == (4, 64)  # the default steps always included
     assert ("is not met at 64 steps: the attributions add up to the change of the score only to "
             "within" in str(strict).splitlines()[0])
-    assert "none of the steps tried is enough; try more than 64" in str(strict)
+    assert str(strict).splitlines()[0].endswith("; try more steps than 64")
     finer = viz.completeness(model, params, digits.x_test[:8], digits.y_test[:8], steps=(512,))
     fine = dict(zip(finer.steps, finer.max_errors))
     assert fine[512] < at[64] / 2, fine
     enough = viz.completeness(model, params, digits.x_test[:8], digits.y_test[:8],
                               steps=(512,), tolerance=fine[512] * 2)
     assert not enough.ok and "with 512 steps it holds (steps=512)" in str(enough)
+
+
+@pytest.mark.parametrize("errors, words", [
+    ((0.02, 0.015, 0.012), "the error falls as the steps grow, so it is the path integral's "
+                           "discretisation error for this model, not a wrong gradient: none of "
+                           "the steps tried is enough; try more than 256"),
+    ((0.02, 0.008, 0.001), "not a wrong gradient: with 128 steps it holds (steps=128)"),
+    ((0.02, 0.03, 0.02), "and more steps do not bring them closer: look for what the path"),
+])
+def test_completeness_says_in_words_what_more_steps_would_do(errors, words):
+    check = viz.Completeness((64, 128, 256), errors, errors, 0.01)
+    assert not check.ok and words in str(check).splitlines()[0]
 
 
 def test_cascading_randomization_on_the_digits_cnn(trained):
