@@ -33,16 +33,17 @@ def resnet(num_classes: int = 10) -> layers.Serial:
 
     In training, random shifts of up to 2 pixels and left-right flips; a 3x3 convolution of 32
     channels, BatchNorm, relu, 2x2 max pooling; a residual BasicBlock of 32 channels and two of
-    64 (the first with stride 2 and a 1x1 downsample, as ResNet-18's); then, rather than
-    ResNet's global average pooling, the 7x7x64 maps flattened into a dense layer after dropout
-    0.25, so the classifier sees where on the garment a feature is: 180,000 params.
+    64 (the first with stride 2 and a 1x1 downsample, as ResNet-18's); global average pooling;
+    a dense layer: 152,106 params with the BatchNorms' running statistics. On Fashion-MNIST,
+    15 epochs of batch 128 reach 92.98% test accuracy (a variant flattening the 7x7 maps into
+    the dense layer after dropout reached 92.68%; see benchmarks/fashion_mnist.py).
     """
     return layers.serial(
         layers.RandomShift(2), layers.RandomFlip(),
         layers.Conv2D(32, 3, padding=1, use_bias=False), layers.BatchNorm(), layers.Relu(),
         layers.MaxPool2D(2), BasicBlock(32, name="block_0"),
         BasicBlock(64, 2, downsample=True, name="block_1"), BasicBlock(64, name="block_2"),
-        layers.Flatten(), layers.Dropout(0.25), layers.Dense(num_classes),
+        layers.GlobalAvgPool(), layers.Dense(num_classes),
     )
 
 
