@@ -57,7 +57,7 @@ def test_version_and_defaults_in_help(capsys):
     assert capsys.readouterr().out.startswith(f"difprog {difprog.__version__} (jax ")
     assert main(["train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for shown in ("passes over the training set (default: 30)", "(default: 32;",
+    for shown in ("passes over the training set (default: 30; fashion", "(default: 32;",
                   "(default: adam;", "peak learning rate (default: 0.002; gpt: 0.006)",
                   "(default: cosine;", "(default: difprog-train)", "(default: 0.0;",
                   "optimiser steps (default: 900)"):
