@@ -86,3 +86,34 @@ def test_write_token_attribution_explains_a_trained_language_model(tmp_path):
     path = viz.write_token_attribution(tmp_path / "run", corpus)
     assert path == tmp_path / "run" / "attribution.png"
     assert path.read_bytes().startswith(PNG)
+
+
+@pytest.mark.parametrize("param", ["fourier", "pixel"])
+def test_channels_start_from_noise_so_a_relu_dead_on_grey_still_gets_a_gradient(
+        param, tmp_path, monkeypatch):
+    """A channel whose ReLU is inactive on every flat image (a zero-sum edge filter minus 0.1)
+    passes no gradient from grey: from `viz.CHANNEL_NOISE` it is drawn, from a faint noise it
+    stays at 0."""
+    from difprog import layers
+
+    dataset = digits_subset("digits", 32, 8)
+    model = layers.serial(layers.Conv2D(1, 3, padding="VALID"), layers.Relu(), layers.Flatten(),
+                          layers.Dense(dataset.num_classes))
+    params = model.init(jax.random.key(0), dataset.x_train[:1])
+    edge = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32)[:, :, None, None]
+    params["conv2d_0"] = {"w": edge, "b": np.array([-0.1], np.float32)}
+    relu = lambda x: model.run(params, x, capture=["relu_0"]).captured["relu_0"]
+    assert float(relu(np.full((1, 8, 8, 1), 0.5, np.float32)).max()) == 0
+
+    def history():
+        viz.write_visualizations(model, params, dataset, tmp_path, layer="relu_0",
+                                 channels=[0], steps=32, param=param, regularize=False,
+                                 transforms=False, progress=False)
+        with np.load(tmp_path / "visualizations.npz") as saved:
+            return saved["history"][:, 0], saved["images"]
+
+    scores, images = history()
+    assert scores[-1] > scores[0] > 0 and float(relu(images).mean()) > 0.1
+    monkeypatch.setitem(viz.CHANNEL_NOISE, param, 0.001)  # nearly flat: the ReLU stays dead
+    scores, _ = history()
+    assert np.all(scores == 0)
