@@ -50,6 +50,8 @@ class Context:
 
     - `path`: where the layer sits in the model (`'block_0/mlp/dense_0'`; '' at the top).
     - `key`: the layer's own PRNG key (None when apply got none).
+    - `random_key(doing)`: that key, or an error naming the layer and saying that training
+      needs one to `doing` (Dropout: 'drop entries'); for layers that draw at random.
     - `train`: training mode.
     - `ctx(child, x)`: a container's child `child` (a key of its `children()`) applied to x, with
       its own params, path and PRNG key.
