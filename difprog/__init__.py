@@ -3,8 +3,8 @@
 Gates (`difprog.gates`) carry their own backward (VJP) and tangent (JVP) rules; `check_gate`
 proves them against JAX's autodiff and finite differences; `explain` shows any function's
 forward and backward pass node by node. `import difprog` also gives `layers`, `models`, `data`,
-`train`, `checkpoint`, `interop` (PyTorch weights) and `viz`; matplotlib is imported only when
-a picture is drawn.
+`train`, `checkpoint`, `interop` (PyTorch weights), `viz` and `attacks`; matplotlib is imported
+only when a picture is drawn.
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ from difprog.errors import (
 )
 
 if TYPE_CHECKING:
-    from difprog import checkpoint, data, gates, interop, layers, models, train, viz
+    from difprog import attacks, checkpoint, data, gates, interop, layers, models, train, viz
     from difprog.check import CheckReport, check_gate
     from difprog.gate import Gate, bilinear, elementwise, gate, linear
     from difprog.graph import Explanation, Node, explain
     from difprog.modes import ModesReport, compare_modes, hessian, hvp
 
-_MODULES = ("checkpoint", "data", "gates", "interop", "layers", "models", "train", "viz")
+_MODULES = ("attacks", "checkpoint", "data", "gates", "interop", "layers", "models", "train",
+            "viz")
 _HOMES = {"difprog.check": ("CheckReport", "check_gate"),
           "difprog.gate": ("Gate", "bilinear", "elementwise", "linear"),
           "difprog.graph": ("Explanation", "Node", "explain"),
@@ -99,6 +100,7 @@ __all__ = [
     "RunDirectoryError",
     "ShapeError",
     "WriteError",
+    "attacks",
     "bilinear",
     "check_gate",
     "checkpoint",
