@@ -45,6 +45,8 @@ def robustness(model: Any, params: Any, x: jax.Array, labels: Any, eps_list: Seq
         raise ArgumentError(f"{name}: counts the inputs still given their true labels, so it "
                             f"takes no targeted attack")
     if key is not None:
+        if attack == "fgsm":
+            raise ArgumentError(f"{name}: fgsm draws nothing; key is for pgd's random_start")
         options["key"] = _inputs.key(name, key)
     budgets = _budgets(name, eps_list)
     batch_size = arguments.positive_int(name, "batch_size", batch_size)

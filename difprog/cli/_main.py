@@ -9,13 +9,14 @@ import sys
 import jax
 
 from difprog import interrupts, rendezvous
-from difprog.cli import attribute, bench, check, demo, explain, sample, train, visualize
+from difprog.cli import attack, attribute, bench, check, demo, explain, sample, train, visualize
 from difprog.cli.options import DEBUG_HELP, Formatter, Parser, UsageError, command, one_line
 
 __all__ = ["COMMANDS", "main", "parser"]
 
 COMMANDS = {"demo": demo, "train": train, "sample": sample, "visualize": visualize,
-            "attribute": attribute, "explain": explain, "check": check, "bench": bench}
+            "attribute": attribute, "attack": attack, "explain": explain, "check": check,
+            "bench": bench}
 
 
 def main(argv: list[str] | None = None) -> int:

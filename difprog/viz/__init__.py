@@ -58,7 +58,7 @@ from difprog.viz._objectives import (
     total_variation,
 )
 from difprog.viz._optimize import Visualization, visualize
-from difprog.viz._render import save_grid, save_saliency
+from difprog.viz._render import save_curves, save_grid, save_saliency
 from difprog.viz._saliency import gradient_times_input, saliency
 from difprog.viz._sanity import (
     Completeness,
@@ -132,6 +132,7 @@ __all__ = [
     "random_scale",
     "rgb_to_decorrelated",
     "saliency",
+    "save_curves",
     "save_grid",
     "save_saliency",
     "save_token_attribution",

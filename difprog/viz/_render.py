@@ -1,4 +1,5 @@
-"""PNG pictures: labelled grids of images, upscaled with nearest neighbour, and saliency overlays.
+"""PNG pictures: labelled grids of images, upscaled with nearest neighbour, saliency overlays,
+and curves.
 
 Files are written atomically, so a crash never leaves half a PNG.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import os
 import pathlib
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -83,6 +84,25 @@ def save_saliency(images: np.ndarray, maps: np.ndarray, path: str | os.PathLike,
             axes[0, i].set_title(str(labels[i]), fontsize=9)
     figure.suptitle("input (top) and saliency |d score / d input| (bottom)", fontsize=10)
     figure.tight_layout()
+    return _save(figure, path)
+
+
+def save_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]],
+                path: str | os.PathLike, *, xlabel: str, ylabel: str, title: str | None = None,
+                ylim: tuple[float, float] | None = None) -> pathlib.Path:
+    """Writes one line with markers per curve against x, each named in the legend."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(5.0, 3.6), layout="constrained")
+    for name, values in curves.items():
+        ax.plot(list(x), list(values), marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=_LABEL_SIZE)
+    if title:
+        ax.set_title("\n".join(_wrap(title, 4.8, _TITLE_SIZE)), fontsize=_TITLE_SIZE)
     return _save(figure, path)
 
 

@@ -251,6 +251,8 @@ def _bad_calls(model, params, x, y):
         (lambda: attacks.robustness(model, params, x, y, [0.1], attack="cw"), "attack must be"),
         (lambda: attacks.robustness(model, params, x, y, [0.1], targeted=True), "no targeted"),
         (lambda: attacks.robustness(model, params, x, y, [0.1], batch_size=0), "batch_size"),
+        (lambda: attacks.robustness(model, params, x, y, [0.1], attack="fgsm", key=KEY),
+         "fgsm draws nothing"),
     ]
 
 

@@ -68,8 +68,8 @@ def test_version_and_defaults_in_help(capsys):
 
 
 def test_the_table_of_commands_is_what_help_lists_in_order(capsys):
-    assert list(COMMANDS) == ["demo", "train", "sample", "visualize", "attribute", "explain",
-                              "check", "bench"]
+    assert list(COMMANDS) == ["demo", "train", "sample", "visualize", "attribute", "attack",
+                              "explain", "check", "bench"]
     assert main(["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     places = [text.find(f" {name} {module.HELP} ") for name, module in COMMANDS.items()]
