@@ -29,13 +29,14 @@ from difprog.errors import CheckpointError
 from difprog.layers import Layer, merge_stats, stat_paths
 from difprog.placement import SHARDS, Placement
 
-__all__ = ["LOSSES", "OPTIMIZERS", "RESULT_FIELDS", "SCHEDULES", "FitResult", "TrainConfig",
-           "evaluate", "fit", "make_eval_step", "make_loss", "make_optimizer", "make_schedule",
-           "make_train_step", "restore"]
+__all__ = ["ADVERSARIAL", "LOSSES", "OPTIMIZERS", "RESULT_FIELDS", "SCHEDULES", "FitResult",
+           "TrainConfig", "adversarial_batch", "evaluate", "fit", "make_eval_step", "make_loss",
+           "make_optimizer", "make_schedule", "make_train_step", "restore"]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "step", "cosine", "linear", "rsqrt")
 LOSSES = {"cross_entropy": gates.softmax_cross_entropy, "hinge": gates.multiclass_hinge_loss}
+ADVERSARIAL = ("none", "pgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,12 @@ class TrainConfig:
             parallelism) or 'params' (each of their arrays split over the devices, so each
             device holds about 1/devices of them; see `difprog.placement.Placement`).
         keep_checkpoints: how many of the newest checkpoints to keep.
+        adversarial: 'none', or 'pgd': Madry et al.'s adversarial training, each batch replaced
+            by its L-inf PGD adversarial examples (`difprog.attacks.perturb`: a random start,
+            `adversarial_steps` steps of 2.5 * adversarial_eps / steps, inputs in [0, 1]),
+            attacking the model in evaluation mode with the step's params.
+        adversarial_eps: the L-inf budget of those examples.
+        adversarial_steps: their PGD steps.
 
     The fields in `RESULT_FIELDS` decide what a run computes: a resume refuses a checkpoint
     trained with other values of them (see `fit`'s allow_changes). `devices`, `shard` and
@@ -79,20 +86,26 @@ class TrainConfig:
     devices: int | None = None
     shard: str = "none"
     keep_checkpoints: int = 3
+    adversarial: str = "none"
+    adversarial_eps: float = 0.1
+    adversarial_steps: int = 7
 
     def __post_init__(self):
         """Refuses any setting out of range, naming it."""
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("loss", tuple(LOSSES)), ("shard", SHARDS)):
+                              ("loss", tuple(LOSSES)), ("shard", SHARDS),
+                              ("adversarial", ADVERSARIAL)):
             arguments.one_of("TrainConfig", name, getattr(self, name), allowed)
         checked = {name: arguments.positive_int("TrainConfig", name, getattr(self, name))
-                   for name in ("epochs", "batch_size", "keep_checkpoints")}
+                   for name in ("epochs", "batch_size", "keep_checkpoints",
+                                "adversarial_steps")}
         checked["seed"] = arguments.integer("TrainConfig", "seed", self.seed, minimum=0,
                                             maximum=2**32 - 1)
         checked["devices"] = arguments.optional_int("TrainConfig", "devices", self.devices,
                                                     minimum=1)
         for name, bounds in (("learning_rate", {"positive": True}),
-                             ("weight_decay", {"minimum": 0})):
+                             ("weight_decay", {"minimum": 0}),
+                             ("adversarial_eps", {"minimum": 0})):
             number = arguments.real("TrainConfig", name, getattr(self, name), **bounds)
             if not isinstance(getattr(self, name), int | float):  # a NumPy number: as a float
                 checked[name] = number
@@ -101,7 +114,7 @@ class TrainConfig:
 
 
 RESULT_FIELDS = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule", "loss",
-                 "weight_decay", "seed")
+                 "weight_decay", "seed", "adversarial", "adversarial_eps", "adversarial_steps")
 
 
 class FitResult(NamedTuple):
@@ -173,6 +186,8 @@ def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.Gradient
     tracks_stats = bool(stat_paths(model))
 
     def step(params, opt_state, x, y, key):
+        if config.adversarial == "pgd":
+            x = adversarial_batch(model, config, params, x, y, key)
         (value, logits), grads = jax.value_and_grad(loss, has_aux=True)(params, x, y, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         correct = jnp.sum(jnp.argmax(logits, -1) == y)
@@ -183,6 +198,17 @@ def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.Gradient
         return new, opt_state, value, correct
 
     return jax.jit(step)
+
+
+def adversarial_batch(model: Layer, config: TrainConfig, params: Any, x: jax.Array,
+                      y: jax.Array, key: jax.Array) -> jax.Array:
+    """The batch replaced by its PGD adversarial examples (Madry et al.'s adversarial training),
+    the random start drawn from the step's key; no gradient flows back through the attack."""
+    from difprog.attacks import perturb
+
+    adversarial = perturb(model.apply, params, x, y, config.adversarial_eps,
+                          steps=config.adversarial_steps, key=jax.random.fold_in(key, 1))
+    return jax.lax.stop_gradient(adversarial)
 
 
 def make_eval_step(model: Layer, config: TrainConfig) -> Callable:

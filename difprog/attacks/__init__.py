@@ -11,8 +11,9 @@ Example:
 """
 
 from difprog.attacks._fooling import fooling_image
-from difprog.attacks._gradient import NORMS, fgsm, pgd
+from difprog.attacks._gradient import NORMS, fgsm, perturb, pgd
 from difprog.attacks._report import EPS, write_attack
 from difprog.attacks._robustness import ATTACKS, robustness
 
-__all__ = ["ATTACKS", "EPS", "NORMS", "fgsm", "fooling_image", "pgd", "robustness", "write_attack"]
+__all__ = ["ATTACKS", "EPS", "NORMS", "fgsm", "fooling_image", "perturb", "pgd", "robustness",
+           "write_attack"]

@@ -82,6 +82,19 @@ def pgd(model: Any, params: Any, x: jax.Array, labels: Any, eps: float, *, steps
                 norm=norm, random_start=random_start, key=key, targeted=targeted, bounds=bounds)
 
 
+def perturb(forward: Any, params: Any, x: jax.Array, labels: jax.Array, eps: float, *,
+            steps: int, step_size: float | None = None, norm: str = "inf",
+            key: jax.Array | None = None, targeted: bool = False,
+            bounds: tuple[float, float] = (0, 1)) -> jax.Array:
+    """`pgd` without its checks, for use inside a traced function (adversarial training):
+    `forward(params, x)` gives the logits, labels are (N,) ints, and a key means a random start.
+    It checks nothing, so x must already lie within bounds."""
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    start = x if key is None else _random_start(key, x, eps, *bounds, norm)
+    return _pgd(forward, params, x, labels, start, eps, step_size, steps, *bounds, norm=norm,
+                targeted=targeted)
+
+
 def _run(name, model, params, x, labels, eps, *, steps, step_size, norm, random_start, key,
          targeted, bounds):
     """Checks every argument, then runs the jitted attack."""

@@ -17,7 +17,8 @@ __all__ = ["HELP", "IMAGE_OPTIONS", "LM_OPTIONS", "add_training_arguments",
 _LM_FIELDS = ("steps", "layers", "heads", "features", "context", "dropout", "warmup", "clip",
               "eval_every")  # LMConfig's fields that are options of their own
 LM_OPTIONS = ("level", *_LM_FIELDS)
-IMAGE_OPTIONS = ("dataset", "epochs", "optimizer", "schedule", "loss")
+IMAGE_OPTIONS = ("dataset", "epochs", "optimizer", "schedule", "loss", "adversarial", "eps",
+                 "adversarial_steps")
 # Epochs when --epochs is left out, where a data set's differ from TrainConfig's 30: 60,000
 # Fashion-MNIST images take the default CNN to 93% test accuracy in 6 (9 minutes on 2 cores).
 DATASET_EPOCHS = {"fashion-mnist": 6}
@@ -76,6 +77,7 @@ def add_training_arguments(parser: options.Parser, command: str) -> None:
                         help=f"L2 penalty on the weights (default: {image.weight_decay}"
                              + (f"; gpt: AdamW's decoupled decay, {text.weight_decay}" if lm
                                 else "") + ")")
+    _adversarial_arguments(parser, image)
     options.add_seed(parser, "seed of the params, shuffles and dropout", image.seed, limits=True)
     _placement_arguments(parser)
     options.add_out(parser, command, "checkpoints and metrics.json")
@@ -85,6 +87,21 @@ def add_training_arguments(parser: options.Parser, command: str) -> None:
     options.add_no_progress(parser)
     if lm:
         _language_model_arguments(parser, text)
+
+
+def _adversarial_arguments(parser: options.Parser, image) -> None:
+    """--adversarial, --eps and --adversarial-steps: Madry et al.'s adversarial training."""
+    from difprog.train import ADVERSARIAL
+
+    parser.add_argument("--adversarial", choices=ADVERSARIAL, default=None,
+                        help="pgd: train on each batch's L-inf PGD adversarial examples "
+                             "(Madry et al.; random start, steps of 2.5 eps / steps) "
+                             f"(default: {image.adversarial})")
+    parser.add_argument("--eps", type=options.number(positive=False), default=None,
+                        help=f"--adversarial's L-inf budget, for inputs in [0, 1] (default: "
+                             f"{image.adversarial_eps})")
+    parser.add_argument("--adversarial-steps", type=options.integer(1, 1000), default=None,
+                        help=f"--adversarial's PGD steps (default: {image.adversarial_steps})")
 
 
 def _placement_arguments(parser: options.Parser) -> None:
@@ -155,12 +172,16 @@ def train_images(args: argparse.Namespace, then=None) -> tuple:
     from difprog.train import TrainConfig, fit
 
     _refuse_options(args, [name for name in LM_OPTIONS if hasattr(args, name)], "gpt")
+    if args.adversarial in (None, "none") and (args.eps, args.adversarial_steps) != (None, None):
+        raise options.UsageError(f"difprog {args.command}: --eps and --adversarial-steps set "
+                                 f"adversarial training; add --adversarial pgd")
     args.dataset = _image_data(args)
     defaults, done = TrainConfig(epochs=DATASET_EPOCHS.get(args.dataset, TrainConfig.epochs)), None
     config = TrainConfig(**{field: _given(args, option, defaults, field) for option, field in (
         ("epochs", "epochs"), ("batch_size", "batch_size"), ("optimizer", "optimizer"),
         ("lr", "learning_rate"), ("schedule", "schedule"), ("loss", "loss"),
-        ("weight_decay", "weight_decay"))}, seed=args.seed,
+        ("weight_decay", "weight_decay"), ("adversarial", "adversarial"),
+        ("eps", "adversarial_eps"), ("adversarial_steps", "adversarial_steps"))}, seed=args.seed,
         devices=None if args.distributed else args.devices, shard=args.shard)
     _start_devices(args)
     with rundir.own(args.out, exclusive=jax.process_index() == 0) as out:
