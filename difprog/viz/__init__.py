@@ -28,6 +28,12 @@ from difprog.viz._attribution_grid import (
     last_spatial_layer,
     save_attributions,
 )
+from difprog.viz._faithfulness import (
+    DeletionInsertion,
+    deletion_insertion,
+    infidelity,
+    sensitivity_max,
+)
 from difprog.viz._images import (
     COLOUR_MIXING,
     Parameterization,
@@ -89,12 +95,15 @@ __all__ = [
     "GRADIENT_METHODS",
     "METHODS",
     "Completeness",
+    "DeletionInsertion",
     "Randomization",
     "attributions",
     "completeness",
+    "deletion_insertion",
     "empty_map_note",
     "empty_maps",
     "grad_cam",
+    "infidelity",
     "integrated_gradients",
     "last_spatial_layer",
     "layer_outputs",
@@ -136,6 +145,7 @@ __all__ = [
     "save_grid",
     "save_saliency",
     "save_token_attribution",
+    "sensitivity_max",
     "standard_transforms",
     "token_attribution",
     "total_variation",
