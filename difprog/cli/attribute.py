@@ -1,7 +1,8 @@
 """Loads a checkpoint written by difprog train or demo and explains each of the first --count test
 images' label score by every method; writes attributions.png (one row per image, one column per
 method), attributions.npz, and the sanity checks (completeness of integrated gradients, cascading
-model randomisation) as sanity.json and sanity.txt into --out, and prints their tables."""
+model randomisation, faithfulness: deletion, insertion and infidelity) as sanity.json,
+sanity.txt and faithfulness.png into --out, and prints their tables."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def arguments(parser: options.Parser) -> None:
     parser.add_argument("--stride", type=options.positive, default=1,
                         help="occlusion's stride, in pixels")
     parser.add_argument("--no-sanity", action="store_true",
-                        help="skip the sanity checks (sanity.json and sanity.txt)")
+                        help="skip the sanity checks (sanity.json, sanity.txt and "
+                             "faithfulness.png)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,9 @@ from difprog.viz._attribution_grid import (
 )
 from difprog.viz._faithfulness import (
     DeletionInsertion,
+    Faithfulness,
     deletion_insertion,
+    faithfulness,
     infidelity,
     sensitivity_max,
 )
@@ -64,7 +66,7 @@ from difprog.viz._objectives import (
     total_variation,
 )
 from difprog.viz._optimize import Visualization, visualize
-from difprog.viz._render import save_curves, save_grid, save_saliency
+from difprog.viz._render import save_curve_panels, save_curves, save_grid, save_saliency
 from difprog.viz._saliency import gradient_times_input, saliency
 from difprog.viz._sanity import (
     Completeness,
@@ -96,12 +98,14 @@ __all__ = [
     "METHODS",
     "Completeness",
     "DeletionInsertion",
+    "Faithfulness",
     "Randomization",
     "attributions",
     "completeness",
     "deletion_insertion",
     "empty_map_note",
     "empty_maps",
+    "faithfulness",
     "grad_cam",
     "infidelity",
     "integrated_gradients",
@@ -141,6 +145,7 @@ __all__ = [
     "random_scale",
     "rgb_to_decorrelated",
     "saliency",
+    "save_curve_panels",
     "save_curves",
     "save_grid",
     "save_saliency",

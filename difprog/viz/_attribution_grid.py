@@ -109,8 +109,8 @@ def _finish_order(paths: list[str]) -> list[str]:
 
 
 def save_attributions(images: Any, maps: Mapping[str, Any], path: str | os.PathLike, *,
-                      labels: Sequence[str] | None = None, title: str | None = None
-                      ) -> pathlib.Path:
+                      labels: Sequence[str] | None = None, title: str | None = None,
+                      notes: Mapping[str, str] | None = None) -> pathlib.Path:
     """Writes a PNG grid: one row per image, the image and then one column per method.
 
     Each map becomes one value per pixel: saliency and smoothgrad as |gradient|, max over
@@ -125,6 +125,8 @@ def save_attributions(images: Any, maps: Mapping[str, Any], path: str | os.PathL
         path: the PNG to write (atomically).
         labels: a row label per image (such as 'label 3').
         title: the figure's title.
+        notes: a line under a method's column title, `{method: note}` (such as its deletion
+            and insertion areas).
     """
     from difprog.viz._render import _pyplot, _save, _wrap
 
@@ -154,8 +156,10 @@ def save_attributions(images: Any, maps: Mapping[str, Any], path: str | os.PathL
                                 transform=axes[i, j].transAxes)
             _bare(axes[i, j])
     for j, name in enumerate(["image", *shown]):
-        axes[0, j].set_title(name.replace("_", " ").replace("gradient times", "gradient x"),
-                             fontsize=8)
+        heading = name.replace("_", " ").replace("gradient times", "gradient x")
+        if notes and name in notes:
+            heading += f"\n{notes[name]}"
+        axes[0, j].set_title(heading, fontsize=8)
     bar = figure.colorbar(cell, ax=axes, shrink=min(1.0, 3 / n + 0.3), aspect=30)
     bar.set_label("attribution / largest |attribution| of the map", fontsize=8)
     bar.ax.tick_params(labelsize=7)

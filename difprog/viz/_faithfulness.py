@@ -202,3 +202,64 @@ def _perturbations(name, given, key, samples, x, draw) -> jax.Array:
         raise ArgumentError(f"{name}: the perturbations are drawn from a key; pass "
                                       f"key=jax.random.key(seed), or perturbations=")
     return draw(_key(name, key), (samples, *x.shape))
+
+
+@dataclasses.dataclass(frozen=True)
+class Faithfulness:
+    """Per method, over the images: the mean deletion and insertion areas and curves, and the
+    mean normalised infidelity (`infidelity(..., normalize=True)`: the maps' direction only, so
+    methods of different scales compare)."""
+
+    methods: tuple[str, ...]
+    curves: dict  # method -> DeletionInsertion
+    infidelity: dict  # method -> mean normalised infidelity
+    noise: float
+
+    def areas(self, method: str) -> tuple[float, float]:
+        """(mean deletion area, mean insertion area) of `method`."""
+        curve = self.curves[method]
+        return float(curve.deletion_area.mean()), float(curve.insertion_area.mean())
+
+    def __str__(self) -> str:
+        width = max(len(m) for m in self.methods)
+        lines = [f"faithfulness: the label's probability as each map's highest positions are "
+                 f"deleted (set to black; the lower the area, the better) or inserted into "
+                 f"black (the higher, the better), Petsiuk et al. 2018; and infidelity (Yeh et "
+                 f"al. 2019, normalised, Gaussian perturbations of std {self.noise:g}; the "
+                 f"lower, the better); means over the images",
+                 f"  {'method':<{width}} {'deletion':>9} {'insertion':>9} {'infidelity':>11}"]
+        for m in self.methods:
+            deletion, insertion = self.areas(m)
+            lines.append(f"  {m:<{width}} {deletion:>9.3f} {insertion:>9.3f} "
+                         f"{self.infidelity[m]:>11.3g}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {m: {"deletion_area": self.areas(m)[0], "insertion_area": self.areas(m)[1],
+                    "infidelity_normalized": self.infidelity[m],
+                    "fractions": self.curves[m].fractions.tolist(),
+                    "deletion_mean": self.curves[m].deletion.mean(0).tolist(),
+                    "insertion_mean": self.curves[m].insertion.mean(0).tolist()}
+                for m in self.methods} | {"infidelity_noise": self.noise}
+
+
+def faithfulness(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[int],
+                 maps: dict, key: jax.Array, *, steps: int = 28, samples: int = 10,
+                 noise: float = INFIDELITY_NOISE) -> Faithfulness:
+    """Deletion, insertion and normalised infidelity of each method's maps (`{method: maps}`,
+    as `viz.attributions` returns them); the infidelity's perturbations, drawn from `key`, are
+    the same for every method. Infidelity needs maps shaped like x: (N, H, W) maps (Grad-CAM,
+    occlusion) are spread evenly over the channels for it."""
+    x = jnp.asarray(x)
+    perturbations = arguments.real("faithfulness", "noise", noise, positive=True) * (
+        jax.random.normal(_key("faithfulness", key), (samples, *x.shape), x.dtype))
+    curves, infidelities = {}, {}
+    for method, values in maps.items():
+        values = jnp.asarray(values)
+        curves[method] = deletion_insertion(model, params, x, classes, values, steps=steps)
+        if values.shape != x.shape:
+            values = jnp.broadcast_to(values[..., None] / x.shape[-1], x.shape)
+        infidelities[method] = float(infidelity(model, params, x, classes, values,
+                                                perturbations=perturbations,
+                                                normalize=True).mean())
+    return Faithfulness(tuple(maps), curves, infidelities, float(noise))

@@ -91,18 +91,34 @@ def save_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]],
                 path: str | os.PathLike, *, xlabel: str, ylabel: str, title: str | None = None,
                 ylim: tuple[float, float] | None = None) -> pathlib.Path:
     """Writes one line with markers per curve against x, each named in the legend."""
+    return save_curve_panels(x, {"": curves}, path, xlabel=xlabel, ylabel=ylabel, title=title,
+                             ylim=ylim)
+
+
+def save_curve_panels(x: Sequence[float], panels: Mapping[str, Mapping[str, Sequence[float]]],
+                      path: str | os.PathLike, *, xlabel: str, ylabel: str,
+                      title: str | None = None, ylim: tuple[float, float] | None = None
+                      ) -> pathlib.Path:
+    """Writes panels side by side, `{panel title: {curve name: values}}`, each curve against x
+    (markers where there are at most 40 points), named in each panel's legend."""
     plt = _pyplot()
-    figure, ax = plt.subplots(figsize=(5.0, 3.6), layout="constrained")
-    for name, values in curves.items():
-        ax.plot(list(x), list(values), marker="o", label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=_LABEL_SIZE)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.6),
+                                squeeze=False, layout="constrained")
+    for ax, (name, curves) in zip(axes[0], panels.items()):
+        for label, values in curves.items():
+            ax.plot(list(x), list(values), marker="o" if len(x) <= 40 else None,
+                    markersize=3, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=_LABEL_SIZE - 1)
+        if name:
+            ax.set_title(name, fontsize=_TITLE_SIZE)
     if title:
-        ax.set_title("\n".join(_wrap(title, 4.8, _TITLE_SIZE)), fontsize=_TITLE_SIZE)
+        width = 5.0 * len(panels) - 0.2
+        figure.suptitle("\n".join(_wrap(title, width, _TITLE_SIZE)), fontsize=_TITLE_SIZE)
     return _save(figure, path)
 
 

@@ -16,6 +16,7 @@ from difprog.progress import note as log
 from difprog.viz import (
     _attribution,
     _attribution_grid,
+    _faithfulness,
     _images,
     _objectives,
     _optimize,
@@ -137,8 +138,10 @@ def write_attributions(model, params, dataset, out: str | os.PathLike, *,
 
     Writes into `out` attributions.png (one row per image, one column per method) and
     attributions.npz (images, labels, one map per method); with `sanity`, the completeness of
-    integrated gradients and the cascading model randomisation (everywhere and on the
-    foreground) as sanity.json and sanity.txt.
+    integrated gradients, the cascading model randomisation (everywhere and on the foreground)
+    and the faithfulness of each method (`viz.faithfulness`: deletion and insertion areas,
+    also under each column of attributions.png, and normalised infidelity) as sanity.json and
+    sanity.txt, and the mean deletion and insertion curves as faithfulness.png.
 
     Args:
         model, params, dataset: a trained image classifier and its `difprog.data.Dataset`.
@@ -177,14 +180,20 @@ def write_attributions(model, params, dataset, out: str | os.PathLike, *,
                        *(described[m] for m in methods if m in described)]) + note
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    faithful = (_faithfulness.faithfulness(model, params, x, y, maps, jax.random.fold_in(key, 2))
+                if sanity else None)
+    notes = {m: "del {:.2f} ins {:.2f}".format(*faithful.areas(m)) for m in methods} \
+        if faithful else None
     written = [_attribution_grid.save_attributions(
-                   x, maps, out / "attributions.png", title=title,
+                   x, maps, out / "attributions.png", title=title, notes=notes,
                    labels=[f"{_named(dataset, a)}\npredicted {_named(dataset, b, '')}"
                            for a, b in zip(y, predicted)]),
                write_npz(out / "attributions.npz", images=x, labels=y, **maps)]
     if not sanity:
         return written, ""
-    checks = _sanity_checks(model, params, x, y, key, methods, settings)
+    written.append(_save_faithfulness(faithful, out / "faithfulness.png", len(x)))
+    checks = {**_sanity_checks(model, params, x, y, key, methods, settings),
+              "faithfulness": faithful}
     tables = "\n\n".join([*empty, *(str(check) for check in checks.values())]) + "\n"
     written.append(write_json(out / "sanity.json", {
         **{name: check.to_json() for name, check in checks.items()}, "empty_maps": empty,
@@ -192,6 +201,19 @@ def write_attributions(model, params, dataset, out: str | os.PathLike, *,
     with atomic(out / "sanity.txt") as temporary:
         write_bytes(temporary, tables.encode())
     return [*written, out / "sanity.txt"], tables
+
+
+def _save_faithfulness(faithful, path: pathlib.Path, count: int) -> pathlib.Path:
+    """The mean deletion and insertion curves of every method, side by side."""
+    fractions = next(iter(faithful.curves.values())).fractions
+    panels = {kind: {f"{m} ({faithful.areas(m)[i]:.3f})":
+                     getattr(faithful.curves[m], kind).mean(0) for m in faithful.methods}
+              for i, kind in enumerate(("deletion", "insertion"))}
+    return _render.save_curve_panels(
+        fractions, panels, path, xlabel="fraction of the positions deleted / inserted",
+        ylabel=f"label's probability, mean of {count} images", ylim=(0, 1),
+        title="deletion (lower is better) and insertion (higher is better), areas in brackets "
+              "(Petsiuk et al. 2018)")
 
 
 def _attribution_settings(model, params, x, methods, settings: dict) -> tuple[list, dict]:

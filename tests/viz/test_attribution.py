@@ -368,7 +368,10 @@ def test_attribute_command_writes_the_grid_and_the_sanity_checks(trained, tmp_pa
     assert (out / "attributions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     sanity = json.loads((out / "sanity.json").read_text())
     assert set(sanity) == {"completeness", "randomization", "randomization_foreground",
-                           "empty_maps", "settings"}
+                           "faithfulness", "empty_maps", "settings"}
+    assert sorted(sanity["faithfulness"]) == ["grad_cam", "infidelity_noise",
+                                              "integrated_gradients", "saliency"]
+    assert (out / "faithfulness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sanity["randomization"]["methods"] == ["saliency", "integrated_gradients",
                                                   "grad_cam"]
     assert sanity["settings"]["steps"] == 8 and sanity["settings"]["layer"] == "max_pool2d_0"

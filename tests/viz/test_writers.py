@@ -49,18 +49,28 @@ def test_write_attributions_writes_the_maps_and_the_sanity_checks(linear, tmp_pa
     model, params, dataset = linear
     written, tables = viz.write_attributions(model, params, dataset, tmp_path, count=2, steps=4,
                                              samples=2, seed=3)
-    assert [p.name for p in written] == ["attributions.png", "attributions.npz", "sanity.json",
-                                         "sanity.txt"]
-    assert written[0].read_bytes().startswith(PNG)
+    assert [p.name for p in written] == ["attributions.png", "attributions.npz",
+                                         "faithfulness.png", "sanity.json", "sanity.txt"]
+    assert written[0].read_bytes().startswith(PNG) and written[2].read_bytes().startswith(PNG)
     methods = [m for m in viz.METHODS if m != "grad_cam"]  # a linear model has no feature maps
     with np.load(written[1]) as saved:
         assert sorted(saved.files) == sorted(["images", "labels", *methods])
         assert saved["images"].shape == (2, 8, 8, 1)
         assert all(saved[m].shape[0] == 2 for m in methods)
-    report = json.loads(written[2].read_text())
-    assert {"completeness", "randomization", "randomization_foreground"} <= set(report)
+    report = json.loads(written[3].read_text())
+    assert {"completeness", "randomization", "randomization_foreground",
+            "faithfulness"} <= set(report)
     assert report["settings"]["seed"] == 3 and report["settings"]["images"] == 2
-    assert written[3].read_text() == tables and "completeness" in tables.lower()
+    assert written[4].read_text() == tables and "completeness" in tables.lower()
+    x, y = dataset.x_test[:2], dataset.y_test[:2]
+    for method in methods:
+        with np.load(written[1]) as saved:
+            curves = viz.deletion_insertion(model, params, x, y, saved[method])
+        recorded = report["faithfulness"][method]
+        assert recorded["deletion_area"] == pytest.approx(curves.deletion_area.mean())
+        assert recorded["insertion_area"] == pytest.approx(curves.insertion_area.mean())
+        assert recorded["infidelity_normalized"] >= 0
+    assert "faithfulness: the label's probability" in tables
 
 
 def test_write_attributions_without_sanity_and_its_refusals(linear, tmp_path):
