@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from difprog import attacks, data, models, viz
+from difprog import attacks, checkpoint, data, models, viz
 from difprog.cli import trained
 from difprog.train import TrainConfig, fit
 
@@ -49,7 +49,7 @@ def measure(model, params, dataset, eps, count, attack_steps) -> dict:
     return {"pgd": pgd, "fgsm": fgsm, "fooling_reached": reached}
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--model", default="cnn", choices=sorted(models.MODELS))
@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--attack-steps", type=int, default=40)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--clean-checkpoint", type=pathlib.Path, default=None,
-                        help="a difprog train run of the clean model, instead of training one")
+                        help="a difprog train run of the clean model, instead of training one "
+                             "(its model and data set replace --model and --data)")
     parser.add_argument("--runs", type=pathlib.Path, default=None,
                         help="keep each trained model's run directory here")
     parser.add_argument("--out", type=pathlib.Path, default=None)
@@ -69,23 +70,32 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiny:
         args.data, args.epochs, args.count, args.attack_steps = "digits", 1, 60, 5
-    dataset = data.load(args.data)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
+    return args
+
+
+def trained_models(args) -> tuple[dict, object]:
+    """{'clean': (model, params, seconds or None), 'pgd': ...} and the data set."""
     rows = {}
     if args.clean_checkpoint is not None:
-        model, params, _ = trained.restore(argparse.Namespace(
-            checkpoint=args.clean_checkpoint, model=None, command="attack"))
+        path = trained.checkpoint_file(args.clean_checkpoint)
+        extra = checkpoint.load(path)[1].get("extra", {})
+        args.model, args.data = extra.get("model", "cnn"), extra.get("dataset", "digits")
+        model, params, dataset = trained.restore(argparse.Namespace(
+            checkpoint=path, model=None, command="attack"))
         rows["clean"] = (model, params, None)
     else:
-        rows["clean"] = train(args.model, dataset, config, args.runs)
+        dataset = data.load(args.data)
+        clean = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
+        rows["clean"] = train(args.model, dataset, clean, args.runs)
     adversarial = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, adversarial="pgd",
                               adversarial_eps=args.train_eps,
                               adversarial_steps=args.adversarial_steps)
     rows["pgd"] = train(args.model, dataset, adversarial, args.runs)
-    results = {}
-    for name, (model, params, seconds) in rows.items():
-        results[name] = {"seconds": seconds, **measure(model, params, dataset, args.eps,
-                                                      args.count, args.attack_steps)}
+    return rows, dataset
+
+
+def report(args, results: dict) -> None:
+    """The markdown table, and with --out adversarial.json and robustness.png."""
     print(f"| training | seconds | {' | '.join(f'eps {e:g}' for e in args.eps)} | "
           f"fooling images reached |")
     print(f"|---|---:|{'---:|' * len(args.eps)}---:|")
@@ -93,25 +103,34 @@ def main() -> None:
         shown = "clean" if name == "clean" else (
             f"PGD eps {args.train_eps:g}, {args.adversarial_steps} steps")
         seconds = "(loaded)" if result["seconds"] is None else f"{result['seconds']:.0f}"
-        print(f"| {shown} | {seconds} | "
-              f"{' | '.join(f'{a:.3f} / {f:.3f}' for a, f in zip(result['pgd'], result['fgsm']))}"
-              f" | {result['fooling_reached']:.3f} |")
+        cells = " | ".join(f"{a:.3f} / {f:.3f}" for a, f in zip(result["pgd"], result["fgsm"]))
+        print(f"| {shown} | {seconds} | {cells} | {result['fooling_reached']:.3f} |")
     print(f"(each cell: accuracy under PGD {args.attack_steps} steps / under FGSM, on "
           f"{args.count} test images of {args.data})")
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "adversarial.json").write_text(json.dumps({
-            "data": args.data, "model": args.model, "epochs": args.epochs,
-            "train_eps": args.train_eps, "adversarial_steps": args.adversarial_steps,
-            "attack_steps": args.attack_steps, "count": args.count, "eps": args.eps,
-            "results": results}, indent=1) + "\n")
-        curves = {f"{'clean' if n == 'clean' else 'PGD-trained'}, {attack.upper()}": r[attack]
-                  for n, r in results.items() for attack in ("pgd", "fgsm")}
-        viz.save_curves(args.eps, curves, args.out / "robustness.png", ylim=(0, 1),
-                        xlabel="eps (L-inf, inputs in [0, 1])",
-                        ylabel=f"accuracy on {args.count} test images",
-                        title=f"{args.model} on {args.data}: trained on clean images and on PGD "
-                              f"examples (eps {args.train_eps:g})")
+    if args.out is None:
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "adversarial.json").write_text(json.dumps({
+        "data": args.data, "model": args.model, "epochs": args.epochs,
+        "train_eps": args.train_eps, "adversarial_steps": args.adversarial_steps,
+        "attack_steps": args.attack_steps, "count": args.count, "eps": args.eps,
+        "results": results}, indent=1) + "\n")
+    curves = {f"{'clean' if n == 'clean' else 'PGD-trained'}, {attack.upper()}": r[attack]
+              for n, r in results.items() for attack in ("pgd", "fgsm")}
+    viz.save_curves(args.eps, curves, args.out / "robustness.png", ylim=(0, 1),
+                    xlabel="eps (L-inf, inputs in [0, 1])",
+                    ylabel=f"accuracy on {args.count} test images",
+                    title=f"{args.model} on {args.data}: trained on clean images and on PGD "
+                          f"examples (eps {args.train_eps:g})")
+
+
+def main() -> None:
+    args = arguments()
+    rows, dataset = trained_models(args)
+    results = {name: {"seconds": seconds, **measure(model, params, dataset, args.eps,
+                                                    args.count, args.attack_steps)}
+               for name, (model, params, seconds) in rows.items()}
+    report(args, results)
 
 
 if __name__ == "__main__":

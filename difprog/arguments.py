@@ -20,7 +20,8 @@ import numpy as np
 
 from difprog.errors import ArgumentError
 
-__all__ = ["flag", "integer", "is_int", "is_real", "one_of", "optional_int", "positive_int", "real"]
+__all__ = ["class_ids", "flag", "integer", "is_int", "is_real", "one_of", "optional_int",
+           "positive_int", "prng_key", "real"]
 
 
 def is_int(value: Any) -> bool:
@@ -94,6 +95,38 @@ def one_of(owner: str, name: str, value: Any, choices: Iterable[Any]) -> Any:
             if type(choice) is type(value) and choice == value:
                 return value
     raise ArgumentError(f"{owner}: {name} must be one of {list(choices)}, got {value!r}")
+
+
+def prng_key(owner: str, value: Any) -> Any:
+    """`value` if it is one PRNG key: typed (`jax.random.key(seed)`) or a raw uint32 pair."""
+    import jax
+    import jax.numpy as jnp
+
+    typed = isinstance(value, jax.Array) and jnp.issubdtype(value.dtype, jax.dtypes.prng_key)
+    raw = isinstance(value, (jax.Array, np.ndarray)) and value.shape == (2,) and (
+        value.dtype == np.uint32)
+    if not (typed and value.shape == ()) and not raw:
+        raise ArgumentError(f"{owner}: key must be one PRNG key, jax.random.key(seed), got "
+                            f"{getattr(value, 'shape', value)!r}")
+    return value
+
+
+def class_ids(owner: str, value: Any, n: int, count: int, what: str = "classes") -> Any:
+    """`value`, an int or one int per image of a batch of n, as (n,) int32 class ids in
+    [0, count); `what` names them in the message ('classes', 'labels', 'targets')."""
+    import jax.numpy as jnp
+
+    ints = np.asarray(value)
+    if ints.dtype == bool or not np.issubdtype(ints.dtype, np.integer) or ints.ndim > 1:
+        raise ArgumentError(f"{owner}: {what} must be an int or one int per image, got "
+                            f"{value!r}")
+    if ints.ndim == 1 and ints.shape[0] != n:
+        raise ArgumentError(f"{owner}: {ints.shape[0]} {what} for a batch of {n} images; give "
+                            f"one int, or one per image")
+    if ints.size and (ints.min() < 0 or ints.max() >= count):
+        raise ArgumentError(f"{owner}: {what} must lie in [0, {count}) (the model has {count} "
+                            f"classes), got {ints.tolist()}")
+    return jnp.broadcast_to(jnp.asarray(ints, jnp.int32), (n,))
 
 
 def _int_within(value: Any, minimum: int | None, maximum: int | None) -> bool:

@@ -25,7 +25,7 @@ import optax
 from difprog import arguments, checkpoint, gates, provenance
 from difprog.data import Dataset, batches, num_batches, validate
 from difprog.driver import Tally, drive
-from difprog.errors import CheckpointError
+from difprog.errors import ArgumentError, CheckpointError
 from difprog.layers import Layer, merge_stats, stat_paths
 from difprog.placement import SHARDS, Placement
 
@@ -69,7 +69,8 @@ class TrainConfig:
         adversarial_steps: their PGD steps.
 
     The fields in `RESULT_FIELDS` decide what a run computes: a resume refuses a checkpoint
-    trained with other values of them (see `fit`'s allow_changes). `devices`, `shard` and
+    trained with other values of them (see `fit`'s allow_changes; adversarial_eps and
+    adversarial_steps only count in adversarial training). `devices`, `shard` and
     `keep_checkpoints` do not: several devices compute the same steps as one (to float rounding)
     however the params are laid out, and pruning keeps what is computed, so they may change
     between a run and its resume.
@@ -115,6 +116,7 @@ class TrainConfig:
 
 RESULT_FIELDS = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule", "loss",
                  "weight_decay", "seed", "adversarial", "adversarial_eps", "adversarial_steps")
+_ADVERSARIAL_ONLY = ("adversarial_eps", "adversarial_steps")  # compared when adversarial
 
 
 class FitResult(NamedTuple):
@@ -264,6 +266,12 @@ def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
         >>> result.test_accuracy
     """
     validate(data)
+    if config.adversarial != "none":
+        low, high = float(np.min(data.x_train)), float(np.max(data.x_train))
+        if not (0 <= low and high <= 1):
+            raise ArgumentError(f"fit: adversarial training attacks inputs in [0, 1], but the "
+                                f"training images range over [{low:g}, {high:g}]; scale them "
+                                f"into [0, 1]")
     state = drive(_ImageTask.create(model, data, config, extra_metrics), out=out,
                   progress=progress, allow_changes=allow_changes)
     final = state.history[-1]["test_accuracy"] if state.history else float("nan")
@@ -308,7 +316,8 @@ class _ImageTask:
 
     def identity(self, params) -> dict:
         name = self.extra.get("model") if isinstance(self.extra.get("model"), str) else None
-        settings = {field: getattr(self.config, field) for field in RESULT_FIELDS}
+        settings = {field: getattr(self.config, field) for field in RESULT_FIELDS
+                    if self.config.adversarial != "none" or field not in _ADVERSARIAL_ONLY}
         return provenance.identity(settings, params, self.data, name)
 
     def batches(self, key, start: int, end: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -186,12 +186,14 @@ def test_class_visualization_and_diversity_benchmarks_smoke(tmp_path):
     assert (tmp_path / "diversity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_adversarial_benchmark_smoke(tmp_path):
+def test_adversarial_benchmark_smoke(tmp_path, linear_run):
     result = subprocess.run([sys.executable, "-m", "benchmarks.adversarial", "--tiny", "--out",
-                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600, check=True)
-    assert "| clean |" in result.stdout and "| PGD eps 0.1, 7 steps |" in result.stdout
+                             str(tmp_path), "--clean-checkpoint", str(linear_run)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=True)
+    assert "| clean | (loaded) |" in result.stdout
+    assert "| PGD eps 0.1, 7 steps |" in result.stdout
     record = json.loads((tmp_path / "adversarial.json").read_text())
+    assert (record["model"], record["data"]) == ("linear", "digits")  # the checkpoint's
     for name in ("clean", "pgd"):
         pgd, fgsm = record["results"][name]["pgd"], record["results"][name]["fgsm"]
         assert pgd[0] == fgsm[0] and all(p <= f + 0.05 for p, f in zip(pgd, fgsm)), record

@@ -11,7 +11,7 @@ from jax import lax
 
 from difprog import arguments
 from difprog.attacks import _inputs
-from difprog.attacks._gradient import _TINY, _norms
+from difprog.attacks._gradient import _least, _norms
 
 
 def fooling_image(model: Any, params: Any, x: jax.Array, target: Any, *,
@@ -61,7 +61,7 @@ def _fool(forward, params, x, target, learning_rate, max_steps, low, high):
     def step(state):
         done_steps, images, _ = state
         gradient, reached = jax.grad(scores, has_aux=True)(images)
-        moved = images + learning_rate * gradient / jnp.maximum(_norms(gradient), _TINY)
+        moved = images + learning_rate * gradient / jnp.maximum(_norms(gradient), _least(gradient))
         keep = reached.reshape((-1,) + (1,) * (x.ndim - 1))
         return done_steps + 1, jnp.where(keep, images, jnp.clip(moved, low, high)), reached
 

@@ -81,26 +81,9 @@ def labels(name: str, forward: Forward, params: Any, x: jax.Array, value: Any,
     if len(logits.shape) != 2 or logits.shape[0] != x.shape[0]:
         raise ShapeError(f"{name}: the model must map (N, ...) inputs to (N, classes) logits; "
                          f"it gives {tuple(logits.shape)} for inputs {tuple(x.shape)}")
-    n, count = logits.shape
-    ints = np.asarray(value)
-    if ints.dtype == bool or not np.issubdtype(ints.dtype, np.integer) or ints.ndim > 1:
-        raise ArgumentError(f"{name}: {what} must be an int or one int per input, got "
-                            f"{value!r}")
-    if ints.ndim == 1 and ints.shape[0] != n:
-        raise ArgumentError(f"{name}: {ints.shape[0]} {what} for a batch of {n} inputs; give "
-                            f"one int, or one per input")
-    if ints.size and (ints.min() < 0 or ints.max() >= count):
-        raise ArgumentError(f"{name}: {what} must lie in [0, {count}) (the model has {count} "
-                            f"classes), got {ints.tolist()}")
-    return jnp.broadcast_to(jnp.asarray(ints, jnp.int32), (n,))
+    return arguments.class_ids(name, value, *logits.shape, what)
 
 
 def key(name: str, value: Any) -> jax.Array:
     """One PRNG key (typed, or a raw uint32 pair)."""
-    typed = isinstance(value, jax.Array) and jnp.issubdtype(value.dtype, jax.dtypes.prng_key)
-    raw = isinstance(value, (jax.Array, np.ndarray)) and value.shape == (2,) and (
-        value.dtype == np.uint32)
-    if not (typed and value.shape == ()) and not raw:
-        raise ArgumentError(f"{name}: key must be one PRNG key, jax.random.key(seed), got "
-                            f"{getattr(value, 'shape', value)!r}")
-    return value
+    return arguments.prng_key(name, value)

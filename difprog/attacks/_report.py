@@ -14,7 +14,7 @@ import numpy as np
 
 from difprog import arguments
 from difprog.attacks._gradient import fgsm, pgd
-from difprog.attacks._robustness import ATTACKS, robustness
+from difprog.attacks._robustness import ATTACKS, budgets, robustness
 from difprog.errors import ArgumentError
 
 EPS = (0.0, 0.05, 0.1, 0.2)  # L-inf budgets for inputs in [0, 1]: the README's figures
@@ -50,21 +50,21 @@ def write_attack(model: Any, params: Any, dataset: Any, out: str | os.PathLike, 
     count = min(arguments.positive_int(name, "count", count), len(dataset.x_test))
     show = arguments.positive_int(name, "show", show)
     options = _options(attack, norm, steps, step_size, random_start)
-    budgets = [float(e) for e in eps]
+    eps = budgets(name, eps)
     if picture_eps is None:
-        picture_eps = min((e for e in budgets if e > 0), default=None)
+        picture_eps = min((e for e in eps if e > 0), default=None)
         if picture_eps is None:
             raise ArgumentError(f"{name}: give an eps above 0 to picture the adversarial images, "
-                                f"got {budgets}")
+                                f"got {eps}")
     key = jax.random.key(arguments.integer(name, "seed", seed, minimum=0))
     x, y = dataset.x_test[:count], dataset.y_test[:count]
-    accuracy = robustness(model, params, x, y, budgets, attack=attack,
-                          key=key if random_start else None, **options)
+    accuracy = robustness(model, params, x, y, eps, attack=attack,
+                          key=key if options.get("random_start") else None, **options)
     rows = _examples(model, params, dataset, picture_eps, show, attack, key, options)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     described = _described(attack, norm, steps, step_size, random_start)
-    written = [save_curves(budgets, {described: accuracy}, out / "robustness.png",
+    written = [save_curves(eps, {described: accuracy}, out / "robustness.png",
                            xlabel=f"eps ({'L2' if norm == 'l2' else 'L-inf'}, inputs in [0, 1])",
                            ylabel=f"accuracy on {count} test images", ylim=(0, 1),
                            title=f"accuracy under {described}"),
@@ -72,18 +72,18 @@ def write_attack(model: Any, params: Any, dataset: Any, out: str | os.PathLike, 
     written.append(write_json(out / "attack.json", {
         "attack": attack, "norm": norm, "steps": options.get("steps", 1),
         "step_size": options.get("step_size"), "random_start": random_start, "seed": seed,
-        "images": count, "eps": budgets, "accuracy": accuracy,
+        "images": count, "eps": eps, "accuracy": accuracy,
         "examples": {"eps": picture_eps, "rows": [row["record"] for row in rows]}}))
     table = "\n".join(["| eps | accuracy |", "|---:|---:|",
-                       *(f"| {e:g} | {a:.4f} |" for e, a in zip(budgets, accuracy))])
+                       *(f"| {e:g} | {a:.4f} |" for e, a in zip(eps, accuracy))])
     return written, table
 
 
 def _options(attack, norm, steps, step_size, random_start) -> dict:
     if attack == "fgsm":
-        if norm != "inf":
-            raise ArgumentError(f"write_attack: fgsm is an L-inf attack; use pgd for norm "
-                                f"{norm!r}")
+        if norm != "inf" or step_size is not None or random_start:
+            raise ArgumentError("write_attack: fgsm takes one L-inf step of eps from x; norm, "
+                                "step_size and random_start are pgd's")
         return {}
     return {"norm": norm, "steps": steps, "step_size": step_size, "random_start": random_start}
 

@@ -32,8 +32,11 @@ def robustness(model: Any, params: Any, x: jax.Array, labels: Any, eps_list: Seq
             them all).
         key: with `random_start=True`, batch b's start is drawn from
             `jax.random.fold_in(key, b)`.
-        options: the attack's other keywords (steps, step_size, norm, random_start, bounds);
-            not targeted, since accuracy counts the true labels.
+        options: the attack's other keywords: bounds, and pgd's steps, step_size, norm and
+            random_start; not targeted, since accuracy counts the true labels.
+
+    The jitted attack is compiled once per model object and batch shape: a model built anew
+    (even the same layers) compiles again.
 
     Example:
         >>> attacks.robustness(model, params, x, y, [0, 0.05, 0.1, 0.2], steps=20)
@@ -44,34 +47,40 @@ def robustness(model: Any, params: Any, x: jax.Array, labels: Any, eps_list: Seq
     if "targeted" in options:
         raise ArgumentError(f"{name}: counts the inputs still given their true labels, so it "
                             f"takes no targeted attack")
+    pgd_only = sorted(set(options) - {"bounds"}) + (["key"] if key is not None else [])
+    if attack == "fgsm" and pgd_only:
+        raise ArgumentError(f"{name}: fgsm takes one step of eps and draws nothing; "
+                            f"{', '.join(pgd_only)} {'is' if len(pgd_only) == 1 else 'are'} "
+                            f"pgd's")
     if key is not None:
-        if attack == "fgsm":
-            raise ArgumentError(f"{name}: fgsm draws nothing; key is for pgd's random_start")
         options["key"] = _inputs.key(name, key)
-    budgets = _budgets(name, eps_list)
+    eps_list = budgets(name, eps_list)
     batch_size = arguments.positive_int(name, "batch_size", batch_size)
     forward = _inputs.forward(name, model, params)
     low, high = _inputs.bounds(name, options.get("bounds", (0, 1)))
     x = _inputs.images(name, x, low, high)
     labels = _inputs.labels(name, forward, params, x, labels)
-    correct = np.zeros(len(budgets), np.int64)
+    correct = np.zeros(len(eps_list), np.int64)
     for b, begin in enumerate(range(0, x.shape[0], batch_size)):
         images, truth, real = _padded(x, labels, begin, batch_size)
         batch_options = dict(options)
         if key is not None:
             batch_options["key"] = jax.random.fold_in(key, b)
-        for i, eps in enumerate(budgets):
+        for i, eps in enumerate(eps_list):
             adversarial = run(model, params, images, truth, eps, **batch_options)
             hits = jnp.argmax(forward(params, adversarial), axis=-1) == truth
             correct[i] += int(jnp.sum(hits[:real]))
     return [float(c) / x.shape[0] for c in correct]
 
 
-def _budgets(name: str, eps_list: Any) -> list[float]:
-    if isinstance(eps_list, (str, bytes)) or not isinstance(eps_list, Sequence | np.ndarray) or (
-            not len(eps_list)):
+def budgets(name: str, eps_list: Any) -> list[float]:
+    """eps_list (a list or 1-d array of numbers >= 0, not empty) as floats."""
+    given = eps_list
+    if isinstance(eps_list, jax.Array | np.ndarray):
+        eps_list = np.asarray(eps_list).tolist() if np.ndim(eps_list) == 1 else None
+    if not isinstance(eps_list, Sequence) or isinstance(eps_list, str) or not len(eps_list):
         raise ArgumentError(f"{name}: eps_list must be a non-empty list of numbers >= 0, got "
-                            f"{eps_list!r}")
+                            f"{given!r}")
     return [arguments.real(name, "each eps", float(e) if isinstance(e, np.floating) else e,
                            minimum=0) for e in eps_list]
 

@@ -25,8 +25,8 @@ def arguments(parser: options.Parser) -> None:
                         default=list(EPS), metavar="EPS",
                         help="the budgets, for inputs in [0, 1] (default: %(default)s)")
     parser.add_argument("--norm", choices=NORMS, default="inf", help="pgd's norm")
-    parser.add_argument("--steps", type=options.integer(1, 10_000), default=40,
-                        help="pgd's steps")
+    parser.add_argument("--steps", type=options.integer(1, 10_000), default=None,
+                        help="pgd's steps (default: 40)")
     parser.add_argument("--step-size", type=options.number(positive=True), default=None,
                         help="pgd's step (default: 2.5 eps / steps)")
     parser.add_argument("--random-start", action="store_true",
@@ -44,9 +44,15 @@ def run(args: argparse.Namespace) -> int:
     """difprog attack: writes the curve and the pictures, and prints the curve."""
     from difprog import attacks, rundir
 
-    if args.attack == "fgsm" and args.norm != "inf":
-        raise options.UsageError("difprog attack: fgsm is an L-inf attack; use --attack pgd "
-                                 "with --norm l2")
+    if args.attack == "fgsm":
+        given = [flag for flag, value in (("--norm l2", args.norm != "inf"),
+                                          ("--steps", args.steps is not None),
+                                          ("--step-size", args.step_size is not None),
+                                          ("--random-start", args.random_start)) if value]
+        if given:
+            raise options.UsageError(f"difprog attack: fgsm takes one L-inf step of eps; "
+                                     f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} "
+                                     f"pgd's (--attack pgd)")
     if args.picture_eps is None and not any(e > 0 for e in args.eps):
         raise options.UsageError("difprog attack: give an --eps above 0 (or --picture-eps) to "
                                  "picture the adversarial images")
@@ -54,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     with rundir.own(args.out):
         written, table = attacks.write_attack(
             model, params, dataset, args.out, eps=args.eps, attack=args.attack, norm=args.norm,
-            steps=args.steps, step_size=args.step_size, random_start=args.random_start,
+            steps=args.steps or 40, step_size=args.step_size, random_start=args.random_start,
             seed=args.seed, count=args.count, show=args.show, picture_eps=args.picture_eps)
     print(table)
     print(f"wrote {', '.join(p.name for p in written)} into {args.out}/")

@@ -296,17 +296,7 @@ def _inputs(name: str, model: Layer, params: Any, x: Any, classes: Any, *,
 
 
 def _classes(name: str, classes: Any, n: int, count: int) -> jax.Array:
-    values = np.asarray(classes)
-    if values.dtype == bool or not np.issubdtype(values.dtype, np.integer) or values.ndim > 1:
-        raise ArgumentError(f"{name}: classes must be an int or one int per image, got "
-                            f"{classes!r}")
-    if values.ndim == 1 and values.shape[0] != n:
-        raise ArgumentError(f"{name}: {values.shape[0]} classes for a batch of {n} images; give "
-                            f"one int, or one per image")
-    if values.size and (values.min() < 0 or values.max() >= count):
-        raise ArgumentError(f"{name}: classes must lie in [0, {count}) (the model has {count} "
-                            f"classes), got {values.tolist()}")
-    return jnp.broadcast_to(jnp.asarray(values, jnp.int32), (n,))
+    return arguments.class_ids(name, classes, n, count)
 
 
 def _baseline(name: str, baseline: Any, x: jax.Array) -> jax.Array:
@@ -329,12 +319,7 @@ def _baseline(name: str, baseline: Any, x: jax.Array) -> jax.Array:
 
 
 def _key(name: str, key: Any) -> jax.Array:
-    typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    raw = isinstance(key, (jax.Array, np.ndarray)) and key.shape == (2,) and key.dtype == np.uint32
-    if not (typed and key.shape == ()) and not raw:
-        raise ArgumentError(f"{name}: key must be one PRNG key, jax.random.key(seed), got "
-                            f"{getattr(key, 'shape', key)!r}")
-    return key
+    return arguments.prng_key(name, key)
 
 
 def _pair(what: str, value: Any) -> tuple[int, int]:

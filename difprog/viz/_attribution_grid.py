@@ -25,7 +25,7 @@ from difprog.viz._saliency import gradient_times_input, saliency
 METHODS = ("saliency", "gradient_times_input", "integrated_gradients", "smoothgrad", "grad_cam",
            "occlusion")
 GRADIENT_METHODS = METHODS[:5]  # the methods read from gradients (occlusion only runs forward)
-_ABSOLUTE = frozenset({"saliency", "smoothgrad"})  # drawn as |gradient| (Simonyan; Smilkov)
+ABSOLUTE = frozenset({"saliency", "smoothgrad"})  # drawn as |gradient| (Simonyan; Smilkov)
 
 
 def attributions(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[int],
@@ -171,7 +171,7 @@ def save_attributions(images: Any, maps: Mapping[str, Any], path: str | os.PathL
 def _per_pixel(name: str, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """(N, H, W) in [-1, 1]: the map reduced over channels and divided by its largest |value|."""
     if values.shape == shape:
-        values = np.abs(values).max(-1) if name in _ABSOLUTE else values.sum(-1)
+        values = np.abs(values).max(-1) if name in ABSOLUTE else values.sum(-1)
     elif values.shape != shape[:3]:
         raise ShapeError(f"save_attributions: maps[{name!r}] has shape {values.shape}; expected "
                          f"the images' {shape} or {shape[:3]}")

@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from difprog import arguments
-from difprog.errors import ArgumentError, ShapeError
+from difprog.errors import ArgumentError, DtypeError, ShapeError
 from difprog.layers import Layer
 from difprog.viz._attribution import _inputs, _key, _pick
+from difprog.viz._attribution_grid import ABSOLUTE
 
 INFIDELITY_NOISE = 0.003  # std of the Gaussian perturbations (captum.metrics' example)
 SENSITIVITY_RADIUS = 0.02  # L-inf radius of the uniform perturbations (captum's default)
@@ -66,11 +67,10 @@ def _infidelity(model, params, x, targets, maps, perturbations, normalize):
         return jnp.sum((maps * perturbation).reshape(len(x), -1), axis=1), changed
 
     predicted, changed = jax.lax.map(one, perturbations)  # (samples, N) each
-    if normalize:
-        a2, ad, d2 = (jnp.sum(v, axis=0) for v in (predicted**2, predicted * changed,
-                                                   changed**2))
+    if normalize:  # captum's beta; the squares taken directly, never negative in float32
+        a2, ad = jnp.sum(predicted**2, axis=0), jnp.sum(predicted * changed, axis=0)
         beta = jnp.where(a2 == 0, 0.0, ad / jnp.where(a2 == 0, 1.0, a2))
-        return (beta * beta * a2 - 2 * beta * ad + d2) / len(perturbations)
+        predicted = beta * predicted
     return jnp.mean((predicted - changed) ** 2, axis=0)
 
 
@@ -96,12 +96,12 @@ def sensitivity_max(explain: Callable[[jax.Array, jax.Array], jax.Array], x: jax
     if not callable(explain):
         raise ArgumentError(f"{name}: explain must be a function (images, classes) -> "
                                       f"maps, got {type(explain).__name__}")
-    x = jnp.asarray(x)
+    x = _batch(name, x)
+    classes = np.asarray(arguments.class_ids(name, classes, len(x), np.iinfo(np.int32).max))
     size = arguments.real(name, "radius", radius, positive=True)
     offsets = _perturbations(name, perturbations, key, samples, x, lambda k, shape: (
         jax.random.uniform(k, shape, x.dtype, -size, size)))
     count = len(offsets)
-    classes = np.broadcast_to(np.asarray(classes), (len(x),))
     base = jnp.asarray(explain(x, classes)).reshape(len(x), -1)
     stacked = jnp.swapaxes(x[None] + offsets, 0, 1).reshape(len(x) * count, *x.shape[1:])
     moved = jnp.asarray(explain(stacked, np.repeat(classes, count))).reshape(len(x), count, -1)
@@ -151,6 +151,9 @@ def deletion_insertion(model: Layer, params: Any, x: jax.Array, classes: int | S
     if maps.shape == x.shape:
         maps = maps.sum(-1)
     _like(name, "maps", maps, x[..., 0])
+    if not bool(jnp.all(jnp.isfinite(maps))):
+        raise ArgumentError(f"{name}: the maps hold NaN or infinite values, which rank nowhere; "
+                            f"check the method that made them")
     steps = arguments.positive_int(name, "steps", steps)
     baseline = arguments.real(name, "baseline", baseline)
     n, h, w = maps.shape
@@ -187,6 +190,16 @@ def _like(name: str, what: str, value: Any, x: jax.Array) -> jax.Array:
         raise ShapeError(f"{name}: {what} must be shaped like the images' {tuple(x.shape)}, got "
                          f"{tuple(value.shape)}")
     return value
+
+
+def _batch(name: str, x: Any) -> jax.Array:
+    if not isinstance(x, (jax.Array, np.ndarray)) or not jnp.issubdtype(x.dtype, jnp.floating):
+        raise DtypeError(f"{name}: x must be a floating array of images (N, ...), got "
+                         f"{getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim < 2 or not x.size:
+        raise ShapeError(f"{name}: x must be a non-empty batch of images (N, ...), got shape "
+                         f"{tuple(x.shape)}")
+    return jnp.asarray(x)
 
 
 def _perturbations(name, given, key, samples, x, draw) -> jax.Array:
@@ -248,15 +261,18 @@ def faithfulness(model: Layer, params: Any, x: jax.Array, classes: int | Sequenc
                  noise: float = INFIDELITY_NOISE) -> Faithfulness:
     """Deletion, insertion and normalised infidelity of each method's maps (`{method: maps}`,
     as `viz.attributions` returns them); the infidelity's perturbations, drawn from `key`, are
-    the same for every method. Infidelity needs maps shaped like x: (N, H, W) maps (Grad-CAM,
-    occlusion) are spread evenly over the channels for it."""
+    the same for every method. Saliency and SmoothGrad are ranked by |gradient|, max over
+    channels, as the grid draws them (`save_attributions`). Infidelity needs maps shaped like
+    x: (N, H, W) maps (Grad-CAM, occlusion) are spread evenly over the channels for it."""
     x = jnp.asarray(x)
     perturbations = arguments.real("faithfulness", "noise", noise, positive=True) * (
         jax.random.normal(_key("faithfulness", key), (samples, *x.shape), x.dtype))
     curves, infidelities = {}, {}
     for method, values in maps.items():
         values = jnp.asarray(values)
-        curves[method] = deletion_insertion(model, params, x, classes, values, steps=steps)
+        drawn = jnp.abs(values).max(-1) if method in ABSOLUTE and values.shape == x.shape \
+            else values  # ranked as the grid draws them (Simonyan's and Smilkov's |g|)
+        curves[method] = deletion_insertion(model, params, x, classes, drawn, steps=steps)
         if values.shape != x.shape:
             values = jnp.broadcast_to(values[..., None] / x.shape[-1], x.shape)
         infidelities[method] = float(infidelity(model, params, x, classes, values,

@@ -64,8 +64,6 @@ def _reference_pgd(params, x, labels, eps, steps, step_size, norm, targeted=Fals
             delta = (np.clip(delta, -eps, eps) if norm == "inf" else
                      delta * np.minimum(1, eps / np.maximum(per_image(delta), 1e-12)))
         adversarial = np.clip(x + delta, *bounds)
-        if mutant == "clip before projecting" and norm == "l2":
-            adversarial = np.clip(adversarial, *bounds)
     return adversarial
 
 
@@ -103,9 +101,8 @@ def test_the_pgd_check_catches_a_wrong_loop(conv64):
     with jax.enable_x64(True):
         for norm, eps in (("inf", 0.08), ("l2", 0.3)):
             ours = attacks.pgd(model, params, x, labels, eps, steps=6, step_size=0.1, norm=norm)
-            for mutant in ("no projection",):
-                wrong = _reference_pgd(params, x, labels, eps, 6, 0.1, norm, mutant=mutant)
-                assert np.abs(np.asarray(ours) - wrong).max() > 1e-3, (norm, mutant)
+            wrong = _reference_pgd(params, x, labels, eps, 6, 0.1, norm, mutant="no projection")
+            assert np.abs(np.asarray(ours) - wrong).max() > 1e-3, norm
             flipped = _reference_pgd(params, x, labels, eps, 6, 0.1, norm, targeted=True)
             assert np.abs(np.asarray(ours) - flipped).max() > 1e-3
 
@@ -164,11 +161,27 @@ def test_pgd_stays_in_the_ball_and_the_bounds_and_its_random_start_is_keyed(conv
             size = np.abs(delta).max(1) if norm == "inf" else np.linalg.norm(delta, axis=1)
             assert (size <= eps * (1 + 1e-12)).all() and float(run.min()) >= 0 and (
                 float(run.max()) <= 1)
-        # the start itself: zero steps are not allowed, so one step of a tiny size
-        start = attacks.pgd(model, params, x, labels, eps, steps=1, step_size=1e-9, norm=norm,
-                            random_start=True, key=jax.random.key(1))
-        moved = np.asarray(start - x).reshape(len(x), -1)
-        assert (np.abs(moved).max(1) > eps / 10).all()
+        # the start itself (one step of a tiny size, bounds too wide to clip): uniform in the
+        # ball, so in 96 dimensions almost all of it lies near the surface, eps * u^(1/96) (a
+        # radius of eps * u, the mutant, would put half the starts within eps / 2)
+        starts = [attacks.pgd(model, params, x, labels, eps, steps=1, step_size=1e-12,
+                              norm=norm, random_start=True, key=jax.random.key(k),
+                              bounds=(-9, 9)) for k in range(8)]
+        moved = np.concatenate([np.asarray(s - x).reshape(len(x), -1) for s in starts])
+        size = np.abs(moved).max(1) if norm == "inf" else np.linalg.norm(moved, axis=1)
+        assert (size <= eps * (1 + 1e-9)).all() and np.median(size) > 0.97 * eps, size
+        if norm == "inf":  # each value uniform in [-eps, eps]: mean |d| = eps / 2
+            assert abs(np.abs(moved).mean() / eps - 0.5) < 0.05
+
+
+def test_l2_steps_on_a_zero_gradient_stay_finite_in_float16():
+    model = lambda z: jnp.zeros((len(z), 3), z.dtype)  # a constant: its gradient is 0
+    x = jnp.full((2, 4, 4, 1), 0.5, jnp.float16)
+    for norm in ("l2", "inf"):
+        adversarial = attacks.pgd(model, None, x, 0, 0.1, steps=2, norm=norm)
+        assert adversarial.dtype == jnp.float16
+        np.testing.assert_array_equal(adversarial, x)
+    np.testing.assert_array_equal(attacks.fooling_image(model, None, x, 1, max_steps=2), x)
 
 
 def test_a_function_of_the_images_alone_is_attacked_like_a_model(conv64):
@@ -199,7 +212,7 @@ def test_robustness_falls_with_eps_and_does_not_depend_on_the_batching(digits_cn
     curve = attacks.robustness(model, params, x, y, [0, 0.05, 0.2], steps=10, batch_size=50)
     assert curve[0] == clean
     assert curve[0] > curve[1] > curve[2] and curve[2] < 0.3, curve
-    assert attacks.robustness(model, params, x, y, [0.05, 0.2], steps=10) == curve[1:]
+    assert attacks.robustness(model, params, x, y, np.array([0.05, 0.2]), steps=10) == curve[1:]
     fgsm = attacks.robustness(model, params, x, y, [0.05, 0.2], attack="fgsm")
     assert fgsm[0] >= curve[1] and fgsm[1] >= curve[2]  # PGD is the stronger attack
     keyed = [attacks.robustness(model, params, x, y, [0.1], steps=5, random_start=True,
@@ -252,7 +265,10 @@ def _bad_calls(model, params, x, y):
         (lambda: attacks.robustness(model, params, x, y, [0.1], targeted=True), "no targeted"),
         (lambda: attacks.robustness(model, params, x, y, [0.1], batch_size=0), "batch_size"),
         (lambda: attacks.robustness(model, params, x, y, [0.1], attack="fgsm", key=KEY),
-         "fgsm draws nothing"),
+         "fgsm takes one step of eps and draws nothing; key is pgd's"),
+        (lambda: attacks.robustness(model, params, x, y, [0.1], attack="fgsm", steps=5),
+         "steps is pgd's"),
+        (lambda: attacks.robustness(model, params, x, y, np.array(0.1)), "non-empty list"),
     ]
 
 

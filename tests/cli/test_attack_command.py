@@ -49,7 +49,9 @@ def test_fgsm_and_l2_attacks_run_from_the_command_line(linear_run, tmp_path, cap
 
 
 @pytest.mark.parametrize("arguments, status, message", [
-    (["--attack", "fgsm", "--norm", "l2"], 2, "fgsm is an L-inf attack"),
+    (["--attack", "fgsm", "--norm", "l2"], 2, "fgsm takes one L-inf step of eps; --norm l2 is"),
+    (["--attack", "fgsm", "--random-start", "--steps", "3"], 2,
+     "--steps, --random-start are pgd's (--attack pgd)"),
     (["--eps", "0"], 2, "give an --eps above 0"),
     (["--eps", "-0.1"], 2, "argument --eps: expected a finite non-negative number"),
     (["--steps", "0"], 2, "argument --steps: expected an integer from 1"),
@@ -67,5 +69,6 @@ def test_attack_help_shows_the_defaults(capsys):
     assert main(["attack", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     for default in ("(default: [0.0, 0.05, 0.1, 0.2])", "(default: 1000)", "(default: pgd)",
+                    "(default: 40)",
                     "(default: difprog-attack)", "2.5 eps / steps"):
         assert default in text, default

@@ -52,6 +52,23 @@ def test_pgd_training_resists_pgd_better_than_clean_training():
     assert curves["pgd"][1] > curves["none"][1] + 0.1, curves
 
 
+def test_adversarial_training_refuses_images_outside_0_1_and_ignores_its_settings_otherwise(
+        tmp_path):
+    digits = data.digits()
+    wide = digits._replace(x_train=digits.x_train * 2 - 0.5)
+    with pytest.raises(difprog.ArgumentError, match=r"training images range over \[-0.5, 1.5\]"):
+        fit(models.linear(), wide, TrainConfig(epochs=1, adversarial="pgd"), progress=False)
+    fit(models.linear(), digits, TrainConfig(epochs=1), out=tmp_path, progress=False)
+    # a clean run's adversarial_eps and adversarial_steps change nothing: a resume allows them
+    resumed = fit(models.linear(), digits, TrainConfig(epochs=1, adversarial_eps=0.3,
+                                                       adversarial_steps=2), out=tmp_path,
+                  progress=False)
+    assert resumed.resumed_from == 1
+    with pytest.raises(difprog.ConfigMismatchError, match="adversarial: 'none' in the check"):
+        fit(models.linear(), digits, TrainConfig(epochs=1, adversarial="pgd"), out=tmp_path,
+            progress=False)
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("adversarial", "fgsm", "adversarial must be one of ['none', 'pgd']"),
     ("adversarial_eps", -0.1, "adversarial_eps must be a finite number >= 0"),

@@ -67,6 +67,14 @@ def test_a_linear_models_gradient_has_zero_infidelity_and_zero_sensitivity():
         assert (doubled > 1e-8).all()
         np.testing.assert_allclose(viz.infidelity(model, params, x, classes, 2 * gradient,
                                                   key=key, normalize=True), 0, atol=1e-20)
+    # in float32 the normalised infidelity of a nearly faithful map is tiny, never negative
+    params32 = jax.tree.map(lambda a: a.astype(jnp.float32), params)
+    x32 = x.astype(jnp.float32)
+    gradient32 = viz.saliency(model, params32, x32, classes)
+    for seed in range(5):
+        values = viz.infidelity(model, params32, x32, classes, gradient32 * 1.01,
+                                key=jax.random.key(seed), samples=64, normalize=True)
+        assert (values >= 0).all() and (values < 1e-9).all(), values
         explain = lambda z, c: viz.saliency(model, params, z, c)
         np.testing.assert_allclose(viz.sensitivity_max(explain, x, classes, key=key), 0,
                                    atol=1e-12)
@@ -156,6 +164,14 @@ def test_bad_input_is_refused_naming_the_metric(conv64):
          difprog.ArgumentError, "steps must be a positive int"),
         (lambda: viz.deletion_insertion(model, params, x, 5, maps), difprog.ArgumentError,
          "classes must lie in [0, 3)"),
+        (lambda: viz.deletion_insertion(model, params, x, classes, maps.at[0, 0].set(jnp.nan)),
+         difprog.ArgumentError, "the maps hold NaN or infinite values"),
+        (lambda: viz.sensitivity_max(explain, x.astype(jnp.int32), classes, key=KEY),
+         difprog.DtypeError, "sensitivity_max: x must be a floating array"),
+        (lambda: viz.sensitivity_max(explain, x, classes[:2], key=KEY), difprog.ArgumentError,
+         "sensitivity_max: 2 classes for a batch of 3 images"),
+        (lambda: viz.sensitivity_max(explain, x, 1.5, key=KEY), difprog.ArgumentError,
+         "sensitivity_max: classes must be an int"),
     ]:
         with pytest.raises(error) as caught:
             call()
