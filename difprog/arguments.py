@@ -20,8 +20,8 @@ import numpy as np
 
 from difprog.errors import ArgumentError
 
-__all__ = ["class_ids", "flag", "integer", "is_int", "is_real", "one_of", "optional_int",
-           "positive_int", "prng_key", "real"]
+__all__ = ["class_ids", "flag", "float_batch", "integer", "is_int", "is_real", "one_of",
+           "optional_int", "positive_int", "prng_key", "real"]
 
 
 def is_int(value: Any) -> bool:
@@ -109,6 +109,23 @@ def prng_key(owner: str, value: Any) -> Any:
         raise ArgumentError(f"{owner}: key must be one PRNG key, jax.random.key(seed), got "
                             f"{getattr(value, 'shape', value)!r}")
     return value
+
+
+def float_batch(owner: str, x: Any) -> Any:
+    """x, a NumPy or JAX floating array with a batch axis and at least one value, as a JAX
+    array; DtypeError or ShapeError naming `owner` otherwise."""
+    import jax
+    import jax.numpy as jnp
+
+    from difprog.errors import DtypeError, ShapeError
+
+    if not isinstance(x, (jax.Array, np.ndarray)) or not jnp.issubdtype(x.dtype, jnp.floating):
+        raise DtypeError(f"{owner}: x must be a floating array of inputs (N, ...), got "
+                         f"{getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim < 2 or not x.size:
+        raise ShapeError(f"{owner}: x must be a non-empty batch of inputs (N, ...), got shape "
+                         f"{tuple(x.shape)}; add the batch axis with x[None]")
+    return jnp.asarray(x)
 
 
 def class_ids(owner: str, value: Any, n: int, count: int, what: str = "classes") -> Any:

@@ -10,10 +10,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from difprog import arguments
-from difprog.errors import ArgumentError, DtypeError, ShapeError
+from difprog.errors import ArgumentError, ShapeError
 from difprog.layers import Layer
 
 Forward = Callable[[Any, jax.Array], jax.Array]  # (params, images) -> logits
@@ -58,13 +57,7 @@ def bounds(name: str, value: Any) -> tuple[float, float]:
 
 def images(name: str, x: Any, low: float, high: float) -> jax.Array:
     """x as a non-empty floating batch (N, ...) whose values all lie in [low, high]."""
-    if not isinstance(x, (jax.Array, np.ndarray)) or not jnp.issubdtype(x.dtype, jnp.floating):
-        raise DtypeError(f"{name}: x must be a floating array of inputs (N, ...), got "
-                         f"{getattr(x, 'dtype', type(x).__name__)}")
-    if x.ndim < 2 or not x.size:
-        raise ShapeError(f"{name}: x must be a non-empty batch of inputs (N, ...), got shape "
-                         f"{tuple(x.shape)}; add the batch axis with x[None]")
-    x = jnp.asarray(x)
+    x = arguments.float_batch(name, x)
     smallest, largest = float(jnp.min(x)), float(jnp.max(x))
     if not (low <= smallest and largest <= high):  # NaN fails too
         raise ArgumentError(f"{name}: the inputs must lie within bounds [{low:g}, {high:g}], "

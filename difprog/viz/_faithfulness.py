@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difprog import arguments
-from difprog.errors import ArgumentError, DtypeError, ShapeError
+from difprog.errors import ArgumentError, ShapeError
 from difprog.layers import Layer
 from difprog.viz._attribution import _inputs, _key, _pick
 from difprog.viz._attribution_grid import ABSOLUTE
@@ -96,7 +96,7 @@ def sensitivity_max(explain: Callable[[jax.Array, jax.Array], jax.Array], x: jax
     if not callable(explain):
         raise ArgumentError(f"{name}: explain must be a function (images, classes) -> "
                                       f"maps, got {type(explain).__name__}")
-    x = _batch(name, x)
+    x = arguments.float_batch(name, x)
     classes = np.asarray(arguments.class_ids(name, classes, len(x), np.iinfo(np.int32).max))
     size = arguments.real(name, "radius", radius, positive=True)
     offsets = _perturbations(name, perturbations, key, samples, x, lambda k, shape: (
@@ -190,16 +190,6 @@ def _like(name: str, what: str, value: Any, x: jax.Array) -> jax.Array:
         raise ShapeError(f"{name}: {what} must be shaped like the images' {tuple(x.shape)}, got "
                          f"{tuple(value.shape)}")
     return value
-
-
-def _batch(name: str, x: Any) -> jax.Array:
-    if not isinstance(x, (jax.Array, np.ndarray)) or not jnp.issubdtype(x.dtype, jnp.floating):
-        raise DtypeError(f"{name}: x must be a floating array of images (N, ...), got "
-                         f"{getattr(x, 'dtype', type(x).__name__)}")
-    if x.ndim < 2 or not x.size:
-        raise ShapeError(f"{name}: x must be a non-empty batch of images (N, ...), got shape "
-                         f"{tuple(x.shape)}")
-    return jnp.asarray(x)
 
 
 def _perturbations(name, given, key, samples, x, draw) -> jax.Array:
