@@ -7,7 +7,7 @@ test accuracy, and the rows of the dataset's public table (its README) for compa
 
 Usage:
     python -m benchmarks.fashion_mnist --models cnn --epochs 6
-    python -m benchmarks.fashion_mnist --models resnet --epochs 15 --batch-size 128
+    python -m benchmarks.fashion_mnist --models resnet --epochs 30 --batch-size 128
     python -m benchmarks.fashion_mnist --tiny      # 2,000 training images, 1 epoch (a smoke run)
 """
 

@@ -21,8 +21,8 @@ def test_layout_and_parameter_count():
                             "dense_0"]
     assert sorted(params["block_1"]) == ["bn1", "bn2", "conv1", "conv2", "downsample.0",
                                          "downsample.1"]
-    assert sum(p.size for p in jax.tree.leaves(params)) == 152_106
-    assert params["dense_0"]["w"].shape == (64, 10)
+    assert sum(p.size for p in jax.tree.leaves(params)) == 309_418
+    assert params["dense_0"]["w"].shape == (128, 10)
     assert model.apply(params, jnp.zeros((3, 28, 28, 1))).shape == (3, 10)
 
 
