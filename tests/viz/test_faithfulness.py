@@ -71,9 +71,9 @@ def test_a_linear_models_gradient_has_zero_infidelity_and_zero_sensitivity():
     params32 = jax.tree.map(lambda a: a.astype(jnp.float32), params)
     x32 = x.astype(jnp.float32)
     gradient32 = viz.saliency(model, params32, x32, classes)
-    for seed in range(5):
+    for seed in range(2):
         values = viz.infidelity(model, params32, x32, classes, gradient32 * 1.01,
-                                key=jax.random.key(seed), samples=64, normalize=True)
+                                key=jax.random.key(seed), samples=32, normalize=True)
         assert (values >= 0).all() and (values < 1e-9).all(), values
         explain = lambda z, c: viz.saliency(model, params, z, c)
         np.testing.assert_allclose(viz.sensitivity_max(explain, x, classes, key=key), 0,
@@ -126,7 +126,7 @@ def test_integrated_gradients_beat_a_random_map_on_deletion_and_insertion():
     from difprog.train import TrainConfig, fit
 
     digits = digits_subset("digits-half", 720, 360)
-    model = models.cnn()
+    model = models.mlp()
     params = fit(model, digits, TrainConfig(epochs=2), progress=False).params
     x, y = digits.x_test[:32], digits.y_test[:32]
     maps = viz.integrated_gradients(model, params, x, y, steps=16)
