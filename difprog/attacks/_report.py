@@ -68,7 +68,9 @@ def write_attack(model: Any, params: Any, dataset: Any, out: str | os.PathLike, 
                            xlabel=f"eps ({'L2' if norm == 'l2' else 'L-inf'}, inputs in [0, 1])",
                            ylabel=f"accuracy on {count} test images", ylim=(0, 1),
                            title=f"accuracy under {described}"),
-               _picture(rows, out / "adversarial.png", f"{described}, eps {picture_eps:g}")]
+               _picture(rows, out / "adversarial.png",
+                        f"{described}, eps {picture_eps:g}: the model's prediction "
+                        f"(probability) for each test image and for its adversarial image")]
     written.append(write_json(out / "attack.json", {
         "attack": attack, "norm": norm, "steps": options.get("steps", 1),
         "step_size": options.get("step_size"), "random_start": random_start, "seed": seed,
@@ -130,7 +132,8 @@ def _picture(rows: list[dict], path: pathlib.Path, title: str) -> pathlib.Path:
         scale = 0.5 / max(float(np.abs(delta).max()), 1e-12)
         images += [row["image"], 0.5 + scale * delta, row["adversarial"]]
         (clean, p), (fooled, q) = row["record"]["clean"], row["record"]["adversarial"]
-        labels += [f"{clean} ({p:.2f})", f"perturbation x{scale:.3g}", f"{fooled} ({q:.2f})"]
+        labels += [f"test image:\n{clean} ({p:.2f})", f"perturbation\nx{scale:.3g}, grey = 0",
+                   f"adversarial:\n{fooled} ({q:.2f})"]
     if not images:
         images, labels = [np.full((2, 2, 1), 0.5)], ["no test image is classified right"]
     return save_grid(np.stack(images), path, labels=labels, columns=3, title=title)
