@@ -34,6 +34,7 @@ import optax
 from difprog import checkpoint, provenance, rundir
 from difprog.errors import CheckpointError, ConfigMismatchError, NonFiniteLossError, WriteError
 from difprog.files import kill_point, write_json
+from difprog.monitor import Monitor, Origin, resume_health, write_health
 from difprog.placement import Placement
 from difprog.progress import Progress, compiling, note
 
@@ -78,7 +79,9 @@ class State:
 class Task(Protocol):
     """What `drive` trains. `config` has `seed`, `devices`, `shard` and `keep_checkpoints`;
     `unit` ('epoch' or 'step') is what checkpoints count, `steps_per_unit` steps each;
-    `train_step(params, opt_state, x, y, key) -> (params, opt_state, loss, aux)` is jitted;
+    `train_step(params, opt_state, x, y, key) -> (params, opt_state, loss, aux)` is jitted (with a
+    `monitor`, `train_step(..., key, record)` also returns `(finite, health)`, see
+    `difprog.train.make_train_step`);
     `caller` names the function and `writer` the trainer in errors; `recorded` are the metadata
     lists a checkpoint of the task holds (besides its unit count)."""
 
@@ -93,9 +96,13 @@ class Task(Protocol):
     result_fields: tuple[str, ...]
     optimizer: optax.GradientTransformation
     train_step: Any
+    monitor: Monitor | None
 
     def init(self, key: jax.Array) -> Any:
         """Fresh params."""
+
+    def locate(self, params: Any, x: Any, y: Any, key: jax.Array) -> Origin | None:
+        """Where the loss of a step or its gradient first became non-finite (monitored runs)."""
 
     def identity(self, params: Any) -> dict:
         """The settings, model and data a resume must match (`provenance.identity`)."""
@@ -169,6 +176,8 @@ def _start(run: _Run, allow_changes: bool) -> State:
     found = checkpoint.latest(run.out) if run.out is not None else None
     if found is not None:
         state = _sync_metrics(run, _resume(run, state, found, allow_changes), found.name)
+        if run.task.monitor is not None:
+            resume_health(run.out, run.task.monitor, state.step)
     return dataclasses.replace(state, params=run.placement.place(state.params),
                                opt_state=run.placement.place(state.opt_state))
 
@@ -256,13 +265,22 @@ def _run_steps(run: _Run, state: State, end: int, first: bool) -> tuple[Any, Any
         for step, (x, y) in enumerate(task.batches(data_key, state.step, end), state.step):
             if step == state.step and first:
                 compiling("the train step", run.progress)
-            params, opt_state, loss, aux = task.train_step(
-                params, opt_state, run.placement.batch(x), run.placement.batch(y),
-                jax.random.fold_in(dropout_key, step))
+            before, key = params, jax.random.fold_in(dropout_key, step)
+            batch = run.placement.batch(x), run.placement.batch(y)
+            if task.monitor is None:
+                params, opt_state, loss, aux = task.train_step(params, opt_state, *batch, key)
+                finite = True
+            else:
+                recording = step % task.monitor.watch.every == 0
+                params, opt_state, loss, aux, (finite, health) = task.train_step(
+                    params, opt_state, *batch, key, recording)
+                if recording:
+                    for line in task.monitor.add(step, health):
+                        bar.write(line)
             kill_point("step")
             loss = float(loss)
-            if not math.isfinite(loss):
-                raise _nonfinite_loss(run, loss, step)
+            if not (math.isfinite(loss) and bool(finite)):
+                raise _nonfinite_loss(run, loss, step, (before, *batch, key))
             tally.add(loss, aux, len(y))
             bar.set_postfix(**task.postfix(tally))
             bar.update(1)
@@ -278,14 +296,24 @@ def _label(task: Task, start: int, end: int) -> str:
     return f"{task.unit}s {first}-{last}/{total}"
 
 
-def _nonfinite_loss(run: _Run, loss: float, step: int) -> NonFiniteLossError:
-    """The error for a NaN or infinite loss at `step`, naming the checkpoint kept."""
-    per = run.task.steps_per_unit
-    where = f"step {step}" + (f" ({run.task.unit} {step // per + 1}, batch {step % per + 1} of "
+def _nonfinite_loss(run: _Run, loss: float, step: int, inputs: tuple) -> NonFiniteLossError:
+    """The error for a NaN or infinite loss (or, monitored, gradient) at `step`, naming the
+    checkpoint kept and, monitored, the gate and layer where it began (health files written)."""
+    task, per = run.task, run.task.steps_per_unit
+    where = f"step {step}" + (f" ({task.unit} {step // per + 1}, batch {step % per + 1} of "
                               f"{per})" if per > 1 else "")
+    what = (f"the training loss became {loss}" if not math.isfinite(loss) else
+            f"a gradient became non-finite (the loss is {loss:.4g})")
+    origin = None
+    if task.monitor is not None:
+        origin = task.locate(*inputs)
+        task.monitor.nonfinite(step, f"{what} at {where}" + (f": {origin}" if origin else ""),
+                               origin.layer if origin else "")
+        if run.writes:
+            write_health(run.out, task.monitor)
     kept = checkpoint.latest(run.out) if run.out is not None else None
     return NonFiniteLossError(
-        f"the training loss became {loss} at {where}; training stopped. "
+        f"{what} at {where}" + (f"; {origin}" if origin else "") + "; training stopped. "
         + (f"The last good checkpoint, {kept}, is kept. " if kept else
            "No checkpoint was written yet. ")
         + "Lower the learning rate or check the data for NaN or Inf values.")
@@ -310,6 +338,8 @@ def _save(run: _Run, state: State, elapsed: float) -> None:
         write_json(out / "metrics.json",
                    task.metrics(state, path.name, run.placement.count, elapsed))
         kill_point("metrics-written")
+        if task.monitor is not None:
+            write_health(out, task.monitor)
     except WriteError as error:
         kept = checkpoint.latest(out)
         stopped = WriteError(f"{error}; training stopped at {task.unit} {number}; "

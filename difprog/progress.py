@@ -71,6 +71,13 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix(self.postfix, refresh=False)
 
+    def write(self, line: str) -> None:
+        """Prints one line of the log above the bar (nothing when not enabled)."""
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            note(line, self.enabled)
+
     def print_line(self) -> None:
         """Prints the progress line now (in a log only)."""
         if self.enabled and self.bar is None:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from difprog import arguments, checkpoint, gates, provenance
+from difprog import arguments, checkpoint, gates, monitor, provenance
 from difprog.data import Dataset, batches, num_batches, validate
 from difprog.driver import Tally, drive
 from difprog.errors import ArgumentError, CheckpointError
@@ -127,6 +127,7 @@ class FitResult(NamedTuple):
     history: list[dict]
     test_accuracy: float
     resumed_from: int | None
+    health: dict | None = None
 
 
 def make_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
@@ -156,17 +157,18 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
     return optax.adam(schedule)
 
 
-def make_loss(model: Layer, config: TrainConfig) -> Callable:
-    """`loss(params, x, y, key) -> (loss, logits)`: the data loss plus the L2 penalty."""
+def make_loss(model: Layer, config: TrainConfig, capture: tuple[str, ...] = ()) -> Callable:
+    """`loss(params, x, y, key) -> (loss, (logits, captured))`: the data loss plus the L2
+    penalty, and the outputs of the layers at the `capture` paths (`Layer.run`'s)."""
     data_loss = LOSSES[config.loss]
 
     def loss(params, x, y, key):
-        logits = model.apply(params, x, key=key, train=True)
-        value = data_loss(logits, y)
+        applied = model.run(params, x, key=key, train=True, capture=capture)
+        value = data_loss(applied.output, y)
         if config.weight_decay:
             value = gates.add(value, gates.multiply(gates.l2_penalty(weights(params)),
                                                     config.weight_decay))
-        return value, logits
+        return value, (applied.output, applied.captured)
 
     return loss
 
@@ -177,27 +179,33 @@ def weights(params: Any) -> list:
     return [leaf for path, leaf in paths if getattr(path[-1], "key", None) == "w"]
 
 
-def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.GradientTransformation
-                    ) -> Callable:
+def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.GradientTransformation,
+                    watch: monitor.Watch | None = None) -> Callable:
     """`step(params, opt_state, x, y, key) -> (params, opt_state, loss, correct)`, jitted.
 
     A model with BatchNorm layers also gets their running statistics updated from the batch
-    (`update_stats`); they get no gradient, so the optimiser leaves them alone.
+    (`update_stats`); they get no gradient, so the optimiser leaves them alone. With a `watch`
+    (`difprog.monitor`), `step(..., key, record)` also returns `(finite, health)`: whether the
+    loss and gradients are finite, and where `record` is true the monitor's record.
     """
-    loss = make_loss(model, config)
+    loss = make_loss(model, config, watch.capture if watch else ())
     tracks_stats = bool(stat_paths(model))
 
-    def step(params, opt_state, x, y, key):
+    def step(params, opt_state, x, y, key, record=None):
         if config.adversarial == "pgd":
             x = adversarial_batch(model, config, params, x, y, key)
-        (value, logits), grads = jax.value_and_grad(loss, has_aux=True)(params, x, y, key)
+        (value, (logits, acts)), grads = jax.value_and_grad(loss, has_aux=True)(params, x, y,
+                                                                                  key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         correct = jnp.sum(jnp.argmax(logits, -1) == y)
         new = optax.apply_updates(params, updates)
         if tracks_stats:  # the same forward pass as the loss's, which XLA computes once
             new = merge_stats(new, model.run(params, x, key=key, train=True,
                                              update_stats=True).stats)
-        return new, opt_state, value, correct
+        if watch is None:
+            return new, opt_state, value, correct
+        health = monitor.measure_if(record, watch, params, grads, updates, acts, value)
+        return new, opt_state, value, correct, (monitor.finite(value, grads), health)
 
     return jax.jit(step)
 
@@ -227,7 +235,8 @@ def make_eval_step(model: Layer, config: TrainConfig) -> Callable:
 def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
         out: str | os.PathLike | None = None, progress: bool = True,
         extra_metrics: Mapping[str, Any] | None = None,
-        allow_changes: bool = False) -> FitResult:
+        allow_changes: bool = False, monitor_every: int | None = None,
+        thresholds: monitor.Thresholds | None = None) -> FitResult:
     """Trains `model` on `data`, checkpointing into `out` after every epoch.
 
     `out` is checked and locked before anything is computed (see `difprog.rundir`): a second run
@@ -248,6 +257,11 @@ def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
             'model' also names the model in the recorded settings).
         allow_changes: resume even when the settings differ from the checkpoint's; metrics.json
             and the checkpoints then record which epochs ran with which (`segments`).
+        monitor_every: watch the training's health (`difprog.monitor`) every this many steps:
+            diagnoses are printed as they start and stop, `out` gets health.json, health.png
+            and health.html after every epoch, and the result's `health` holds health.json's
+            contents; a non-finite loss or gradient is traced to its first gate and layer.
+        thresholds: the monitor's `difprog.monitor.Thresholds` (None: the defaults).
 
     Returns:
         The params, optimiser state, per-epoch history and final test accuracy.
@@ -272,10 +286,13 @@ def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
             raise ArgumentError(f"fit: adversarial training attacks inputs in [0, 1], but the "
                                 f"training images range over [{low:g}, {high:g}]; scale them "
                                 f"into [0, 1]")
-    state = drive(_ImageTask.create(model, data, config, extra_metrics), out=out,
-                  progress=progress, allow_changes=allow_changes)
+    watch = None if monitor_every is None else monitor.watch(
+        model, data.x_train[:1], every=monitor_every, thresholds=thresholds)
+    task = _ImageTask.create(model, data, config, extra_metrics, watch)
+    state = drive(task, out=out, progress=progress, allow_changes=allow_changes)
     final = state.history[-1]["test_accuracy"] if state.history else float("nan")
-    return FitResult(state.params, state.opt_state, state.history, final, state.resumed_from)
+    return FitResult(state.params, state.opt_state, state.history, final, state.resumed_from,
+                     task.monitor.health() if task.monitor else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,17 +308,19 @@ class _ImageTask:
     optimizer: optax.GradientTransformation
     train_step: Callable
     eval_step: Callable
+    monitor: monitor.Monitor | None
     unit = "epoch"
     caller = writer = "fit"
     recorded = ("history",)
     result_fields = RESULT_FIELDS
 
     @classmethod
-    def create(cls, model, data, config, extra_metrics):
+    def create(cls, model, data, config, extra_metrics, watch=None):
         steps_per_epoch = num_batches(len(data.x_train), config.batch_size)
         optimizer = make_optimizer(config, steps_per_epoch)
         return cls(model, data, config, dict(extra_metrics or {}), steps_per_epoch, optimizer,
-                   make_train_step(model, config, optimizer), make_eval_step(model, config))
+                   make_train_step(model, config, optimizer, watch),
+                   make_eval_step(model, config), watch and monitor.Monitor(watch))
 
     @property
     def total_steps(self) -> int:
@@ -313,6 +332,12 @@ class _ImageTask:
 
     def init(self, key):
         return self.model.init(key, self.data.x_train[:1])
+
+    def locate(self, params, x, y, key) -> monitor.Origin | None:
+        """Where the loss of the clean batch (x, y) or its gradient first became non-finite."""
+        loss = make_loss(self.model, self.config)
+        return monitor.first_nonfinite(lambda p: loss(p, x, y, key)[0], params,
+                                       model=self.model)
 
     def identity(self, params) -> dict:
         name = self.extra.get("model") if isinstance(self.extra.get("model"), str) else None

@@ -86,7 +86,28 @@ def add_training_arguments(parser: options.Parser, command: str) -> None:
                              "settings; metrics.json records which epochs ran with which")
     options.add_no_progress(parser)
     if lm:
+        _monitor_arguments(parser)
         _language_model_arguments(parser, text)
+
+
+def _monitor_arguments(parser: options.Parser) -> None:
+    """--monitor and --monitor-every: the training's health (difprog.monitor)."""
+    parser.add_argument("--monitor", action="store_true",
+                        help="watch the training's health: gradient flow, update/weight "
+                             "ratios, dead and saturated units; diagnoses in the log, and "
+                             "health.json, health.png and health.html in --out")
+    parser.add_argument("--monitor-every", type=options.integer(1, 10**9), default=None,
+                        metavar="N", help="--monitor's records: every N steps (default: 10)")
+
+
+def _monitor_every(args: argparse.Namespace) -> int | None:
+    """Every how many steps --monitor records (None: no monitor)."""
+    if not getattr(args, "monitor", False):
+        if getattr(args, "monitor_every", None) is not None:
+            raise options.UsageError(f"difprog {args.command}: --monitor-every sets how often "
+                                     f"--monitor records; add --monitor")
+        return None
+    return args.monitor_every or 10
 
 
 def _adversarial_arguments(parser: options.Parser, image) -> None:
@@ -162,7 +183,17 @@ def run(args: argparse.Namespace) -> int:
         return _run_lm(args)
     result, dataset, _ = train_images(args)
     print_accuracy(args, result, dataset)
+    _print_health(args, result.health)
     return 0
+
+
+def _print_health(args: argparse.Namespace, health: dict | None) -> None:
+    """The monitored run's last line: how many diagnoses, and where the files are."""
+    if health is not None:
+        count = len(health["diagnoses"])
+        print(f"training health: {count} diagnos{'is' if count == 1 else 'es'} in "
+              f"{len(health['steps'])} records; wrote health.json, health.png and health.html "
+              f"into {args.out}/")
 
 
 def train_images(args: argparse.Namespace, then=None) -> tuple:
@@ -176,6 +207,7 @@ def train_images(args: argparse.Namespace, then=None) -> tuple:
         raise options.UsageError(f"difprog {args.command}: --eps and --adversarial-steps set "
                                  f"adversarial training; add --adversarial pgd")
     args.dataset = _image_data(args)
+    every = _monitor_every(args)
     defaults, done = TrainConfig(epochs=DATASET_EPOCHS.get(args.dataset, TrainConfig.epochs)), None
     config = TrainConfig(**{field: _given(args, option, defaults, field) for option, field in (
         ("epochs", "epochs"), ("batch_size", "batch_size"), ("optimizer", "optimizer"),
@@ -189,7 +221,7 @@ def train_images(args: argparse.Namespace, then=None) -> tuple:
         model = models.build(args.model, dataset.num_classes)
         result = fit(model, dataset, config, out=out, progress=not args.no_progress,
                      extra_metrics={"model": args.model, "dataset": args.dataset},
-                     allow_changes=args.allow_changes)
+                     allow_changes=args.allow_changes, monitor_every=every)
         if then is not None and out.exclusive:
             done = then(model, result.params, dataset)
     return result, dataset, done
@@ -247,6 +279,7 @@ def _run_lm(args: argparse.Namespace) -> int:
 
     _refuse_options(args, IMAGE_OPTIONS, "image")
     _refuse_empty_data(args)
+    every = _monitor_every(args)
     defaults = lm.LMConfig()
     fields = {f: _given(args, f, defaults, f) for f in _LM_FIELDS}
     config = lm.LMConfig(**fields, batch_size=_given(args, "batch_size", defaults, "batch_size"),
@@ -259,7 +292,7 @@ def _run_lm(args: argparse.Namespace) -> int:
         corpus = data.text(args.data or "python-stdlib", context=config.context,
                            level=args.level or "char")
         result = lm.fit_lm(corpus, config, out=out, progress=not args.no_progress,
-                           allow_changes=args.allow_changes)
+                           allow_changes=args.allow_changes, monitor_every=every)
         last, unit = result.history[-1], "character" if corpus.level == "char" else "byte"
         summary = (f"validation loss {last['val_loss']:.4f} nats per {unit} after "
                    f"{last['step']} steps ({result.seconds:.0f} s of training)")
@@ -268,6 +301,7 @@ def _run_lm(args: argparse.Namespace) -> int:
                            title=f"gpt on {corpus.name}: {summary}")
             viz.write_token_attribution(out.path, corpus)
     print(f"{summary} of gpt on {corpus.name}; next-{unit} accuracy {last['val_accuracy']:.2%}")
+    _print_health(args, result.health)
     if out.exclusive:
         prompt = "def " if corpus.name == "python-stdlib" else corpus.decode(corpus.validation[:8])
         print(f"wrote loss.png, attribution.png, metrics.json and checkpoints into "

@@ -20,21 +20,18 @@ Every number on the page is written by one rule, `number` here and `fmt` in the 
 from __future__ import annotations
 
 import decimal
-import html
-import json
 import math
 import os
 import pathlib
-import re
 from typing import Any
 
 import numpy as np
 
 from difprog.errors import ArgumentError, DifprogError
-from difprog.files import atomic
 from difprog.graph import _flat_code, _render
 from difprog.graph._html_page import TEMPLATE
 from difprog.graph._table import is_key, summary
+from difprog.pages import fill, write_page
 
 MAX_SIDE = 32  # a tensor shows at most MAX_SIDE x MAX_SIDE of its entries
 MAX_NODES = 400  # the other grouping is included up to this many nodes
@@ -71,20 +68,13 @@ def write(explanation: Any, path: str | os.PathLike, title: str | None = None) -
     path = pathlib.Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ArgumentError(f"to_html writes an .html file, got {str(path)!r}")
-    text = page(explanation, title)
-    with atomic(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
-    return path
+    return write_page(path, page(explanation, title))
 
 
 def page(explanation: Any, title: str | None = None) -> str:
     """The page's HTML: the template with the payload and the title filled in."""
     data = payload(explanation, title)
-    script = json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    script = script.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    parts = {"TITLE": html.escape(data["title"]), "PAYLOAD": script}
-    # one pass, so that a marker inside the title or the data stays text
-    return re.sub(r"\{\{(TITLE|PAYLOAD)\}\}", lambda m: parts[m.group(1)], TEMPLATE)
+    return fill(TEMPLATE, data["title"], data)
 
 
 def payload(explanation: Any, title: str | None = None) -> dict:

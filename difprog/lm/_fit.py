@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from difprog import gates, provenance
+from difprog import gates, monitor, provenance
 from difprog.data import Text, num_text_windows, text_batch, text_windows
 from difprog.driver import Tally, drive
 from difprog.errors import ArgumentError
@@ -36,16 +36,28 @@ class LMResult(NamedTuple):
     train_curve: list[float]
     seconds: float
     resumed_from: int | None
+    health: dict | None = None
 
 
-def make_train_step(model, optimizer):
-    """`step(params, opt_state, x, y, key) -> (params, opt_state, loss)`, jitted."""
+def make_train_step(model, optimizer, watch: monitor.Watch | None = None):
+    """`step(params, opt_state, x, y, key) -> (params, opt_state, loss)`, jitted.
 
-    def step(params, opt_state, x, y, key):
-        loss = lambda p: gates.softmax_cross_entropy(model.apply(p, x, key=key, train=True), y)
-        value, grads = jax.value_and_grad(loss)(params)
+    With a `watch` (`difprog.monitor`), `step(..., key, record)` also returns `(finite, health)`
+    as `difprog.train.make_train_step` does."""
+    capture = watch.capture if watch else ()
+
+    def step(params, opt_state, x, y, key, record=None):
+        def loss(p):
+            applied = model.run(p, x, key=key, train=True, capture=capture)
+            return gates.softmax_cross_entropy(applied.output, y), applied.captured
+
+        (value, acts), grads = jax.value_and_grad(loss, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
+        new = optax.apply_updates(params, updates)
+        if watch is None:
+            return new, opt_state, value
+        health = monitor.measure_if(record, watch, params, grads, updates, acts, value)
+        return new, opt_state, value, (monitor.finite(value, grads), health)
 
     return jax.jit(step)
 
@@ -73,7 +85,8 @@ def validation_loss(eval_step, params, corpus: Text, placement: Placement
 
 def fit_lm(corpus: Text, config: LMConfig | None = None, *,
            out: str | os.PathLike | None = None, progress: bool = True,
-           allow_changes: bool = False) -> LMResult:
+           allow_changes: bool = False, monitor_every: int | None = None,
+           thresholds: monitor.Thresholds | None = None) -> LMResult:
     """Trains `models.gpt` on `corpus` (from `difprog.data.text`), checkpointing into `out`.
 
     Args:
@@ -84,6 +97,8 @@ def fit_lm(corpus: Text, config: LMConfig | None = None, *,
         progress: show progress on stderr.
         allow_changes: resume even when the settings differ; metrics.json then records which
             steps ran with which (`segments`).
+        monitor_every, thresholds: watch the training's health every this many steps, as
+            `difprog.train.fit` does; the result's `health` holds health.json's contents.
 
     Returns:
         The params, the evaluations ({step, train_loss, val_loss, val_accuracy}) and the
@@ -102,9 +117,10 @@ def fit_lm(corpus: Text, config: LMConfig | None = None, *,
         raise ArgumentError(f"fit_lm: the corpus was read with context={corpus.context}, the "
                             f"config has context={config.context}; read it with "
                             f"data.text(..., context={config.context})")
-    state = drive(_LMTask.create(corpus, config), out=out, progress=progress,
-                  allow_changes=allow_changes)
-    return LMResult(state.params, state.history, state.curve, state.seconds, state.resumed_from)
+    task = _LMTask.create(corpus, config, monitor_every, thresholds)
+    state = drive(task, out=out, progress=progress, allow_changes=allow_changes)
+    return LMResult(state.params, state.history, state.curve, state.seconds, state.resumed_from,
+                    task.monitor.health() if task.monitor else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +135,7 @@ class _LMTask:
     optimizer: optax.GradientTransformation
     train_step: Any
     eval_step: Any
+    monitor: monitor.Monitor | None
     unit = "step"
     steps_per_unit = 1
     caller = "fit_lm"
@@ -126,12 +143,27 @@ class _LMTask:
     recorded = ("history", "curve")
 
     @classmethod
-    def create(cls, corpus: Text, config: LMConfig) -> _LMTask:
+    def create(cls, corpus: Text, config: LMConfig, monitor_every: int | None = None,
+               thresholds: monitor.Thresholds | None = None) -> _LMTask:
         model = build_model(config.model_settings(), corpus.vocab_size)
         optimizer = make_optimizer(config)
-        step = make_train_step(model, optimizer)
-        return cls(corpus, config, model, optimizer, lambda *args: (*step(*args), 0),
-                   make_eval_step(model))
+        watch = None if monitor_every is None else monitor.watch(
+            model, corpus.train[None, :config.context], every=monitor_every,
+            thresholds=thresholds)
+        step = make_train_step(model, optimizer, watch)
+
+        def counted(*args):  # the driver's (params, opt_state, loss, aux, ...): no aux count
+            params, opt_state, loss, *health = step(*args)
+            return params, opt_state, loss, 0, *health
+
+        return cls(corpus, config, model, optimizer, counted, make_eval_step(model),
+                   watch and monitor.Monitor(watch))
+
+    def locate(self, params, x, y, key) -> monitor.Origin | None:
+        """Where the loss of the batch (x, y) or its gradient first became non-finite."""
+        loss = lambda p: gates.softmax_cross_entropy(
+            self.model.apply(p, x, key=key, train=True), y)
+        return monitor.first_nonfinite(loss, params, model=self.model)
 
     @property
     def total_steps(self) -> int:

@@ -1,0 +1,65 @@
+"""The diagnoses: which numbers of a record break which threshold, in plain words."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from difprog.monitor._watch import Watch
+
+KINDS = ("vanishing", "exploding", "dead", "saturated", "update_ratio", "nonfinite")
+
+
+class Diagnosis(NamedTuple):
+    """A condition seen from record `step` until record `until` (None: still seen at the last).
+
+    `kind` is one of KINDS, `layer` the layer's path, `value` the number at its start and
+    `message` the line the log printed."""
+
+    kind: str
+    layer: str
+    step: int
+    until: int | None
+    value: float
+    message: str
+
+
+def _orders(ratio: float) -> str:
+    return f"{abs(math.log10(ratio)):.0f} orders"
+
+
+def diagnose(watch: Watch, record: dict) -> dict[tuple[str, str], tuple[float, str]]:
+    """`{(kind, path): (value, message)}` for every threshold `record` (host floats) breaks."""
+    limits, found = watch.thresholds, {}
+    grads = record["grad_norm"]
+    top = watch.weights[-1] if watch.weights else None
+    if top is not None and grads[top] > 0 and math.isfinite(grads[top]):
+        for path in watch.weights[:-1]:
+            ratio, name = grads[path] / grads[top], watch.layer(path)
+            where = f"{name}: gradient norm {grads[path]:.1e}, {_orders(ratio)}"
+            if ratio < limits.vanishing:
+                found["vanishing", path] = ratio, (f"{where} below the top layer's "
+                                                   f"({watch.layer(top)}): vanishing")
+            elif ratio > limits.exploding:
+                found["exploding", path] = ratio, (f"{where} above the top layer's "
+                                                   f"({watch.layer(top)}): exploding")
+    for path in watch.weights:
+        weight, update = record["weight_norm"][path], record["update_norm"][path]
+        if weight > 0 and update / weight > limits.update_ratio:
+            found["update_ratio", path] = update / weight, (
+                f"update/weight ratio {update / weight:.2g} at {watch.layer(path)} (about 1e-3 "
+                f"is healthy): the learning rate is too large")
+    for path, fraction in record["dead"].items():
+        if fraction > limits.dead:
+            found["dead", path] = fraction, f"{watch.layer(path)}: {fraction:.0%} of ReLUs dead"
+    for path, fraction in record["saturated"].items():
+        if fraction > limits.saturated:
+            found["saturated", path] = fraction, (
+                f"{watch.layer(path)}: {fraction:.0%} of {watch.activations[path]} outputs "
+                f"saturated")
+    return found
+
+
+def layer_of(watch: Watch, path: str) -> str:
+    """The layer path a diagnosis names: 'dense_0' for the weight 'dense_0/w'."""
+    return path if path in watch.activations or "/" not in path else path.rsplit("/", 1)[0]

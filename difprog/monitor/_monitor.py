@@ -1,0 +1,111 @@
+"""`Monitor`: the records of a training run on the host, the diagnoses they start and stop, and
+`health()`, what health.json holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+from difprog.monitor._diagnose import Diagnosis, diagnose, layer_of
+from difprog.monitor._watch import Thresholds, Watch
+
+SERIES = ("grad_norm", "weight_norm", "update_norm", "mean", "std", "dead", "saturated")
+
+
+def _number(x: Any) -> float | None:
+    """A float for JSON: None for NaN and infinity."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+class Monitor:
+    """The records of one run, in step order, and its diagnoses.
+
+    `add(step, record)` takes a record of `monitor.measure` (device arrays are fetched) and
+    returns the log lines of the diagnoses it starts and stops, such as
+    'relu_1 (after conv2d_1): 71% of ReLUs dead since step 200'.
+
+    Example (a user's optax loop; `step` returns `measure`'s record beside the new params):
+        >>> mon = monitor.Monitor(monitor.watch(model, x, every=10))
+        >>> for t, (x, y) in enumerate(batches):
+        ...     params, opt_state, loss, record = step(params, opt_state, x, y)
+        ...     if t % mon.watch.every == 0:
+        ...         for line in mon.add(t, record):
+        ...             print(line)
+        >>> mon.health()["diagnoses"]
+    """
+
+    def __init__(self, watch: Watch):
+        self.watch = watch
+        self.records: list[dict] = []
+        self.diagnoses: list[Diagnosis] = []
+        self._open: dict[tuple[str, str], int] = {}
+
+    def add(self, step: int, record: dict) -> list[str]:
+        """Keeps the record of `step`; the log lines of the diagnoses it starts and stops."""
+        record = jax.tree.map(float, jax.device_get(record))
+        self.records.append({"step": int(step), **record})
+        found, lines = diagnose(self.watch, record), []
+        for key in [k for k in self._open if k not in found]:
+            index = self._open.pop(key)
+            began = self.diagnoses[index]
+            self.diagnoses[index] = began._replace(until=int(step))
+            lines.append(f"{began.layer}: {began.kind.replace('_', ' ')} no longer seen at step "
+                         f"{step} (seen from step {began.step})")
+        for key, (value, message) in found.items():
+            if key not in self._open:
+                self._open[key] = len(self.diagnoses)
+                self.diagnoses.append(Diagnosis(key[0], layer_of(self.watch, key[1]), int(step),
+                                                None, value, f"{message} since step {step}"))
+                lines.append(self.diagnoses[-1].message)
+        return lines
+
+    def nonfinite(self, step: int, message: str, layer: str = "") -> str:
+        """Records that the loss or a gradient became non-finite at `step`; its log line."""
+        self.diagnoses.append(Diagnosis("nonfinite", layer, int(step), None, math.nan, message))
+        return message
+
+    def health(self) -> dict:
+        """What health.json holds: the settings, the series by step, and the diagnoses."""
+        watch, records = self.watch, self.records
+        series = {name: {path: [_number(r[name][path]) for r in records]
+                         for path in (records[0][name] if records else {})} for name in SERIES}
+        series["update_ratio"] = {
+            path: [_number(r["update_norm"][path] / r["weight_norm"][path])
+                   if r["weight_norm"][path] > 0 else None for r in records]
+            for path in watch.weights}
+        return {"every": watch.every, "thresholds": dataclasses.asdict(watch.thresholds),
+                "weights": list(watch.weights), "activations": dict(watch.activations),
+                "layers": {p: watch.layer(p) for p in (*watch.weights, *watch.activations)},
+                "steps": [r["step"] for r in records],
+                "loss": [_number(r["loss"]) for r in records], **series,
+                "diagnoses": [{**d._asdict(), "value": _number(d.value)} for d in self.diagnoses]}
+
+    def resume(self, health: dict, step: int) -> None:
+        """Takes the records before `step` from a run's earlier health.json (`health()`'s
+        contents), so that a resumed run's health.json covers the whole run."""
+        if health.get("weights") != list(self.watch.weights) or health.get(
+                "activations") != dict(self.watch.activations):
+            return
+        steps = [s for s in health["steps"] if s < step]
+        for i, s in enumerate(steps):
+            record = {"loss": health["loss"][i]}
+            record.update({name: {p: v[i] for p, v in health[name].items()} for name in SERIES})
+            self.add(s, jax.tree.map(lambda v: math.nan if v is None else v, record))
+
+
+def thresholds_of(health: dict) -> Thresholds:
+    """The thresholds a health.json was diagnosed with."""
+    return Thresholds(**health["thresholds"])
+
+
+def as_arrays(health: dict, name: str) -> tuple[list[str], np.ndarray]:
+    """(paths, values of shape (paths, records)) of one series, NaN where none was recorded."""
+    paths = list(health[name])
+    values = np.array([[np.nan if v is None else v for v in health[name][p]] for p in paths],
+                      np.float64).reshape(len(paths), len(health["steps"]))
+    return paths, values

@@ -1,0 +1,94 @@
+"""health.png: the gradient flow (a heat map of layers by steps), the update/weight ratios with
+CS231n's 1e-3 guide, the dead and saturated fractions, and the loss with the diagnoses marked."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+
+from difprog.files import atomic
+from difprog.monitor._monitor import as_arrays
+
+_LEGEND_MAX = 10  # more curves than this are coloured by depth instead of named
+
+
+def _lines(ax, steps, paths, values, labels) -> None:
+    """One curve per path; named in a legend, or coloured from bottom (dark) to top (light)."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(len(paths), 1)))
+    for i, (path, row) in enumerate(zip(paths, values)):
+        ax.plot(steps, row, marker="o" if len(steps) <= 40 else None, markersize=3,
+                label=labels[path], color=None if len(paths) <= _LEGEND_MAX else colours[i])
+    if paths and len(paths) <= _LEGEND_MAX:
+        ax.legend(fontsize=7)
+    elif paths:
+        ax.text(0.01, 0.01, "colour: depth (dark = first layer)", transform=ax.transAxes,
+                fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel("step")
+
+
+def _heat_map(figure, ax, health: dict) -> None:
+    paths, grads = as_arrays(health, "grad_norm")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shown = np.log10(np.where(grads > 0, grads, np.nan))
+    steps = health["steps"]
+    image = ax.imshow(shown if shown.size else np.zeros((1, 1)), aspect="auto",
+                      cmap="magma", interpolation="nearest",
+                      extent=(-0.5, max(len(steps), 1) - 0.5, len(paths) - 0.5, -0.5))
+    ax.set_yticks(range(len(paths)), [health["layers"][p] for p in paths], fontsize=7)
+    ticks = np.unique(np.linspace(0, max(len(steps) - 1, 0), min(len(steps), 6)).astype(int))
+    ax.set_xticks(ticks, [str(steps[t]) for t in ticks] if steps else [])
+    ax.set_xlabel("step")
+    ax.set_title("gradient flow: log10 of each weight's gradient norm", fontsize=10)
+    figure.colorbar(image, ax=ax, label="log10 |grad|")
+
+
+def save_health(health: dict, path: str | os.PathLike) -> pathlib.Path:
+    """Draws health.json's contents into one PNG of four panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, limits = health["steps"], health["thresholds"]
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8), layout="constrained")
+    _heat_map(figure, axes[0, 0], health)
+    ratio = axes[0, 1]
+    paths, values = as_arrays(health, "update_ratio")
+    _lines(ratio, steps, paths, values, health["layers"])
+    if np.any(values[np.isfinite(values)] > 0):
+        ratio.set_yscale("log")
+    ratio.axhline(1e-3, color="green", linestyle="--", linewidth=1)
+    ratio.axhline(limits["update_ratio"], color="red", linestyle=":", linewidth=1)
+    ratio.set_title("update / weight norm (green: 1e-3, red: too large)", fontsize=10)
+    units = axes[1, 0]
+    dead, dead_values = as_arrays(health, "dead")
+    saturated, saturated_values = as_arrays(health, "saturated")
+    labels = {**{p: f"{health['layers'][p]} dead" for p in dead},
+              **{p: f"{health['layers'][p]} saturated" for p in saturated}}
+    _lines(units, steps, dead + saturated,
+           np.concatenate([dead_values, saturated_values]), labels)
+    units.axhline(limits["dead"], color="red", linestyle=":", linewidth=1)
+    if limits["saturated"] != limits["dead"]:
+        units.axhline(limits["saturated"], color="darkred", linestyle=":", linewidth=1)
+    units.set_ylim(-0.02, 1.02)
+    units.set_title("fraction of dead ReLU units / saturated outputs", fontsize=10)
+    loss = axes[1, 1]
+    loss.plot(steps, [np.nan if v is None else v for v in health["loss"]], color="black")
+    for diagnosis in health["diagnoses"]:
+        loss.axvline(diagnosis["step"], color="red", alpha=0.4, linewidth=1)
+    loss.grid(alpha=0.3)
+    loss.set_xlabel("step")
+    count = len(health["diagnoses"])
+    loss.set_title(f"training loss ({count} diagnos{'is' if count == 1 else 'es'}: red lines "
+                   f"at their start)", fontsize=10)
+    try:
+        with atomic(path) as temporary:
+            figure.savefig(temporary, dpi=100, format="png")
+    finally:
+        plt.close(figure)
+    return pathlib.Path(path)

@@ -1,0 +1,122 @@
+"""What a monitor watches in a model, and when a number is a diagnosis: `Thresholds`, `Watch`,
+`watch(model, example_input)`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+
+from difprog import arguments, layers
+from difprog.errors import ArgumentError
+
+SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}  # kind: the bounds of its outputs
+DYING = ("relu",)  # activations whose units die (output 0 for every input)
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """When a recorded number is a diagnosis (each is one line in the log when it starts and
+    when it stops, and one entry of health.json's `diagnoses`).
+
+    Attributes:
+        vanishing: a weight's gradient norm below `vanishing` times that of the top weight (the
+            one nearest the loss) is vanishing (default: 4 orders of magnitude below).
+        exploding: above `exploding` times the top weight's, it is exploding.
+        update_ratio: ||update|| / ||weight|| of a step above this says the learning rate is too
+            large (CS231n's rule of thumb: about 1e-3 is healthy).
+        dead: a ReLU layer with more than this fraction of its units dead (output 0 for every
+            example and position of the batch; a unit is a feature or channel, the last axis).
+        saturated: a sigmoid or tanh layer with more than this fraction of its outputs within
+            `margin` of its bounds (sigmoid: below 0.01 or above 0.99; tanh: |y| above 0.98).
+        margin: that margin, as a fraction of the output range.
+    """
+
+    vanishing: float = 1e-4
+    exploding: float = 1e4
+    update_ratio: float = 0.1
+    dead: float = 0.5
+    saturated: float = 0.5
+    margin: float = 0.01
+
+    def __post_init__(self):
+        for name in ("vanishing", "exploding", "update_ratio"):
+            arguments.real("Thresholds", name, getattr(self, name), positive=True)
+        for name in ("dead", "saturated", "margin"):
+            arguments.real("Thresholds", name, getattr(self, name), minimum=0, maximum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Watch:
+    """What a monitor records of one model, every `every` steps.
+
+    Attributes:
+        every: record every this many steps (step 0 first).
+        thresholds: when a number is a diagnosis.
+        weights: the paths of the weights ('dense_0/w': params of two or more axes), in the
+            order the forward pass uses them; the last is the top weight.
+        activations: `{path: kind}` of the activation layers ('relu_1': 'relu'), in forward order;
+            their outputs are captured (`model.run(..., capture=watch.capture)`).
+        sources: `{activation path: the layer whose output it takes}` where there is one.
+    """
+
+    every: int
+    thresholds: Thresholds
+    weights: tuple[str, ...]
+    activations: dict[str, str]
+    sources: dict[str, str]
+
+    @property
+    def capture(self) -> tuple[str, ...]:
+        """The paths to pass to `model.run(..., capture=...)`."""
+        return tuple(self.activations)
+
+    def layer(self, path: str) -> str:
+        """How a diagnosis names a weight or an activation: 'dense_0', 'relu_1 (after conv2d_1)'."""
+        if path in self.activations:
+            source = self.sources.get(path)
+            return f"{path} (after {source})" if source else path
+        return path.rsplit("/", 1)[0] if "/" in path else path
+
+    def __hash__(self) -> int:  # a static argument of jitted code
+        return hash((self.every, self.thresholds, self.weights, tuple(self.activations.items())))
+
+
+def watch(model: layers.Layer, example_input: Any, *, every: int = 10,
+          thresholds: Thresholds | None = None) -> Watch:
+    """What to record of `model` for inputs like `example_input` (only its shape and dtype are
+    used; nothing is computed).
+
+    Example:
+        >>> w = monitor.watch(models.mlp(), jnp.zeros((1, 8, 8, 1)))
+        >>> w.weights, w.activations
+        (('dense_0/w', 'dense_1/w', 'dense_2/w'), {'relu_0': 'relu', 'relu_1': 'relu'})
+    """
+    every = arguments.positive_int("monitor.watch", "every", every)
+    thresholds = Thresholds() if thresholds is None else thresholds
+    if not isinstance(thresholds, Thresholds):
+        raise ArgumentError(f"monitor.watch: thresholds must be a monitor.Thresholds, "
+                                      f"got {type(thresholds).__name__}")
+    x = jax.ShapeDtypeStruct(example_input.shape, example_input.dtype)
+    params = jax.eval_shape(model.init, jax.random.key(0), x)
+    visits: list = []
+
+    def leaves(p, x):  # traced, so that `is` tells which layer takes which one's output
+        rows = [v for v in layers.walk(model, p, x) if v.path and not v.layer.children()]
+        visits.extend((v.path, v.layer, next((u.path for u in reversed(rows[:i])
+                                              if u.output is v.input), None))
+                      for i, v in enumerate(rows))
+
+    jax.eval_shape(leaves, params, x)
+    order = {path: i for i, (path, _, _) in enumerate(visits)}
+    named = [("/".join(str(getattr(k, "key", k)) for k in path), leaf)
+             for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]]
+    weights = sorted((name for name, leaf in named if len(leaf.shape) >= 2
+                      and name.rsplit("/", 1)[0] in order),
+                     key=lambda name: order[name.rsplit("/", 1)[0]])
+    watched = [(path, layer, source) for path, layer, source in visits
+               if isinstance(layer, (layers.Activation, layers.LeakyRelu))]
+    return Watch(every, thresholds, tuple(weights),
+                 {path: layer.kind for path, layer, _ in watched},
+                 {path: source for path, _, source in watched if source})
