@@ -72,11 +72,12 @@ class Progress:
             self.bar.set_postfix(self.postfix, refresh=False)
 
     def write(self, line: str) -> None:
-        """Prints one line of the log above the bar (nothing when not enabled)."""
+        """Prints one line of the log on stderr (above the bar, when there is one), enabled or
+        not: for what must be seen, such as a diagnosis."""
         if self.bar is not None:
             self.bar.write(line, file=self.stream)
         else:
-            note(line, self.enabled)
+            note(line)
 
     def print_line(self) -> None:
         """Prints the progress line now (in a log only)."""

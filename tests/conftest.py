@@ -34,6 +34,8 @@ def _share_compilations() -> None:
 
 _share_compilations()
 
+pytest_plugins = ("tests.browser",)  # the `browser` fixture of the page tests
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _release_compilations():

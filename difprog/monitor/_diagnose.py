@@ -11,10 +11,9 @@ KINDS = ("vanishing", "exploding", "dead", "saturated", "update_ratio", "nonfini
 
 
 class Diagnosis(NamedTuple):
-    """A condition seen from record `step` until record `until` (None: still seen at the last).
-
-    `kind` is one of KINDS, `layer` the layer's path, `value` the number at its start and
-    `message` the line the log printed."""
+    """A condition seen from record `step` on, until record `until` (the first of the records
+    without it that ended it; None: not ended). `kind` is one of KINDS, `layer` the layer's
+    path, `value` the number at its start and `message` the line the log printed."""
 
     kind: str
     layer: str

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from difprog.monitor._diagnose import Diagnosis, diagnose, layer_of
-from difprog.monitor._watch import Thresholds, Watch
+from difprog.monitor._watch import Watch
 
 SERIES = ("grad_norm", "weight_norm", "update_norm", "mean", "std", "dead", "saturated")
 
@@ -43,26 +43,44 @@ class Monitor:
         self.watch = watch
         self.records: list[dict] = []
         self.diagnoses: list[Diagnosis] = []
-        self._open: dict[tuple[str, str], int] = {}
+        self._open: dict[tuple[str, str], int] = {}  # (kind, path): index in diagnoses
+        self._seen: dict[tuple[str, str], list] = {}  # not yet open: [first step, count, text]
+        self._missed: dict[tuple[str, str], list] = {}  # open: [first step missing, count]
 
     def add(self, step: int, record: dict) -> list[str]:
         """Keeps the record of `step`; the log lines of the diagnoses it starts and stops."""
         record = jax.tree.map(float, jax.device_get(record))
         self.records.append({"step": int(step), **record})
-        found, lines = diagnose(self.watch, record), []
-        for key in [k for k in self._open if k not in found]:
-            index = self._open.pop(key)
-            began = self.diagnoses[index]
-            self.diagnoses[index] = began._replace(until=int(step))
-            lines.append(f"{began.layer}: {began.kind.replace('_', ' ')} no longer seen at step "
-                         f"{step} (seen from step {began.step})")
+        found, patience = diagnose(self.watch, record), self.watch.thresholds.patience
+        lines = [self._end(key, step, patience) for key in list(self._open) if key not in found]
+        for key in [k for k in self._seen if k not in found]:
+            del self._seen[key]
         for key, (value, message) in found.items():
-            if key not in self._open:
+            self._missed.pop(key, None)
+            if key in self._open:
+                continue
+            seen = self._seen.setdefault(key, [int(step), 0, value, message])
+            seen[1] += 1
+            if seen[1] >= patience:
+                first, _, value, message = self._seen.pop(key)
                 self._open[key] = len(self.diagnoses)
-                self.diagnoses.append(Diagnosis(key[0], layer_of(self.watch, key[1]), int(step),
-                                                None, value, f"{message} since step {step}"))
+                self.diagnoses.append(Diagnosis(key[0], layer_of(self.watch, key[1]), first,
+                                                None, value, f"{message} since step {first}"))
                 lines.append(self.diagnoses[-1].message)
-        return lines
+        return [line for line in lines if line]
+
+    def _end(self, key: tuple[str, str], step: int, patience: int) -> str | None:
+        """Counts a record without an open diagnosis; ends it after `patience` of them."""
+        missed = self._missed.setdefault(key, [int(step), 0])
+        missed[1] += 1
+        if missed[1] < patience:
+            return None
+        until, _ = self._missed.pop(key)
+        index = self._open.pop(key)
+        began = self.diagnoses[index]
+        self.diagnoses[index] = began._replace(until=until)
+        return (f"{began.layer}: {began.kind.replace('_', ' ')} no longer seen from step "
+                f"{until} (seen from step {began.step})")
 
     def nonfinite(self, step: int, message: str, layer: str = "") -> str:
         """Records that the loss or a gradient became non-finite at `step`; its log line."""
@@ -96,11 +114,6 @@ class Monitor:
             record = {"loss": health["loss"][i]}
             record.update({name: {p: v[i] for p, v in health[name].items()} for name in SERIES})
             self.add(s, jax.tree.map(lambda v: math.nan if v is None else v, record))
-
-
-def thresholds_of(health: dict) -> Thresholds:
-    """The thresholds a health.json was diagnosed with."""
-    return Thresholds(**health["thresholds"])
 
 
 def as_arrays(health: dict, name: str) -> tuple[list[str], np.ndarray]:

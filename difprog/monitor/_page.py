@@ -119,14 +119,17 @@ function colour(t) {  // 0..1 to a dark-to-light ramp (magma-like)
 
 function flow() {
   const svg = document.getElementById("flow"), rows = H.weights, cols = H.steps;
-  const left = 150, top = 8, cw = Math.max(4, Math.min(28, 560 / Math.max(cols.length, 1))), ch = 18;
-  const width = left + cw * cols.length + 10, height = top + ch * rows.length + 24;
+  const width = 560, left = 180, top = 8, cw = (width - left - 10) / Math.max(cols.length, 1), ch = 18;
+  const height = top + ch * rows.length + 36;
   svg.setAttribute("viewBox", "0 0 " + width + " " + height);
   const logs = [];
   for (const p of rows) for (const v of H.grad_norm[p]) if (v !== null && v > 0) logs.push(Math.log10(v));
   const lo = Math.min(...logs), hi = Math.max(...logs), span = hi > lo ? hi - lo : 1;
   rows.forEach((p, r) => {
-    svg.appendChild(el("text", {x: left - 6, y: top + ch * r + ch * 0.7, "text-anchor": "end"}, layer(p)));
+    const name = layer(p), shown = name.length > 28 ? "\u2026" + name.slice(-27) : name;
+    const label = el("text", {x: left - 6, y: top + ch * r + ch * 0.7, "text-anchor": "end"}, shown);
+    label.appendChild(el("title", {}, name));
+    svg.appendChild(label);
     cols.forEach((s, c) => {
       const v = H.grad_norm[p][c];
       const fill = v === null ? "#d0d7de" : (v > 0 ? colour((Math.log10(v) - lo) / span) : "#000");
@@ -140,12 +143,13 @@ function flow() {
     });
   });
   const last = cols.length - 1;
+  const below = top + ch * rows.length + 14;
   if (cols.length) {
-    svg.appendChild(el("text", {x: left, y: height - 6}, "step " + cols[0]));
-    svg.appendChild(el("text", {x: left + cw * cols.length, y: height - 6, "text-anchor": "end"}, "step " + cols[last]));
+    svg.appendChild(el("text", {x: left, y: below}, "step " + cols[0]));
+    svg.appendChild(el("text", {x: left + cw * cols.length, y: below, "text-anchor": "end"}, "step " + cols[last]));
   }
-  if (logs.length) svg.appendChild(el("text", {x: left + cw * cols.length / 2, y: height - 6, "text-anchor": "middle"},
-                                      "dark 1e" + lo.toFixed(1) + " ... light 1e" + hi.toFixed(1)));
+  if (logs.length) svg.appendChild(el("text", {x: left, y: below + 16},
+                                      "colour: dark |grad| = 1e" + lo.toFixed(1) + " ... light 1e" + hi.toFixed(1)));
 }
 
 function detail(path, c, cell) {

@@ -36,9 +36,11 @@ def _heat_map(figure, ax, health: dict) -> None:
     with np.errstate(divide="ignore", invalid="ignore"):
         shown = np.log10(np.where(grads > 0, grads, np.nan))
     steps = health["steps"]
-    image = ax.imshow(shown if shown.size else np.zeros((1, 1)), aspect="auto",
+    if not np.isfinite(shown).any():
+        shown = np.zeros((max(len(paths), 1), max(len(steps), 1)))  # nothing to colour yet
+    image = ax.imshow(shown, aspect="auto",
                       cmap="magma", interpolation="nearest",
-                      extent=(-0.5, max(len(steps), 1) - 0.5, len(paths) - 0.5, -0.5))
+                      extent=(-0.5, shown.shape[1] - 0.5, shown.shape[0] - 0.5, -0.5))
     ax.set_yticks(range(len(paths)), [health["layers"][p] for p in paths], fontsize=7)
     ticks = np.unique(np.linspace(0, max(len(steps) - 1, 0), min(len(steps), 6)).astype(int))
     ax.set_xticks(ticks, [str(steps[t]) for t in ticks] if steps else [])

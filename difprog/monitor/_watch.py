@@ -31,20 +31,27 @@ class Thresholds:
         saturated: a sigmoid or tanh layer with more than this fraction of its outputs within
             `margin` of its bounds (sigmoid: below 0.01 or above 0.99; tanh: |y| above 0.98).
         margin: that margin, as a fraction of the output range.
+        patience: a condition is diagnosed once seen in this many records in a row (from the
+            first of them), and ends once missing from as many; so the first steps of Adam (whose
+            first update is the learning rate times the gradient's sign) and the noise of one
+            batch start nothing.
     """
 
     vanishing: float = 1e-4
     exploding: float = 1e4
     update_ratio: float = 0.1
-    dead: float = 0.5
+    dead: float = 0.75
     saturated: float = 0.5
     margin: float = 0.01
+    patience: int = 3
 
     def __post_init__(self):
         for name in ("vanishing", "exploding", "update_ratio"):
             arguments.real("Thresholds", name, getattr(self, name), positive=True)
         for name in ("dead", "saturated", "margin"):
             arguments.real("Thresholds", name, getattr(self, name), minimum=0, maximum=1)
+        object.__setattr__(self, "patience",
+                           arguments.positive_int("Thresholds", "patience", self.patience))
 
 
 @dataclasses.dataclass(frozen=True)

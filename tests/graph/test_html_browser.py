@@ -14,50 +14,13 @@ Playwright for Python (in the [test] extra) is missing.
 
 from __future__ import annotations
 
-import os
-import pathlib
-import shutil
-
 import jax
 import numpy as np
 import pytest
 
 from difprog.graph._html import number
+from tests import browser as pages
 from tests.graph.html_page import EXAMPLES, short, steps
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-extensions", "--disable-default-apps"]
-
-
-def _chromium() -> str | None:
-    for candidate in (os.environ.get("DIFPROG_CHROMIUM"), shutil.which("chromium"),
-                      "/usr/bin/chromium", shutil.which("chromium-browser")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for the module, or a skip that says what is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("browser tests need Playwright for Python: pip install -e '.[test]'")
-    executable = _chromium()
-    if executable is None:
-        pytest.skip("browser tests need Chromium: no chromium at /usr/bin/chromium or on PATH "
-                    "(.ci/run installs Debian's with apt-get install chromium; or set "
-                    "DIFPROG_CHROMIUM to a Chromium binary)")
-    with sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=executable, args=ARGS)
-        except Exception as error:  # a Chromium that cannot start here (missing libraries...)
-            pytest.skip(f"browser tests: Chromium at {executable} did not start "
-                        f"({str(error).splitlines()[0]})")
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -65,27 +28,11 @@ def explanations():
     return lambda name: EXAMPLES[name]()  # each built once per session (functools.cache)
 
 
-class Page:
-    """A page opened from a file:// URL, recording console errors, page errors and requests."""
-
-    def __init__(self, browser, path: pathlib.Path):
-        self.url = path.resolve().as_uri()
-        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
-        self.page = self.context.new_page()
-        self.errors, self.requests, self.dialogs = [], [], []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-        self.page.goto(self.url)
-
+class Page(pages.Page):
     def state(self) -> dict:
         """What the page shows now: the step, the card's numbers, the nodes' labels, the
         highlighted code lines."""
         return self.page.evaluate(STATE)
-
-    def close(self):
-        self.context.close()
 
 
 STATE = """() => {
@@ -161,26 +108,6 @@ def _check_step(e, state, k: int, phase: str, index: int | None) -> None:
                    for line in state["code"]), (outputs, state["code"])
 
 
-def _not_blank(path: pathlib.Path) -> None:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        assert image.size == (1280, 800)
-        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
-    assert colours is not None and len(colours) > 100, "the screenshot looks blank"
-    assert max(count for count, _ in colours) < 0.85 * 1280 * 800, "mostly one colour"
-
-
-def _screenshot(page: Page, tmp_path: pathlib.Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    page.page.screenshot(path=str(path))
-    _not_blank(path)
-    keep = os.environ.get("DIFPROG_SCREENSHOTS")
-    if keep:
-        pathlib.Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, pathlib.Path(keep) / path.name)
-
-
 @pytest.mark.parametrize("name", ["circuit", "neuron", "matmul", "patterns", "thirty",
                                   "cnn_layers"])
 def test_every_step_shows_the_explanations_numbers(browser, explanations, tmp_path, name):
@@ -213,7 +140,7 @@ def test_every_step_shows_the_explanations_numbers(browser, explanations, tmp_pa
         _check_step(e, page.state(), middle, *timeline[middle])
         if name == "neuron":
             page.page.locator("#slider").fill(str(timeline.index(("backward", 10))))  # exp
-        _screenshot(page, tmp_path, f"page_{name}")
+        pages.screenshot(page, tmp_path, f"page_{name}")
         assert page.errors == [] and page.dialogs == []
         assert page.requests == [page.url], page.requests
     finally:
@@ -265,7 +192,7 @@ def test_a_tensor_shows_as_a_heat_map_with_its_statistics(browser, explanations,
             _check_step(gates_view, page.state(), k, phase, index)
         page.page.click("#group-layer")
         page.page.locator("#slider").fill(str(len(steps(e)) - 4))
-        _screenshot(page, tmp_path, "page_cnn_layers_detail")
+        pages.screenshot(page, tmp_path, "page_cnn_layers_detail")
         assert page.errors == [] and page.requests == [page.url]
     finally:
         page.close()

@@ -104,8 +104,9 @@ def test_a_step_that_records_nothing_skips_the_reductions(small):
     assert finite and all(v == 0 for v in jax.tree.leaves(health))
 
 
-def _diagnosed(model, small, *, lr=2e-3, epochs=2, thresholds=None):
-    result = fit(model, small, TrainConfig(epochs=epochs, batch_size=32, learning_rate=lr),
+def _diagnosed(model, small, *, lr=2e-3, epochs=2, thresholds=None, schedule="cosine"):
+    config = TrainConfig(epochs=epochs, batch_size=32, learning_rate=lr, schedule=schedule)
+    result = fit(model, small, config,
                  progress=False, monitor_every=2, thresholds=thresholds)
     return {(d["kind"], d["layer"]) for d in result.health["diagnoses"]}, result.health
 
@@ -126,7 +127,7 @@ def test_vanishing_gradients_through_ten_sigmoid_layers(small):
 
 
 def test_a_learning_rate_thirty_times_too_large(small):
-    found, health = _diagnosed(models.cnn(), small, lr=30 * 2e-3, epochs=1)
+    found, health = _diagnosed(models.cnn(), small, lr=30 * 2e-3, epochs=1, schedule="constant")
     assert {layer for kind, layer in found if kind == "update_ratio"} >= {"dense_0", "conv2d_1"}
     line = next(d["message"] for d in health["diagnoses"] if d["kind"] == "update_ratio")
     assert "the learning rate is too large since step 0" in line
@@ -159,7 +160,8 @@ def test_the_thresholds_are_configurable(small):
 
 
 def test_diagnoses_start_and_stop_in_the_log(small):
-    watch = monitor.watch(models.mlp(), small.x_train[:1], every=5)
+    watch = monitor.watch(models.mlp(), small.x_train[:1], every=5,
+                          thresholds=monitor.Thresholds(dead=0.5))
     mon = monitor.Monitor(watch)
 
     def record(dead):
@@ -168,15 +170,19 @@ def test_diagnoses_start_and_stop_in_the_log(small):
                 "update_norm": {p: 1e-3 for p in weights}, "mean": {}, "std": {},
                 "dead": {"relu_0": dead, "relu_1": 0.0}, "saturated": {}}
 
-    assert mon.add(0, record(0.1)) == []
-    assert mon.add(5, record(0.71)) == ["relu_0 (after dense_0): 71% of ReLUs dead since step 5"]
-    assert mon.add(10, record(0.8)) == []
-    assert mon.add(15, record(0.2)) == [
-        "relu_0: dead no longer seen at step 15 (seen from step 5)"]
+    lines = {step: mon.add(step, record(dead)) for step, dead in (
+        (0, 0.1), (5, 0.71), (10, 0.8), (15, 0.9), (20, 0.2), (25, 0.8), (30, 0.1), (35, 0.1),
+        (40, 0.1), (45, 0.8), (50, 0.8), (55, 0.1))}
+    assert {step: found for step, found in lines.items() if found} == {
+        15: ["relu_0 (after dense_0): 71% of ReLUs dead since step 5"],
+        40: ["relu_0: dead no longer seen from step 30 (seen from step 5)"]}
     (only,) = mon.health()["diagnoses"]
-    assert only == {"kind": "dead", "layer": "relu_0", "step": 5, "until": 15,
+    assert only == {"kind": "dead", "layer": "relu_0", "step": 5, "until": 30,
                     "value": pytest.approx(0.71),
                     "message": "relu_0 (after dense_0): 71% of ReLUs dead since step 5"}
+    eager = monitor.Monitor(monitor.watch(models.mlp(), small.x_train[:1],
+                                          thresholds=monitor.Thresholds(patience=1)))
+    assert eager.add(0, record(0.8)) and eager.add(1, record(0.1))
 
 
 def test_a_log_of_a_negative_activation_is_traced_to_its_gate_and_layer(small, tmp_path):
