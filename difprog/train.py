@@ -186,7 +186,9 @@ def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.Gradient
     A model with BatchNorm layers also gets their running statistics updated from the batch
     (`update_stats`); they get no gradient, so the optimiser leaves them alone. With a `watch`
     (`difprog.monitor`), `step(..., key, record)` also returns `(finite, health)`: whether the
-    loss and gradients are finite, and where `record` is true the monitor's record.
+    loss and gradients are finite, and for record=True the monitor's record (None for False;
+    `record` is a static Python bool: the steps that record nothing run a program of their
+    own, which has no reduction of the record's).
     """
     loss = make_loss(model, config, watch.capture if watch else ())
     tracks_stats = bool(stat_paths(model))
@@ -204,10 +206,10 @@ def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.Gradient
                                              update_stats=True).stats)
         if watch is None:
             return new, opt_state, value, correct
-        health = monitor.measure_if(record, watch, params, grads, updates, acts, value)
+        health = monitor.measure(watch, params, grads, updates, acts, value) if record else None
         return new, opt_state, value, correct, (monitor.finite(value, grads), health)
 
-    return jax.jit(step)
+    return jax.jit(step, static_argnames="record")
 
 
 def adversarial_batch(model: Layer, config: TrainConfig, params: Any, x: jax.Array,

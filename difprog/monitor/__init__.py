@@ -15,14 +15,14 @@ gradient becomes non-finite, `first_nonfinite` names the gate and layer where it
     watch = monitor.watch(model, x, every=10)
     mon = monitor.Monitor(watch)
 
-    @jax.jit
+    @functools.partial(jax.jit, static_argnames="record")  # a program with, one without
     def step(params, opt_state, x, y, record):
         def loss(p):
             out = model.run(p, x, capture=watch.capture)
             return gates.softmax_cross_entropy(out.output, y), out.captured
         (value, acts), grads = jax.value_and_grad(loss, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        health = monitor.measure_if(record, watch, params, grads, updates, acts, value)
+        health = monitor.measure(watch, params, grads, updates, acts, value) if record else None
         return optax.apply_updates(params, updates), opt_state, value, health
 
     for t, (x, y) in enumerate(batches):
@@ -34,12 +34,12 @@ gradient becomes non-finite, `first_nonfinite` names the gate and layer where it
 """
 
 from difprog.monitor._diagnose import KINDS, Diagnosis, diagnose
-from difprog.monitor._measure import finite, measure, measure_if
+from difprog.monitor._measure import finite, measure
 from difprog.monitor._monitor import Monitor
 from difprog.monitor._nonfinite import Origin, first_nonfinite
 from difprog.monitor._watch import Thresholds, Watch, watch
 from difprog.monitor._write import FILES, resume_health, write_health
 
 __all__ = ["FILES", "KINDS", "Diagnosis", "Monitor", "Origin", "Thresholds", "Watch", "diagnose",
-           "finite", "first_nonfinite", "measure", "measure_if", "resume_health", "watch",
+           "finite", "first_nonfinite", "measure", "resume_health", "watch",
            "write_health"]

@@ -24,7 +24,7 @@ class Diagnosis(NamedTuple):
 
 
 def _orders(ratio: float) -> str:
-    return f"{abs(math.log10(ratio)):.0f} orders"
+    return "infinitely many orders" if ratio == 0 else f"{abs(math.log10(ratio)):.0f} orders"
 
 
 def diagnose(watch: Watch, record: dict) -> dict[tuple[str, str], tuple[float, str]]:

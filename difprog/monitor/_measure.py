@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from difprog.monitor._watch import DYING, SATURATING, Watch
 
-__all__ = ["finite", "measure", "measure_if"]
+__all__ = ["finite", "measure"]
 
 
 def _wide(x: Any) -> jax.Array:
@@ -79,14 +79,6 @@ def measure(watch: Watch, params: Any, grads: Any, updates: Any,
         if kind in SATURATING:
             record["saturated"][path] = _saturated(y, kind, watch.thresholds.margin)
     return record
-
-
-def measure_if(record: jax.Array, watch: Watch, *args: Any) -> dict[str, Any]:
-    """`measure(watch, *args)` where `record` (a traced bool) is true, zeros elsewhere: a step
-    that records nothing skips the reductions."""
-    blank = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                         jax.eval_shape(lambda *a: measure(watch, *a), *args))
-    return jax.lax.cond(record, lambda a: measure(watch, *a), lambda a: blank, args)
 
 
 def finite(loss: jax.Array, grads: Any) -> jax.Array:
