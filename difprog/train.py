@@ -206,7 +206,10 @@ def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.Gradient
                                              update_stats=True).stats)
         if watch is None:
             return new, opt_state, value, correct
-        health = monitor.measure(watch, params, grads, updates, acts, value) if record else None
+        health = None
+        if record:
+            stats = monitor.measure(watch, params, grads, updates, acts, value)
+            health = monitor.pack(watch, stats)
         return new, opt_state, value, correct, (monitor.finite(value, grads), health)
 
     return jax.jit(step, static_argnames="record")

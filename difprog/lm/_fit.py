@@ -56,7 +56,10 @@ def make_train_step(model, optimizer, watch: monitor.Watch | None = None):
         new = optax.apply_updates(params, updates)
         if watch is None:
             return new, opt_state, value
-        health = monitor.measure(watch, params, grads, updates, acts, value) if record else None
+        health = None
+        if record:
+            stats = monitor.measure(watch, params, grads, updates, acts, value)
+            health = monitor.pack(watch, stats)
         return new, opt_state, value, (monitor.finite(value, grads), health)
 
     return jax.jit(step, static_argnames="record")

@@ -8,10 +8,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from difprog.monitor._watch import DYING, SATURATING, Watch
 
-__all__ = ["finite", "measure"]
+__all__ = ["finite", "measure", "pack", "unpack"]
 
 
 def _wide(x: Any) -> jax.Array:
@@ -86,3 +87,31 @@ def finite(loss: jax.Array, grads: Any) -> jax.Array:
     checks = [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)
               if jnp.issubdtype(g.dtype, jnp.inexact)]
     return jnp.all(jnp.stack([jnp.isfinite(loss), *checks]))
+
+
+def _layout(watch: Watch) -> list[tuple[str, str | None]]:
+    """The (series, path) of each entry of a packed record, in order."""
+    kinds = watch.activations
+    return [("loss", None),
+            *((name, p) for name in ("grad_norm", "weight_norm", "update_norm")
+              for p in watch.weights),
+            *((name, p) for name in ("mean", "std") for p in kinds),
+            *(("dead", p) for p in kinds if kinds[p] in DYING),
+            *(("saturated", p) for p in kinds if kinds[p] in SATURATING)]
+
+
+def pack(watch: Watch, record: dict[str, Any]) -> jax.Array:
+    """A record of `measure` as one vector: one transfer to the host instead of dozens."""
+    return jnp.stack([record[name] if path is None else record[name][path]
+                      for name, path in _layout(watch)])
+
+
+def unpack(watch: Watch, vector: Any) -> dict[str, Any]:
+    """The record of a `pack`ed vector (host floats)."""
+    values = [float(v) for v in np.asarray(vector)]
+    record: dict[str, Any] = {"loss": values[0], "grad_norm": {}, "weight_norm": {},
+                              "update_norm": {}, "mean": {}, "std": {}, "dead": {},
+                              "saturated": {}}
+    for (name, path), value in zip(_layout(watch)[1:], values[1:], strict=True):
+        record[name][path] = value
+    return record

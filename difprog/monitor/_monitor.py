@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from difprog.monitor._diagnose import Diagnosis, diagnose, layer_of
+from difprog.monitor._measure import unpack
 from difprog.monitor._watch import Watch
 
 SERIES = ("grad_norm", "weight_norm", "update_norm", "mean", "std", "dead", "saturated")
@@ -48,11 +49,13 @@ class Monitor:
         self._missed: dict[tuple[str, str], list] = {}  # open: [first step missing, count]
 
     def add(self, step: int, record: dict) -> list[str]:
-        """Keeps the record of `step`; the log lines of the diagnoses it starts and stops."""
-        record = jax.tree.map(float, jax.device_get(record))
+        """Keeps the record of `step` (`measure`'s, or that `pack`ed); the log lines of the
+        diagnoses it starts and stops."""
+        record = (jax.tree.map(float, jax.device_get(record)) if isinstance(record, dict)
+                  else unpack(self.watch, record))
         self.records.append({"step": int(step), **record})
-        found, patience = diagnose(self.watch, record), self.watch.thresholds.patience
-        lines = [self._end(key, step, patience) for key in list(self._open) if key not in found]
+        found = diagnose(self.watch, record)
+        lines = [self._end(key, step) for key in list(self._open) if key not in found]
         for key in [k for k in self._seen if k not in found]:
             del self._seen[key]
         for key, (value, message) in found.items():
@@ -61,7 +64,7 @@ class Monitor:
                 continue
             seen = self._seen.setdefault(key, [int(step), 0, value, message])
             seen[1] += 1
-            if seen[1] >= patience:
+            if seen[1] >= self._patience(key):
                 first, _, value, message = self._seen.pop(key)
                 self._open[key] = len(self.diagnoses)
                 self.diagnoses.append(Diagnosis(key[0], layer_of(self.watch, key[1]), first,
@@ -69,11 +72,15 @@ class Monitor:
                 lines.append(self.diagnoses[-1].message)
         return [line for line in lines if line]
 
-    def _end(self, key: tuple[str, str], step: int, patience: int) -> str | None:
+    def _patience(self, key: tuple[str, str]) -> int:
+        """Records in a row that start or end a diagnosis (`Thresholds.patience`)."""
+        return 1 if key[0] == "update_ratio" else self.watch.thresholds.patience
+
+    def _end(self, key: tuple[str, str], step: int) -> str | None:
         """Counts a record without an open diagnosis; ends it after `patience` of them."""
         missed = self._missed.setdefault(key, [int(step), 0])
         missed[1] += 1
-        if missed[1] < patience:
+        if missed[1] < self._patience(key):
             return None
         until, _ = self._missed.pop(key)
         index = self._open.pop(key)
@@ -92,13 +99,17 @@ class Monitor:
         watch, records = self.watch, self.records
         series = {name: {path: [_number(r[name][path]) for r in records]
                          for path in (records[0][name] if records else {})} for name in SERIES}
+        # (health.json's objects are written with sorted keys: `weights` and `activations`
+        # give the forward order)
         series["update_ratio"] = {
             path: [_number(r["update_norm"][path] / r["weight_norm"][path])
                    if r["weight_norm"][path] > 0 else None for r in records]
             for path in watch.weights}
         return {"every": watch.every, "thresholds": dataclasses.asdict(watch.thresholds),
-                "weights": list(watch.weights), "activations": dict(watch.activations),
-                "layers": {p: watch.layer(p) for p in (*watch.weights, *watch.activations)},
+                "weights": list(watch.weights),
+                "activations": [{"path": p, "kind": k} for p, k in watch.activations.items()],
+                "labels": {**{p: p for p in watch.weights},
+                           **{p: watch.layer(p) for p in watch.activations}},
                 "steps": [r["step"] for r in records],
                 "loss": [_number(r["loss"]) for r in records], **series,
                 "diagnoses": [{**d._asdict(), "value": _number(d.value)} for d in self.diagnoses]}
@@ -106,8 +117,8 @@ class Monitor:
     def resume(self, health: dict, step: int) -> None:
         """Takes the records before `step` from a run's earlier health.json (`health()`'s
         contents), so that a resumed run's health.json covers the whole run."""
-        if health.get("weights") != list(self.watch.weights) or health.get(
-                "activations") != dict(self.watch.activations):
+        if health.get("weights") != list(self.watch.weights) or health.get("activations") != [
+                {"path": p, "kind": k} for p, k in self.watch.activations.items()]:
             return
         steps = [s for s in health["steps"] if s < step]
         for i, s in enumerate(steps):
@@ -116,9 +127,13 @@ class Monitor:
             self.add(s, jax.tree.map(lambda v: math.nan if v is None else v, record))
 
 
-def as_arrays(health: dict, name: str) -> tuple[list[str], np.ndarray]:
-    """(paths, values of shape (paths, records)) of one series, NaN where none was recorded."""
-    paths = list(health[name])
-    values = np.array([[np.nan if v is None else v for v in health[name][p]] for p in paths],
-                      np.float64).reshape(len(paths), len(health["steps"]))
-    return paths, values
+def as_arrays(health: dict, name: str, paths: list[str]) -> np.ndarray:
+    """The values of one series at `paths`, shape (paths, records), NaN where none was recorded."""
+    return np.array([[np.nan if v is None else v for v in health[name][p]] for p in paths],
+                    np.float64).reshape(len(paths), len(health["steps"]))
+
+
+def ordered(health: dict, name: str) -> list[str]:
+    """The paths of a series in the order of the forward pass."""
+    paths = health["weights"] + [a["path"] for a in health["activations"]]
+    return [p for p in paths if p in health[name]]

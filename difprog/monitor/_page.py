@@ -55,7 +55,7 @@ svg text { fill: #57606a; }
 <p class="note">||update|| / ||weight|| per step, log scale; green: 1e-3 (CS231n's rule of thumb), red: the "too large" threshold.</p>
 <svg id="ratio"></svg></section>
 <section><h2>Dead and saturated units</h2>
-<p class="note">Fraction of ReLU units dead for the whole batch, and of sigmoid/tanh outputs saturated; red: the thresholds.</p>
+<p class="note" id="unitsnote">Fraction of ReLU units dead for the whole batch, and of sigmoid/tanh outputs saturated; red: the thresholds.</p>
 <svg id="units"></svg></section>
 <section><h2>Loss</h2><p class="note">The training loss at each recorded step; red lines: where diagnoses start.</p>
 <svg id="loss"></svg></section>
@@ -86,7 +86,8 @@ function row(table, cells) {
   table.appendChild(tr);
   return tr;
 }
-function layer(path) { return H.layers[path] || path; }
+function layer(path) { return H.labels[path] || path; }
+const ACTIVATIONS = H.activations.map(a => a.path);  // forward order (the objects' keys are sorted)
 
 function header() {
   const n = H.diagnoses.length;
@@ -94,7 +95,7 @@ function header() {
   document.getElementById("summary").textContent =
     H.steps.length + " records (every " + H.every + " steps, steps " +
     (H.steps.length ? H.steps[0] + " to " + H.steps[H.steps.length - 1] : "none") + "), " +
-    H.weights.length + " weights, " + Object.keys(H.activations).length + " activation layers, " +
+    H.weights.length + " weights, " + H.activations.length + " activation layers, " +
     n + (n === 1 ? " diagnosis" : " diagnoses");
 }
 
@@ -210,9 +211,15 @@ function chart(id, series, opts) {
 function charts() {
   chart("ratio", H.weights.map(p => ({name: layer(p), values: H.update_ratio[p]})),
         {log: true, guides: [{y: 1e-3, colour: "#1a7f37"}, {y: H.thresholds.update_ratio, colour: "#cf222e"}]});
-  const units = [...Object.keys(H.dead).map(p => ({name: layer(p) + " dead", values: H.dead[p]})),
-                 ...Object.keys(H.saturated).map(p => ({name: layer(p) + " saturated", values: H.saturated[p]}))];
-  chart("units", units, {min: 0, max: 1, guides: [{y: H.thresholds.dead, colour: "#cf222e"}]});
+  const units = [...ACTIVATIONS.filter(p => p in H.dead).map(p => ({name: layer(p) + " dead", values: H.dead[p]})),
+                 ...ACTIVATIONS.filter(p => p in H.saturated).map(p => ({name: layer(p) + " saturated", values: H.saturated[p]}))];
+  if (units.length) {
+    chart("units", units, {min: 0, max: 1, guides: [{y: H.thresholds.dead, colour: "#cf222e"},
+                                                     {y: H.thresholds.saturated, colour: "#cf222e"}]});
+  } else {  // no ReLU, sigmoid or tanh layer (gelu, say): the outputs' standard deviations
+    document.getElementById("unitsnote").textContent = "No ReLU, sigmoid or tanh layer: the standard deviation of each activation layer's outputs.";
+    chart("units", ACTIVATIONS.map(p => ({name: layer(p), values: H.std[p]})), {});
+  }
   chart("loss", [{name: "loss", values: H.loss, colour: "#1f2328"}], {marks: H.diagnoses.map(d => d.step)});
 }
 

@@ -9,7 +9,7 @@ import pathlib
 import numpy as np
 
 from difprog.files import atomic
-from difprog.monitor._monitor import as_arrays
+from difprog.monitor._monitor import as_arrays, ordered
 
 _LEGEND_MAX = 10  # more curves than this are coloured by depth instead of named
 
@@ -32,7 +32,8 @@ def _lines(ax, steps, paths, values, labels) -> None:
 
 
 def _heat_map(figure, ax, health: dict) -> None:
-    paths, grads = as_arrays(health, "grad_norm")
+    paths = ordered(health, "grad_norm")
+    grads = as_arrays(health, "grad_norm", paths)
     with np.errstate(divide="ignore", invalid="ignore"):
         shown = np.log10(np.where(grads > 0, grads, np.nan))
     steps = health["steps"]
@@ -41,12 +42,37 @@ def _heat_map(figure, ax, health: dict) -> None:
     image = ax.imshow(shown, aspect="auto",
                       cmap="magma", interpolation="nearest",
                       extent=(-0.5, shown.shape[1] - 0.5, shown.shape[0] - 0.5, -0.5))
-    ax.set_yticks(range(len(paths)), [health["layers"][p] for p in paths], fontsize=7)
+    ax.set_yticks(range(len(paths)), [_short(health["labels"][p]) for p in paths], fontsize=7)
     ticks = np.unique(np.linspace(0, max(len(steps) - 1, 0), min(len(steps), 6)).astype(int))
     ax.set_xticks(ticks, [str(steps[t]) for t in ticks] if steps else [])
     ax.set_xlabel("step")
     ax.set_title("gradient flow: log10 of each weight's gradient norm", fontsize=10)
     figure.colorbar(image, ax=ax, label="log10 |grad|")
+
+
+def _short(label: str, width: int = 40) -> str:
+    return label if len(label) <= width else "\u2026" + label[-(width - 1):]
+
+
+def _units(ax, health: dict) -> None:
+    """Dead and saturated fractions with their thresholds; without ReLU, sigmoid or tanh layers
+    (gelu, say), the activations' standard deviations."""
+    steps, limits, labels = health["steps"], health["thresholds"], health["labels"]
+    dead, saturated = ordered(health, "dead"), ordered(health, "saturated")
+    if not dead and not saturated:
+        paths = ordered(health, "std")
+        _lines(ax, steps, paths, as_arrays(health, "std", paths), labels)
+        ax.set_title("standard deviation of each activation layer's outputs", fontsize=10)
+        return
+    names = {**{p: f"{labels[p]} dead" for p in dead},
+             **{p: f"{labels[p]} saturated" for p in saturated}}
+    _lines(ax, steps, dead + saturated, np.concatenate(
+        [as_arrays(health, "dead", dead), as_arrays(health, "saturated", saturated)]), names)
+    for name in ("dead", "saturated"):
+        ax.axhline(limits[name], color="red", linestyle=":", linewidth=1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("fraction of dead ReLU units / saturated outputs (red: thresholds)",
+                 fontsize=10)
 
 
 def save_health(health: dict, path: str | os.PathLike) -> pathlib.Path:
@@ -60,25 +86,15 @@ def save_health(health: dict, path: str | os.PathLike) -> pathlib.Path:
     figure, axes = plt.subplots(2, 2, figsize=(12, 8), layout="constrained")
     _heat_map(figure, axes[0, 0], health)
     ratio = axes[0, 1]
-    paths, values = as_arrays(health, "update_ratio")
-    _lines(ratio, steps, paths, values, health["layers"])
+    paths = ordered(health, "update_ratio")
+    values = as_arrays(health, "update_ratio", paths)
+    _lines(ratio, steps, paths, values, health["labels"])
     if np.any(values[np.isfinite(values)] > 0):
         ratio.set_yscale("log")
     ratio.axhline(1e-3, color="green", linestyle="--", linewidth=1)
     ratio.axhline(limits["update_ratio"], color="red", linestyle=":", linewidth=1)
     ratio.set_title("update / weight norm (green: 1e-3, red: too large)", fontsize=10)
-    units = axes[1, 0]
-    dead, dead_values = as_arrays(health, "dead")
-    saturated, saturated_values = as_arrays(health, "saturated")
-    labels = {**{p: f"{health['layers'][p]} dead" for p in dead},
-              **{p: f"{health['layers'][p]} saturated" for p in saturated}}
-    _lines(units, steps, dead + saturated,
-           np.concatenate([dead_values, saturated_values]), labels)
-    units.axhline(limits["dead"], color="red", linestyle=":", linewidth=1)
-    if limits["saturated"] != limits["dead"]:
-        units.axhline(limits["saturated"], color="darkred", linestyle=":", linewidth=1)
-    units.set_ylim(-0.02, 1.02)
-    units.set_title("fraction of dead ReLU units / saturated outputs", fontsize=10)
+    _units(axes[1, 0], health)
     loss = axes[1, 1]
     loss.plot(steps, [np.nan if v is None else v for v in health["loss"]], color="black")
     for diagnosis in health["diagnoses"]:

@@ -49,7 +49,8 @@ def test_gpt_writes_its_health(capsys, tmp_path):
     health = json.loads((out / "health.json").read_text())
     assert health["steps"] == [0, 2]
     assert any(path.startswith("block_0/") for path in health["weights"])
-    assert "gelu" in set(health["activations"].values())
+    assert {a["kind"] for a in health["activations"]} == {"gelu"}
+    assert health["dead"] == health["saturated"] == {}
 
 
 @pytest.mark.parametrize("argv, message", [

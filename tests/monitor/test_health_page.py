@@ -31,7 +31,7 @@ def _health() -> dict:
 
 def test_the_dashboard_shows_health_json(browser, tmp_path):
     health = dict(_health())
-    health["layers"] = {**health["layers"], "dense_0/w": HOSTILE}
+    health["labels"] = {**health["labels"], "dense_0/w": HOSTILE}
     assert health["diagnoses"]
     opened = pages.Page(browser, write_page(tmp_path / "health.html", page(health, HOSTILE)))
     try:
@@ -65,13 +65,18 @@ def test_the_dashboard_shows_health_json(browser, tmp_path):
         opened.close()
 
 
-def test_a_run_without_diagnoses_says_so(browser, tmp_path):
-    health = {**_health(), "diagnoses": []}
+def test_a_run_without_diagnoses_or_relus_says_so(browser, tmp_path):
+    """No diagnosis, and (as gpt's gelu) no ReLU, sigmoid or tanh: the outputs' deviations."""
+    health = {**_health(), "diagnoses": [], "dead": {}, "saturated": {}}
     opened = pages.Page(browser, write_page(tmp_path / "health.html", page(health)))
     try:
+        p = opened.page
         assert opened.errors == []
-        assert opened.page.is_visible("#nodiagnosis")
-        assert "0 diagnoses" in opened.page.inner_text("#summary")
+        assert p.is_visible("#nodiagnosis") and "0 diagnoses" in p.inner_text("#summary")
+        assert p.inner_text("#unitsnote").startswith("No ReLU, sigmoid or tanh layer")
+        names = p.eval_on_selector_all("#units path.curve", "ps => ps.map(p => p.dataset.name)")
+        assert names == ["relu_0 (after dense_0)", "tanh_0 (after dense_1)",
+                         "sigmoid_0 (after dense_2)"]
     finally:
         opened.close()
 

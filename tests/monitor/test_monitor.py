@@ -50,7 +50,8 @@ def _record(model, x, y, *, lr=2e-3, every=1, record=True):
     step = make_train_step(model, config, optimizer, watch)
     new, _, loss, _, (finite, health) = step(params, optimizer.init(params), x, y,
                                              jax.random.key(1), record)
-    return watch, params, new, loss, bool(finite), jax.device_get(health)
+    return (watch, params, new, loss, bool(finite),
+            None if health is None else monitor.unpack(watch, health))
 
 
 def test_the_records_equal_plain_jax_on_the_same_batch(small):
