@@ -73,8 +73,7 @@ def _loop(step, watch, every, params, opt_state, batch, steps: int) -> float:
         else:
             out = step(params, opt_state, *batch, key, t % every == 0)
             if t % every == 0:
-                mon.add(t, out[-1][1])
-            bool(out[-1][0])
+                mon.add(t, out[-1])
         float(out[2])
     return time.perf_counter() - start
 

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import jax
+import numpy as np
 import optax
 
 from difprog import checkpoint, provenance, rundir
@@ -80,7 +81,7 @@ class Task(Protocol):
     """What `drive` trains. `config` has `seed`, `devices`, `shard` and `keep_checkpoints`;
     `unit` ('epoch' or 'step') is what checkpoints count, `steps_per_unit` steps each;
     `train_step(params, opt_state, x, y, key) -> (params, opt_state, loss, aux)` is jitted (with a
-    `monitor`, `train_step(..., key, record)` also returns `(finite, health)`, see
+    `monitor`, `train_step(..., key, record)` also returns the packed record, see
     `difprog.train.make_train_step`);
     `caller` names the function and `writer` the trainer in errors; `recorded` are the metadata
     lists a checkpoint of the task holds (besides its unit count)."""
@@ -259,32 +260,40 @@ def _train_stretch(run: _Run, state: State) -> State:
 def _run_steps(run: _Run, state: State, end: int, first: bool) -> tuple[Any, Any, Tally]:
     """The training steps state.step..end-1: (params, opt_state, their tally)."""
     task, (_, data_key, dropout_key) = run.task, run.keys
-    params, opt_state, tally = state.params, state.opt_state, Tally()
+    params, opt_state, tally, previous = state.params, state.opt_state, Tally(), None
     with Progress(end - state.step, _label(task, state.step, end), enabled=run.progress,
                   unit="steps") as bar:
         for step, (x, y) in enumerate(task.batches(data_key, state.step, end), state.step):
             if step == state.step and first:
                 compiling("the train step", run.progress)
-            before, key = params, jax.random.fold_in(dropout_key, step)
-            batch = run.placement.batch(x), run.placement.batch(y)
-            if task.monitor is None:
-                params, opt_state, loss, aux = task.train_step(params, opt_state, *batch, key)
-                finite = True
-            else:
-                recording = step % task.monitor.watch.every == 0
-                params, opt_state, loss, aux, (finite, health) = task.train_step(
-                    params, opt_state, *batch, key, recording)
-                if recording:
-                    for line in task.monitor.add(step, health):
-                        bar.write(line)
+            inputs = (params, run.placement.batch(x), run.placement.batch(y),
+                      jax.random.fold_in(dropout_key, step))
+            params, opt_state, loss, aux = _step(run, inputs, opt_state, step, bar)
             kill_point("step")
             loss = float(loss)
-            if not (math.isfinite(loss) and bool(finite)):
-                raise _nonfinite_loss(run, loss, step, (before, *batch, key))
+            if not math.isfinite(loss) or (task.monitor is not None
+                                           and not task.monitor.finite):
+                raise _nonfinite(run, loss, step, inputs, previous)
+            previous = inputs if task.monitor is not None else None
             tally.add(loss, aux, len(y))
             bar.set_postfix(**task.postfix(tally))
             bar.update(1)
     return params, opt_state, tally
+
+
+def _step(run: _Run, inputs: tuple, opt_state: Any, step: int, bar: Progress) -> tuple:
+    """One training step: (params, opt_state, loss, aux); a monitored run records every
+    `every` steps and prints the diagnoses that start or stop."""
+    task, (params, x, y, key) = run.task, inputs
+    if task.monitor is None:
+        return task.train_step(params, opt_state, x, y, key)
+    recording = step % task.monitor.watch.every == 0
+    params, opt_state, loss, aux, health = task.train_step(params, opt_state, x, y, key,
+                                                           recording)
+    if recording:
+        for line in task.monitor.add(step, health):
+            bar.write(line)
+    return params, opt_state, loss, aux
 
 
 def _label(task: Task, start: int, end: int) -> str:
@@ -296,24 +305,37 @@ def _label(task: Task, start: int, end: int) -> str:
     return f"{task.unit}s {first}-{last}/{total}"
 
 
-def _nonfinite_loss(run: _Run, loss: float, step: int, inputs: tuple) -> NonFiniteLossError:
+def _where(task: Task, step: int) -> str:
+    per = task.steps_per_unit
+    return f"step {step}" + (f" ({task.unit} {step // per + 1}, batch {step % per + 1} of "
+                             f"{per})" if per > 1 else "")
+
+
+def _nonfinite(run: _Run, loss: float, step: int, inputs: tuple, previous: tuple | None
+               ) -> NonFiniteLossError:
     """The error for a NaN or infinite loss (or, monitored, gradient) at `step`, naming the
-    checkpoint kept and, monitored, the gate and layer where it began (health files written)."""
-    task, per = run.task, run.task.steps_per_unit
-    where = f"step {step}" + (f" ({task.unit} {step // per + 1}, batch {step % per + 1} of "
-                              f"{per})" if per > 1 else "")
-    what = (f"the training loss became {loss}" if not math.isfinite(loss) else
-            f"a gradient became non-finite (the loss is {loss:.4g})")
+    checkpoint kept. A monitored run names the gate and layer where it began (on the step
+    before, when the params this step started from were already non-finite: a gradient that
+    went bad between two records) and writes its health files."""
+    task = run.task
+    what = f"the training loss became {loss} at {_where(task, step)}"
+    if math.isfinite(loss):
+        what = f"a gradient became non-finite at {_where(task, step)} (the loss is {loss:.4g})"
     origin = None
     if task.monitor is not None:
+        if previous is not None and not all(bool(np.all(np.isfinite(leaf)))
+                                            for leaf in jax.tree.leaves(inputs[0])):
+            what = (f"a gradient became non-finite at {_where(task, step - 1)} (the training "
+                    f"loss became {loss} at step {step})")
+            step, inputs = step - 1, previous
         origin = task.locate(*inputs)
-        task.monitor.nonfinite(step, f"{what} at {where}" + (f": {origin}" if origin else ""),
+        task.monitor.nonfinite(step, what + (f": {origin}" if origin else ""),
                                origin.layer if origin else "")
         if run.writes:
             write_health(run.out, task.monitor)
     kept = checkpoint.latest(run.out) if run.out is not None else None
     return NonFiniteLossError(
-        f"{what} at {where}" + (f"; {origin}" if origin else "") + "; training stopped. "
+        what + (f"; {origin}" if origin else "") + "; training stopped. "
         + (f"The last good checkpoint, {kept}, is kept. " if kept else
            "No checkpoint was written yet. ")
         + "Lower the learning rate or check the data for NaN or Inf values.")

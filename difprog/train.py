@@ -185,10 +185,9 @@ def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.Gradient
 
     A model with BatchNorm layers also gets their running statistics updated from the batch
     (`update_stats`); they get no gradient, so the optimiser leaves them alone. With a `watch`
-    (`difprog.monitor`), `step(..., key, record)` also returns `(finite, health)`: whether the
-    loss and gradients are finite, and for record=True the monitor's record (None for False;
-    `record` is a static Python bool: the steps that record nothing run a program of their
-    own, which has no reduction of the record's).
+    (`difprog.monitor`), `step(..., key, record)` also returns, for record=True, the monitor's
+    record (`monitor.pack`ed), and None for False; `record` is a static Python bool, so a step
+    that records nothing runs the same program as a step without a watch.
     """
     loss = make_loss(model, config, watch.capture if watch else ())
     tracks_stats = bool(stat_paths(model))
@@ -210,7 +209,7 @@ def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.Gradient
         if record:
             stats = monitor.measure(watch, params, grads, updates, acts, value)
             health = monitor.pack(watch, stats)
-        return new, opt_state, value, correct, (monitor.finite(value, grads), health)
+        return new, opt_state, value, correct, health
 
     return jax.jit(step, static_argnames="record")
 

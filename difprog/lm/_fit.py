@@ -42,8 +42,8 @@ class LMResult(NamedTuple):
 def make_train_step(model, optimizer, watch: monitor.Watch | None = None):
     """`step(params, opt_state, x, y, key) -> (params, opt_state, loss)`, jitted.
 
-    With a `watch` (`difprog.monitor`), `step(..., key, record)` also returns `(finite, health)`
-    as `difprog.train.make_train_step` does."""
+    With a `watch` (`difprog.monitor`), `step(..., key, record)` also returns the record (or
+    None) as `difprog.train.make_train_step` does."""
     capture = watch.capture if watch else ()
 
     def step(params, opt_state, x, y, key, record=None):
@@ -60,7 +60,7 @@ def make_train_step(model, optimizer, watch: monitor.Watch | None = None):
         if record:
             stats = monitor.measure(watch, params, grads, updates, acts, value)
             health = monitor.pack(watch, stats)
-        return new, opt_state, value, (monitor.finite(value, grads), health)
+        return new, opt_state, value, health
 
     return jax.jit(step, static_argnames="record")
 

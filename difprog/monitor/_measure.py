@@ -12,7 +12,7 @@ import numpy as np
 
 from difprog.monitor._watch import DYING, SATURATING, Watch
 
-__all__ = ["finite", "measure", "pack", "unpack"]
+__all__ = ["measure", "pack", "unpack"]
 
 
 def _wide(x: Any) -> jax.Array:
@@ -80,13 +80,6 @@ def measure(watch: Watch, params: Any, grads: Any, updates: Any,
         if kind in SATURATING:
             record["saturated"][path] = _saturated(y, kind, watch.thresholds.margin)
     return record
-
-
-def finite(loss: jax.Array, grads: Any) -> jax.Array:
-    """Whether the loss and every gradient are free of NaN and infinity."""
-    checks = [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)
-              if jnp.issubdtype(g.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack([jnp.isfinite(loss), *checks]))
 
 
 def _layout(watch: Watch) -> list[tuple[str, str | None]]:

@@ -89,6 +89,14 @@ class Monitor:
         return (f"{began.layer}: {began.kind.replace('_', ' ')} no longer seen from step "
                 f"{until} (seen from step {began.step})")
 
+    @property
+    def finite(self) -> bool:
+        """Whether the last record's loss and gradient norms are finite (True before any)."""
+        if not self.records:
+            return True
+        last = self.records[-1]
+        return all(map(math.isfinite, [last["loss"], *last["grad_norm"].values()]))
+
     def nonfinite(self, step: int, message: str, layer: str = "") -> str:
         """Records that the loss or a gradient became non-finite at `step`; its log line."""
         self.diagnoses.append(Diagnosis("nonfinite", layer, int(step), None, math.nan, message))

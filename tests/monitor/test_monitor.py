@@ -48,10 +48,9 @@ def _record(model, x, y, *, lr=2e-3, every=1, record=True):
     watch = monitor.watch(model, x[:1], every=every)
     params = model.init(jax.random.key(0), x[:1])
     step = make_train_step(model, config, optimizer, watch)
-    new, _, loss, _, (finite, health) = step(params, optimizer.init(params), x, y,
-                                             jax.random.key(1), record)
-    return (watch, params, new, loss, bool(finite),
-            None if health is None else monitor.unpack(watch, health))
+    new, _, loss, _, health = step(params, optimizer.init(params), x, y, jax.random.key(1),
+                                   record)
+    return watch, params, new, loss, None if health is None else monitor.unpack(watch, health)
 
 
 def test_the_records_equal_plain_jax_on_the_same_batch(small):
@@ -60,8 +59,8 @@ def test_the_records_equal_plain_jax_on_the_same_batch(small):
     with jax.enable_x64(True):
         x, y = jnp.asarray(small.x_train[:64], jnp.float64), jnp.asarray(small.y_train[:64])
         model = _mixed()
-        watch, params, new, loss, finite, health = _record(model, x, y)
-        assert finite and watch.activations == {"relu_0": "relu", "tanh_0": "tanh",
+        watch, params, new, loss, health = _record(model, x, y)
+        assert watch.activations == {"relu_0": "relu", "tanh_0": "tanh",
                                                 "sigmoid_0": "sigmoid"}
         truth = jax.grad(_plain)(params, x, y)
         np.testing.assert_allclose(health["loss"], _plain(params, x, y), rtol=1e-12)
@@ -92,7 +91,7 @@ def test_a_wrong_backward_rule_shows_in_the_recorded_norms(small):
         2 * c for c in gates.tanh.backward(g, out, **kw)))
     with jax.enable_x64(True):
         x, y = jnp.asarray(small.x_train[:64], jnp.float64), jnp.asarray(small.y_train[:64])
-        watch, params, _, _, _, health = _record(_mixed(doubled), x, y)
+        watch, params, _, _, health = _record(_mixed(doubled), x, y)
         truth = jax.grad(_plain)(params, x, y)
         ratio = health["grad_norm"]["dense_0/w"] / np.linalg.norm(truth["dense_0"]["w"])
         assert abs(ratio - 2) < 1e-9
@@ -108,8 +107,7 @@ def test_the_monitor_changes_no_number_of_the_training(small):
     for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(watched.params), strict=True):
         np.testing.assert_array_equal(a, b)
     x, y = small.x_train[:32], small.y_train[:32]
-    _, _, _, _, finite, health = _record(_mixed(), x, y, record=False)
-    assert finite and health is None
+    assert _record(_mixed(), x, y, record=False)[-1] is None
 
 
 def _diagnosed(model, small, *, lr=2e-3, epochs=2, thresholds=None, schedule="cosine"):
@@ -254,3 +252,15 @@ def test_the_optax_loop_of_the_module_docstring(small):
             mon.add(t, health)
     assert [r["step"] for r in mon.records] == [0, 2, 4]
     assert mon.records[-1]["loss"] < mon.records[0]["loss"]
+
+
+def test_a_finite_loss_with_a_gradient_that_is_not_is_stopped_and_traced(small):
+    """sqrt after relu: sqrt(0) is finite, its derivative infinite, times relu's 0 is NaN."""
+    model = layers.serial(layers.Flatten(), layers.Dense(16), layers.Relu(),
+                          layers.activation(gates.sqrt)(), layers.Dense(10))
+    with pytest.raises(NonFiniteLossError) as caught:
+        fit(model, small, TrainConfig(epochs=1), progress=False, monitor_every=4)
+    assert str(caught.value).startswith(
+        "a gradient became non-finite at step 0 (epoch 1, batch 1 of 10) (the loss is ")
+    assert ("the backward pass first gives a non-finite gradient (cotangent) at gate sqrt in "
+            "layer sqrt_0") in str(caught.value)
