@@ -238,7 +238,9 @@ def _train_stretch(run: _Run, state: State) -> State:
     task, began = run.task, time.perf_counter()
     end = min(task.total_steps, (state.step // task.eval_every + 1) * task.eval_every)
     first = state.step == (state.resumed_from or 0) * task.steps_per_unit
-    params, opt_state, tally = _run_steps(run, state, end, first)
+    params, opt_state, tally, last = _run_steps(run, state, end, first)
+    if task.monitor is not None and not _finite(params):  # the last step's gradient went bad
+        raise _nonfinite(run, tally.losses[-1], end, (params,), last)
     trained = time.perf_counter() - began
     compiling("the evaluation step", run.progress and first)
     entry = {task.unit: end // task.steps_per_unit, **task.summary(tally),
@@ -257,8 +259,10 @@ def _train_stretch(run: _Run, state: State) -> State:
     return state
 
 
-def _run_steps(run: _Run, state: State, end: int, first: bool) -> tuple[Any, Any, Tally]:
-    """The training steps state.step..end-1: (params, opt_state, their tally)."""
+def _run_steps(run: _Run, state: State, end: int, first: bool
+               ) -> tuple[Any, Any, Tally, tuple | None]:
+    """The training steps state.step..end-1: (params, opt_state, their tally, the last step's
+    inputs when monitored)."""
     task, (_, data_key, dropout_key) = run.task, run.keys
     params, opt_state, tally, previous = state.params, state.opt_state, Tally(), None
     with Progress(end - state.step, _label(task, state.step, end), enabled=run.progress,
@@ -266,8 +270,7 @@ def _run_steps(run: _Run, state: State, end: int, first: bool) -> tuple[Any, Any
         for step, (x, y) in enumerate(task.batches(data_key, state.step, end), state.step):
             if step == state.step and first:
                 compiling("the train step", run.progress)
-            inputs = (params, run.placement.batch(x), run.placement.batch(y),
-                      jax.random.fold_in(dropout_key, step))
+            inputs = (params, x, y, jax.random.fold_in(dropout_key, step))  # the host's batch
             params, opt_state, loss, aux = _step(run, inputs, opt_state, step, bar)
             kill_point("step")
             loss = float(loss)
@@ -278,13 +281,14 @@ def _run_steps(run: _Run, state: State, end: int, first: bool) -> tuple[Any, Any
             tally.add(loss, aux, len(y))
             bar.set_postfix(**task.postfix(tally))
             bar.update(1)
-    return params, opt_state, tally
+    return params, opt_state, tally, previous
 
 
 def _step(run: _Run, inputs: tuple, opt_state: Any, step: int, bar: Progress) -> tuple:
     """One training step: (params, opt_state, loss, aux); a monitored run records every
     `every` steps and prints the diagnoses that start or stop."""
     task, (params, x, y, key) = run.task, inputs
+    x, y = run.placement.batch(x), run.placement.batch(y)
     if task.monitor is None:
         return task.train_step(params, opt_state, x, y, key)
     recording = step % task.monitor.watch.every == 0
@@ -292,7 +296,8 @@ def _step(run: _Run, inputs: tuple, opt_state: Any, step: int, bar: Progress) ->
                                                            recording)
     if recording:
         for line in task.monitor.add(step, health):
-            bar.write(line)
+            if jax.process_index() == 0:
+                bar.write(line)
     return params, opt_state, loss, aux
 
 
@@ -303,6 +308,13 @@ def _label(task: Task, start: int, end: int) -> str:
     if first == last:
         return f"{task.unit} {last}/{total}"
     return f"{task.unit}s {first}-{last}/{total}"
+
+
+def _finite(params: Any) -> bool:
+    """Whether params hold no NaN or infinity; True for several processes, whose params this
+    one cannot read whole (the checkpoint refuses non-finite params there)."""
+    return jax.process_count() > 1 or all(bool(np.all(np.isfinite(leaf)))
+                                          for leaf in jax.tree.leaves(params))
 
 
 def _where(task: Task, step: int) -> str:
@@ -323,16 +335,19 @@ def _nonfinite(run: _Run, loss: float, step: int, inputs: tuple, previous: tuple
         what = f"a gradient became non-finite at {_where(task, step)} (the loss is {loss:.4g})"
     origin = None
     if task.monitor is not None:
-        if previous is not None and not all(bool(np.all(np.isfinite(leaf)))
-                                            for leaf in jax.tree.leaves(inputs[0])):
+        if previous is not None and not _finite(inputs[0]):
             what = (f"a gradient became non-finite at {_where(task, step - 1)} (the training "
                     f"loss became {loss} at step {step})")
             step, inputs = step - 1, previous
-        origin = task.locate(*inputs)
+        if jax.process_count() == 1:  # explain reads every value: one process's run
+            origin = task.locate(*inputs)
         task.monitor.nonfinite(step, what + (f": {origin}" if origin else ""),
                                origin.layer if origin else "")
         if run.writes:
-            write_health(run.out, task.monitor)
+            try:
+                write_health(run.out, task.monitor)
+            except WriteError as error:
+                note(f"the health files could not be written: {error}")
     kept = checkpoint.latest(run.out) if run.out is not None else None
     return NonFiniteLossError(
         what + (f"; {origin}" if origin else "") + "; training stopped. "

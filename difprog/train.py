@@ -205,10 +205,7 @@ def make_train_step(model: Layer, config: TrainConfig, optimizer: optax.Gradient
                                              update_stats=True).stats)
         if watch is None:
             return new, opt_state, value, correct
-        health = None
-        if record:
-            stats = monitor.measure(watch, params, grads, updates, acts, value)
-            health = monitor.pack(watch, stats)
+        health = monitor.measured(record, watch, params, grads, updates, acts, value)
         return new, opt_state, value, correct, health
 
     return jax.jit(step, static_argnames="record")

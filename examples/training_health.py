@@ -1,6 +1,6 @@
 """The lectures' training pathologies on the digits, each watched by `difprog.monitor`: a healthy
 CNN, ten sigmoid layers (vanishing gradients), a learning rate 30 times too large (the
-update/weight ratio, then dead ReLUs), ReLUs behind biases of -5 (dead from the start), and a
+update/weight ratio), ReLUs behind biases of -5 (dead from the start), and a
 log of a negative activation (the first non-finite gate). Prints each run's diagnoses and writes
 its health.json, health.png and health.html into DIR/<run>/ (default: ./training-health).
 

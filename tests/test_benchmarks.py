@@ -198,3 +198,11 @@ def test_adversarial_benchmark_smoke(tmp_path, linear_run):
         pgd, fgsm = record["results"][name]["pgd"], record["results"][name]["fgsm"]
         assert pgd[0] == fgsm[0] and all(p <= f + 0.05 for p, f in zip(pgd, fgsm)), record
     assert (tmp_path / "robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_monitor_benchmark_smoke():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "monitor.py"), "--models", "mlp", "--steps",
+         "2", "--rounds", "1", "--batch", "4"],
+        capture_output=True, text=True, timeout=300, check=True)
+    assert "| mlp |" in result.stdout and "mlp: every 10 steps " in result.stdout

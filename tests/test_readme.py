@@ -45,6 +45,8 @@ def test_every_readme_python_block_runs_in_order(tmp_path, monkeypatch):
     assert namespace["e"].agrees and namespace["e"].finite
     assert float(namespace["accuracy"]) > 0.85       # "about 90% test accuracy"
     assert namespace["run"].test_accuracy > 0.93       # "about 0.97 after 2 epochs"
+    assert [d["layer"] for d in namespace["watched"].health["diagnoses"]] == [
+        "dense_0", "dense_1", "dense_2", "dense_3"]
     assert namespace["tiny"].history[-1]["val_loss"] < 4.0   # a tiny gpt below uniform (5.1)
     assert any(p.startswith("runs/gpt-tiny/checkpoint_0020") for p in written), written
     assert namespace["maps"].shape == namespace["images"].shape == (10, 8, 8, 1)

@@ -189,11 +189,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_health(args: argparse.Namespace, health: dict | None) -> None:
     """The monitored run's last line: how many diagnoses, and where the files are."""
-    if health is not None:
-        count = len(health["diagnoses"])
-        print(f"training health: {count} diagnos{'is' if count == 1 else 'es'} in "
-              f"{len(health['steps'])} records; wrote health.json, health.png and health.html "
-              f"into {args.out}/")
+    from difprog import monitor
+
+    if health is not None and jax.process_index() == 0:
+        print(f"training health: {monitor.summary(health)}; wrote health.json, health.png and "
+              f"health.html into {args.out}/")
 
 
 def train_images(args: argparse.Namespace, then=None) -> tuple:

@@ -56,10 +56,7 @@ def make_train_step(model, optimizer, watch: monitor.Watch | None = None):
         new = optax.apply_updates(params, updates)
         if watch is None:
             return new, opt_state, value
-        health = None
-        if record:
-            stats = monitor.measure(watch, params, grads, updates, acts, value)
-            health = monitor.pack(watch, stats)
+        health = monitor.measured(record, watch, params, grads, updates, acts, value)
         return new, opt_state, value, health
 
     return jax.jit(step, static_argnames="record")

@@ -34,31 +34,26 @@ def diagnose(watch: Watch, record: dict) -> dict[tuple[str, str], tuple[float, s
     top = watch.weights[-1] if watch.weights else None
     if top is not None and grads[top] > 0 and math.isfinite(grads[top]):
         for path in watch.weights[:-1]:
-            ratio, name = grads[path] / grads[top], watch.layer(path)
+            ratio, name = grads[path] / grads[top], watch.label(path)
             where = f"{name}: gradient norm {grads[path]:.1e}, {_orders(ratio)}"
             if ratio < limits.vanishing:
                 found["vanishing", path] = ratio, (f"{where} below the top layer's "
-                                                   f"({watch.layer(top)}): vanishing")
+                                                   f"({watch.label(top)}): vanishing")
             elif ratio > limits.exploding:
                 found["exploding", path] = ratio, (f"{where} above the top layer's "
-                                                   f"({watch.layer(top)}): exploding")
+                                                   f"({watch.label(top)}): exploding")
     for path in watch.weights:
         weight, update = record["weight_norm"][path], record["update_norm"][path]
         if weight > 0 and update / weight > limits.update_ratio:
             found["update_ratio", path] = update / weight, (
-                f"update/weight ratio {update / weight:.2g} at {watch.layer(path)} (about 1e-3 "
+                f"update/weight ratio {update / weight:.2g} at {watch.label(path)} (about 1e-3 "
                 f"is healthy): the learning rate is too large")
     for path, fraction in record["dead"].items():
         if fraction > limits.dead:
-            found["dead", path] = fraction, f"{watch.layer(path)}: {fraction:.0%} of ReLUs dead"
+            found["dead", path] = fraction, f"{watch.label(path)}: {fraction:.0%} of ReLUs dead"
     for path, fraction in record["saturated"].items():
         if fraction > limits.saturated:
             found["saturated", path] = fraction, (
-                f"{watch.layer(path)}: {fraction:.0%} of {watch.activations[path]} outputs "
+                f"{watch.label(path)}: {fraction:.0%} of {watch.activations[path]} outputs "
                 f"saturated")
     return found
-
-
-def layer_of(watch: Watch, path: str) -> str:
-    """The layer path a diagnosis names: 'dense_0' for the weight 'dense_0/w'."""
-    return path if path in watch.activations or "/" not in path else path.rsplit("/", 1)[0]

@@ -12,7 +12,7 @@ import numpy as np
 
 from difprog.monitor._watch import DYING, SATURATING, Watch
 
-__all__ = ["measure", "pack", "unpack"]
+__all__ = ["measure", "measured", "pack", "unpack"]
 
 
 def _wide(x: Any) -> jax.Array:
@@ -38,7 +38,7 @@ def _leaves(tree: Any, paths: tuple[str, ...]) -> dict[str, Any]:
 
 def _dead(y: jax.Array) -> jax.Array:
     """The fraction of units (the last axis) whose output is 0 for the whole batch."""
-    alive = jnp.any(y.reshape(-1, y.shape[-1]) > 0, axis=0)
+    alive = jnp.any(y.reshape(-1, y.shape[-1] if y.ndim else 1) > 0, axis=0)
     return 1.0 - jnp.mean(alive.astype(jnp.float32))
 
 
@@ -51,10 +51,11 @@ def _saturated(y: jax.Array, kind: str, margin: float) -> jax.Array:
 
 def measure(watch: Watch, params: Any, grads: Any, updates: Any,
             activations: dict[str, jax.Array], loss: jax.Array) -> dict[str, Any]:
-    """One record: the loss; per weight its gradient norm, norm and update norm; per activation
-    layer the mean and standard deviation of its outputs, and the fraction of dead units (ReLU)
-    or saturated outputs (sigmoid, tanh). Every entry a scalar of float32 or wider;
-    jit-compatible.
+    """One record: the loss; `finite`, 1 where the loss and every gradient (biases and scales
+    included) are free of NaN and infinity, else 0; per weight its gradient norm, norm and
+    update norm; per activation layer the mean and standard deviation of its outputs, and the
+    fraction of dead units (ReLU) or saturated outputs (sigmoid, tanh). Every entry a scalar
+    of float32 or wider; jit-compatible.
 
     Args:
         watch: what to record (`monitor.watch`).
@@ -66,8 +67,11 @@ def measure(watch: Watch, params: Any, grads: Any, updates: Any,
     """
     weights, gradients = _leaves(params, watch.weights), _leaves(grads, watch.weights)
     steps = _leaves(updates, watch.weights)
+    checks = [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)
+              if jnp.issubdtype(g.dtype, jnp.inexact)]
     record: dict[str, Any] = {
         "loss": _wide(loss),
+        "finite": jnp.all(jnp.stack([jnp.isfinite(loss), *checks])).astype(jnp.float32),
         "grad_norm": {p: _norm(gradients[p]) for p in watch.weights},
         "weight_norm": {p: _norm(weights[p]) for p in watch.weights},
         "update_norm": {p: _norm(steps[p]) for p in watch.weights},
@@ -85,7 +89,7 @@ def measure(watch: Watch, params: Any, grads: Any, updates: Any,
 def _layout(watch: Watch) -> list[tuple[str, str | None]]:
     """The (series, path) of each entry of a packed record, in order."""
     kinds = watch.activations
-    return [("loss", None),
+    return [("loss", None), ("finite", None),
             *((name, p) for name in ("grad_norm", "weight_norm", "update_norm")
               for p in watch.weights),
             *((name, p) for name in ("mean", "std") for p in kinds),
@@ -102,9 +106,16 @@ def pack(watch: Watch, record: dict[str, Any]) -> jax.Array:
 def unpack(watch: Watch, vector: Any) -> dict[str, Any]:
     """The record of a `pack`ed vector (host floats)."""
     values = [float(v) for v in np.asarray(vector)]
-    record: dict[str, Any] = {"loss": values[0], "grad_norm": {}, "weight_norm": {},
-                              "update_norm": {}, "mean": {}, "std": {}, "dead": {},
-                              "saturated": {}}
-    for (name, path), value in zip(_layout(watch)[1:], values[1:], strict=True):
+    record: dict[str, Any] = {"loss": values[0], "finite": values[1], "grad_norm": {},
+                              "weight_norm": {}, "update_norm": {}, "mean": {}, "std": {},
+                              "dead": {}, "saturated": {}}
+    for (name, path), value in zip(_layout(watch)[2:], values[2:], strict=True):
         record[name][path] = value
     return record
+
+
+def measured(record: bool, watch: Watch, params: Any, grads: Any, updates: Any,
+             activations: dict[str, jax.Array], loss: jax.Array) -> jax.Array | None:
+    """In a training step: the `pack`ed record where `record` (a static bool), else None."""
+    return pack(watch, measure(watch, params, grads, updates, activations, loss)) if record \
+        else None

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from difprog.monitor._diagnose import Diagnosis, diagnose, layer_of
+from difprog.monitor._diagnose import Diagnosis, diagnose
 from difprog.monitor._measure import unpack
 from difprog.monitor._watch import Watch
 
@@ -67,7 +67,7 @@ class Monitor:
             if seen[1] >= self._patience(key):
                 first, _, value, message = self._seen.pop(key)
                 self._open[key] = len(self.diagnoses)
-                self.diagnoses.append(Diagnosis(key[0], layer_of(self.watch, key[1]), first,
+                self.diagnoses.append(Diagnosis(key[0], self.watch.layer(key[1]), first,
                                                 None, value, f"{message} since step {first}"))
                 lines.append(self.diagnoses[-1].message)
         return [line for line in lines if line]
@@ -91,11 +91,8 @@ class Monitor:
 
     @property
     def finite(self) -> bool:
-        """Whether the last record's loss and gradient norms are finite (True before any)."""
-        if not self.records:
-            return True
-        last = self.records[-1]
-        return all(map(math.isfinite, [last["loss"], *last["grad_norm"].values()]))
+        """Whether the last record's loss and every gradient were finite (True before any)."""
+        return not self.records or self.records[-1].get("finite", 1.0) == 1.0
 
     def nonfinite(self, step: int, message: str, layer: str = "") -> str:
         """Records that the loss or a gradient became non-finite at `step`; its log line."""
@@ -117,7 +114,7 @@ class Monitor:
                 "weights": list(watch.weights),
                 "activations": [{"path": p, "kind": k} for p, k in watch.activations.items()],
                 "labels": {**{p: p for p in watch.weights},
-                           **{p: watch.layer(p) for p in watch.activations}},
+                           **{p: watch.label(p) for p in watch.activations}},
                 "steps": [r["step"] for r in records],
                 "loss": [_number(r["loss"]) for r in records], **series,
                 "diagnoses": [{**d._asdict(), "value": _number(d.value)} for d in self.diagnoses]}
@@ -128,11 +125,13 @@ class Monitor:
         if health.get("weights") != list(self.watch.weights) or health.get("activations") != [
                 {"path": p, "kind": k} for p, k in self.watch.activations.items()]:
             return
-        steps = [s for s in health["steps"] if s < step]
-        for i, s in enumerate(steps):
-            record = {"loss": health["loss"][i]}
-            record.update({name: {p: v[i] for p, v in health[name].items()} for name in SERIES})
-            self.add(s, jax.tree.map(lambda v: math.nan if v is None else v, record))
+        number = lambda v: math.nan if v is None else float(v)
+        records = [{"loss": number(health["loss"][i]),
+                    **{name: {p: number(v[i]) for p, v in health[name].items()}
+                       for name in SERIES}}
+                   for i, s in enumerate(health["steps"]) if s < step]
+        for s, record in zip(health["steps"], records):
+            self.add(s, record)
 
 
 def as_arrays(health: dict, name: str, paths: list[str]) -> np.ndarray:
@@ -145,3 +144,10 @@ def ordered(health: dict, name: str) -> list[str]:
     """The paths of a series in the order of the forward pass."""
     paths = health["weights"] + [a["path"] for a in health["activations"]]
     return [p for p in paths if p in health[name]]
+
+
+def summary(health: dict) -> str:
+    """'2 diagnoses in 90 records' of health.json's contents."""
+    count = len(health["diagnoses"])
+    return (f"{count} diagnos{'is' if count == 1 else 'es'} in {len(health['steps'])} "
+            f"record{'' if len(health['steps']) == 1 else 's'}")

@@ -49,7 +49,7 @@ svg text { fill: #57606a; }
 <table id="diagnoses"><thead><tr><th>kind</th><th>layer</th><th>from step</th><th>until step</th><th>what</th></tr></thead><tbody></tbody></table>
 </section>
 <section><h2>Gradient flow</h2>
-<p class="note">log10 of each weight's gradient norm (rows: weights, first layer at the top; columns: recorded steps). Hover or click a cell.</p>
+<p class="note">log10 of each weight's gradient norm (rows: weights, first layer at the top; columns: recorded steps, at most 600 evenly spaced). Hover or click a cell.</p>
 <svg id="flow"></svg><div id="detail"></div></section>
 <section><h2>Update / weight ratio</h2>
 <p class="note">||update|| / ||weight|| per step, log scale; green: 1e-3 (CS231n's rule of thumb), red: the "too large" threshold.</p>
@@ -118,23 +118,31 @@ function colour(t) {  // 0..1 to a dark-to-light ramp (magma-like)
   return "rgb(" + c.join(",") + ")";
 }
 
-function flow() {
-  const svg = document.getElementById("flow"), rows = H.weights, cols = H.steps;
+function range(values) {  // [min, max] of the finite values (a loop: no argument-count limit)
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  return [lo, hi];
+}
+
+function flow() {  // at most MAX_COLUMNS columns: evenly spaced records of a long run
+  const MAX_COLUMNS = 600, stride = Math.ceil(H.steps.length / MAX_COLUMNS);
+  const picked = H.steps.map((s, i) => i).filter(i => i % stride === 0);
+  const svg = document.getElementById("flow"), rows = H.weights, cols = picked.map(i => H.steps[i]);
   const width = 560, left = 180, top = 8, cw = (width - left - 10) / Math.max(cols.length, 1), ch = 18;
   const height = top + ch * rows.length + 36;
   svg.setAttribute("viewBox", "0 0 " + width + " " + height);
   const logs = [];
   for (const p of rows) for (const v of H.grad_norm[p]) if (v !== null && v > 0) logs.push(Math.log10(v));
-  const lo = Math.min(...logs), hi = Math.max(...logs), span = hi > lo ? hi - lo : 1;
+  const [lo, hi] = range(logs), span = hi > lo ? hi - lo : 1;
   rows.forEach((p, r) => {
     const name = layer(p), shown = name.length > 28 ? "\u2026" + name.slice(-27) : name;
     const label = el("text", {x: left - 6, y: top + ch * r + ch * 0.7, "text-anchor": "end"}, shown);
     label.appendChild(el("title", {}, name));
     svg.appendChild(label);
-    cols.forEach((s, c) => {
-      const v = H.grad_norm[p][c];
+    picked.forEach((c, k) => {
+      const v = H.grad_norm[p][c], s = H.steps[c];
       const fill = v === null ? "#d0d7de" : (v > 0 ? colour((Math.log10(v) - lo) / span) : "#000");
-      const cell = el("rect", {x: left + cw * c, y: top + ch * r, width: cw, height: ch, fill: fill,
+      const cell = el("rect", {x: left + cw * k, y: top + ch * r, width: cw, height: ch, fill: fill,
                                class: "cell", "data-weight": p, "data-step": String(s)});
       cell.appendChild(el("title", {}, layer(p) + ", step " + s + ": |grad| " + fmt(v)));
       const show = () => detail(p, c, cell);
@@ -170,7 +178,8 @@ function chart(id, series, opts) {
   let ys = [];
   for (const s of series) for (const v of s.values) { const y = f(v); if (y !== null) ys.push(y); }
   for (const g of opts.guides || []) ys.push(f(g.y));
-  let lo = opts.min !== undefined ? opts.min : Math.min(...ys), hi = opts.max !== undefined ? opts.max : Math.max(...ys);
+  const found = range(ys);
+  let lo = opts.min !== undefined ? opts.min : found[0], hi = opts.max !== undefined ? opts.max : found[1];
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) { lo = 0; hi = 1; }
   if (hi === lo) { hi = lo + 1; }
   const x0 = xs.length ? xs[0] : 0, x1 = xs.length > 1 ? xs[xs.length - 1] : x0 + 1;
@@ -214,8 +223,10 @@ function charts() {
   const units = [...ACTIVATIONS.filter(p => p in H.dead).map(p => ({name: layer(p) + " dead", values: H.dead[p]})),
                  ...ACTIVATIONS.filter(p => p in H.saturated).map(p => ({name: layer(p) + " saturated", values: H.saturated[p]}))];
   if (units.length) {
-    chart("units", units, {min: 0, max: 1, guides: [{y: H.thresholds.dead, colour: "#cf222e"},
-                                                     {y: H.thresholds.saturated, colour: "#cf222e"}]});
+    const guides = [];
+    if (Object.keys(H.dead).length) guides.push({y: H.thresholds.dead, colour: "#cf222e"});
+    if (Object.keys(H.saturated).length) guides.push({y: H.thresholds.saturated, colour: "#cf222e"});
+    chart("units", units, {min: 0, max: 1, guides: guides});
   } else {  // no ReLU, sigmoid or tanh layer (gelu, say): the outputs' standard deviations
     document.getElementById("unitsnote").textContent = "No ReLU, sigmoid or tanh layer: the standard deviation of each activation layer's outputs.";
     chart("units", ACTIVATIONS.map(p => ({name: layer(p), values: H.std[p]})), {});

@@ -9,7 +9,7 @@ import pathlib
 import numpy as np
 
 from difprog.files import atomic
-from difprog.monitor._monitor import as_arrays, ordered
+from difprog.monitor._monitor import as_arrays, ordered, summary
 
 _LEGEND_MAX = 10  # more curves than this are coloured by depth instead of named
 
@@ -68,8 +68,9 @@ def _units(ax, health: dict) -> None:
              **{p: f"{labels[p]} saturated" for p in saturated}}
     _lines(ax, steps, dead + saturated, np.concatenate(
         [as_arrays(health, "dead", dead), as_arrays(health, "saturated", saturated)]), names)
-    for name in ("dead", "saturated"):
-        ax.axhline(limits[name], color="red", linestyle=":", linewidth=1)
+    for name, paths in (("dead", dead), ("saturated", saturated)):
+        if paths:
+            ax.axhline(limits[name], color="red", linestyle=":", linewidth=1)
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("fraction of dead ReLU units / saturated outputs (red: thresholds)",
                  fontsize=10)
@@ -101,9 +102,8 @@ def save_health(health: dict, path: str | os.PathLike) -> pathlib.Path:
         loss.axvline(diagnosis["step"], color="red", alpha=0.4, linewidth=1)
     loss.grid(alpha=0.3)
     loss.set_xlabel("step")
-    count = len(health["diagnoses"])
-    loss.set_title(f"training loss ({count} diagnos{'is' if count == 1 else 'es'}: red lines "
-                   f"at their start)", fontsize=10)
+    loss.set_title(f"training loss ({summary(health)}; red lines: where diagnoses start)",
+                   fontsize=10)
     try:
         with atomic(path) as temporary:
             figure.savefig(temporary, dpi=100, format="png")

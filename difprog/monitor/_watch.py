@@ -65,9 +65,11 @@ class Watch:
         every: record every this many steps (step 0 first).
         thresholds: when a number is a diagnosis.
         weights: the paths of the weights ('dense_0/w': params of two or more axes), in the
-            order the forward pass uses them; the last is the top weight.
+            order the forward pass uses them; the last is the top weight. The weights of a
+            `layers.repeat` are one stack (its norms are the whole stack's).
         activations: `{path: kind}` of the activation layers ('relu_1': 'relu'), in forward order;
-            their outputs are captured (`model.run(..., capture=watch.capture)`).
+            their outputs are captured (`model.run(..., capture=watch.capture)`). Those inside
+            `remat` or `repeat` (a checkpoint or a scan) cannot be captured and are not watched.
         sources: `{activation path: the layer whose output it takes}` where there is one.
     """
 
@@ -83,11 +85,13 @@ class Watch:
         return tuple(self.activations)
 
     def layer(self, path: str) -> str:
+        """The layer of a weight or an activation: 'dense_0' for 'dense_0/w'."""
+        return path if path in self.activations or "/" not in path else path.rsplit("/", 1)[0]
+
+    def label(self, path: str) -> str:
         """How a diagnosis names a weight or an activation: 'dense_0', 'relu_1 (after conv2d_1)'."""
-        if path in self.activations:
-            source = self.sources.get(path)
-            return f"{path} (after {source})" if source else path
-        return path.rsplit("/", 1)[0] if "/" in path else path
+        source = self.sources.get(path)
+        return f"{path} (after {source})" if source else self.layer(path)
 
     def __hash__(self) -> int:  # a static argument of jitted code
         return hash((self.every, self.thresholds, self.weights, tuple(self.activations.items())))
@@ -106,27 +110,37 @@ def watch(model: layers.Layer, example_input: Any, *, every: int = 10,
     every = arguments.positive_int("monitor.watch", "every", every)
     thresholds = Thresholds() if thresholds is None else thresholds
     if not isinstance(thresholds, Thresholds):
-        raise ArgumentError(f"monitor.watch: thresholds must be a monitor.Thresholds, "
-                                      f"got {type(thresholds).__name__}")
+        raise ArgumentError(f"monitor.watch: thresholds must be a monitor.Thresholds, got "
+                            f"{type(thresholds).__name__}")
     x = jax.ShapeDtypeStruct(example_input.shape, example_input.dtype)
     params = jax.eval_shape(model.init, jax.random.key(0), x)
     visits: list = []
 
     def leaves(p, x):  # traced, so that `is` tells which layer takes which one's output
-        rows = [v for v in layers.walk(model, p, x) if v.path and not v.layer.children()]
+        rows = [v for v in layers.walk(model, p, x) if v.path]
         visits.extend((v.path, v.layer, next((u.path for u in reversed(rows[:i])
-                                              if u.output is v.input), None))
+                                              if u.output is v.input
+                                              and not u.layer.children()), None))
                       for i, v in enumerate(rows))
 
     jax.eval_shape(leaves, params, x)
     order = {path: i for i, (path, _, _) in enumerate(visits)}
     named = [("/".join(str(getattr(k, "key", k)) for k in path), leaf)
              for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]]
-    weights = sorted((name for name, leaf in named if len(leaf.shape) >= 2
-                      and name.rsplit("/", 1)[0] in order),
-                     key=lambda name: order[name.rsplit("/", 1)[0]])
+    weights = sorted((name for name, leaf in named if len(leaf.shape) >= 2),
+                     key=lambda name: _position(name, order))
     watched = [(path, layer, source) for path, layer, source in visits
                if isinstance(layer, (layers.Activation, layers.LeakyRelu))]
     return Watch(every, thresholds, tuple(weights),
                  {path: layer.kind for path, layer, _ in watched},
                  {path: source for path, _, source in watched if source})
+
+
+def _position(name: str, order: dict[str, int]) -> int:
+    """Where a param is used in the forward pass: its layer's visit, or (inside `remat` or
+    `repeat`, whose layers the walk does not visit) its nearest visited container's."""
+    parts = name.split("/")[:-1]
+    for end in range(len(parts), 0, -1):
+        if "/".join(parts[:end]) in order:
+            return order["/".join(parts[:end])]
+    return len(order)
