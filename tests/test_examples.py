@@ -33,3 +33,16 @@ def test_cnn_summary_prints_the_table_and_nonzero_gradients():
     assert re.search(r"total\s+13,706", out)
     norms = [float(v) for v in re.findall(r"'\w+': ([0-9.]+)", out.split("gradient norm")[1])]
     assert len(norms) == 4 and all(n > 0 for n in norms)
+
+
+def test_training_health_diagnoses_each_pathology_and_not_the_healthy_run(tmp_path):
+    done = subprocess.run([sys.executable, str(EXAMPLES / "training_health.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, check=True)
+    runs = dict(part.split("\n", 1) for part in done.stdout.split("== ")[1:])
+    assert runs["healthy"].endswith("- no diagnosis\n")
+    assert "dense_0: gradient norm" in runs["sigmoid-stack"] and "vanishing" in runs[
+        "sigmoid-stack"]
+    assert "the learning rate is too large since step 0" in runs["learning-rate-30x"]
+    assert "relu_0 (after dense_0): 100% of ReLUs dead since step 0" in runs["dead-relus"]
+    assert "gate log in layer log_0" in runs["log-of-negative"]
+    assert (tmp_path / "sigmoid-stack" / "health.html").exists()
