@@ -29,11 +29,15 @@ SLOW_FILES = {
     "tests/test_readme.py": "runs every block of the README, training included",
     "tests/viz/test_colour.py": "optimises colour images for hundreds of steps",
     "tests/graph/test_html_browser.py": "drives a browser",
+    "tests/monitor/test_health_page.py": "drives a browser",
     "tests/test_interrupts.py": "interrupts training processes at several points",
 }
 ALWAYS_QUICK = {  # node ids (regular expressions) kept quick whatever they take, with the reason
     r"tests/gates/test_rules\.py::test_rules_match_autodiff_of_forward\[.*-jit\]":
         "the quick tier proves every gate's rules against JAX's autodiff",
+    r"tests/monitor/test_monitor\.py::test_(the_records_equal_plain_jax_on_the_same_batch"
+    r"|a_wrong_backward_rule_shows_in_the_recorded_norms)":
+        "the quick tier proves the monitor's records against plain JAX, and its mutant",
 }
 _ROW = re.compile(r"^([0-9.]+)s (setup|call|teardown) +(\S.*)$")
 
