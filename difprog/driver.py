@@ -240,7 +240,7 @@ def _train_stretch(run: _Run, state: State) -> State:
     first = state.step == (state.resumed_from or 0) * task.steps_per_unit
     params, opt_state, tally, last = _run_steps(run, state, end, first)
     if task.monitor is not None and not _finite(params):  # the last step's gradient went bad
-        raise _nonfinite(run, tally.losses[-1], end, (params,), last)
+        raise _nonfinite(run, tally.losses[-1], end - 1, last, None)
     trained = time.perf_counter() - began
     compiling("the evaluation step", run.progress and first)
     entry = {task.unit: end // task.steps_per_unit, **task.summary(tally),
