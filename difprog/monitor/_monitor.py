@@ -45,7 +45,7 @@ class Monitor:
         self.records: list[dict] = []
         self.diagnoses: list[Diagnosis] = []
         self._open: dict[tuple[str, str], int] = {}  # (kind, path): index in diagnoses
-        self._seen: dict[tuple[str, str], list] = {}  # not yet open: [first step, count, text]
+        self._seen: dict[tuple[str, str], list] = {}  # not open: [first step, count, value, text]
         self._missed: dict[tuple[str, str], list] = {}  # open: [first step missing, count]
 
     def add(self, step: int, record: dict) -> list[str]:

@@ -102,7 +102,7 @@ def save_health(health: dict, path: str | os.PathLike) -> pathlib.Path:
         loss.axvline(diagnosis["step"], color="red", alpha=0.4, linewidth=1)
     loss.grid(alpha=0.3)
     loss.set_xlabel("step")
-    loss.set_title(f"training loss ({summary(health)}; red lines: where diagnoses start)",
+    loss.set_title(f"training loss ({summary(health)};\nred lines: where diagnoses start)",
                    fontsize=10)
     try:
         with atomic(path) as temporary:
