@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difprog import inline
 from difprog.gate import Gate
 
 __all__ = ["Check", "CheckReport", "Tolerances", "check_gate"]
@@ -89,6 +90,8 @@ class CheckReport:
     @property
     def second_order_error(self) -> float:
         return self.errors["second order"]
+
+    _repr_html_ = inline.text  # in a notebook: the table above
 
     def __str__(self) -> str:
         lines = [f"check_gate({self.gate}) at {self.shapes}: {'ok' if self.ok else 'FAILED'}",

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difprog import arguments
+from difprog import arguments, inline
 from difprog.errors import ArgumentError
 from difprog.progress import note
 
@@ -72,6 +72,8 @@ class ModesReport:
     agree: bool
     cheaper: str
     reason: str
+
+    _repr_html_ = inline.text  # in a notebook: the table above
 
     def __str__(self) -> str:
         rows = [("", "forward (jacfwd)", "reverse (jacrev)")]

@@ -30,6 +30,7 @@ SLOW_FILES = {
     "tests/viz/test_colour.py": "optimises colour images for hundreds of steps",
     "tests/graph/test_html_browser.py": "drives a browser",
     "tests/monitor/test_health_page.py": "drives a browser",
+    "tests/test_inline_browser.py": "drives a browser",
     "tests/test_interrupts.py": "interrupts training processes at several points",
 }
 ALWAYS_QUICK = {  # node ids (regular expressions) kept quick whatever they take, with the reason

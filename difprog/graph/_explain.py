@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difprog import arguments
+from difprog import arguments, inline
 from difprog.errors import ArgumentError
 from difprog.files import atomic
 from difprog.graph import _flat_code, _html, _nodes, _render, _table
@@ -80,6 +80,10 @@ class Explanation:
             'graph.html'
         """
         return _html.write(self, path, title)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the interactive page of `to_html`, inline (a sandboxed iframe)."""
+        return inline.frame(_html.page(self), height=720, title="difprog.explain")
 
     def save(self, directory: str | os.PathLike) -> list[pathlib.Path]:
         """Writes graph.svg, graph.png, graph.html, table.txt and flat_code.py into `directory`."""

@@ -34,12 +34,13 @@ gradient becomes non-finite, `first_nonfinite` names the gate and layer where it
 """
 
 from difprog.monitor._diagnose import KINDS, Diagnosis, diagnose
+from difprog.monitor._health import Health
 from difprog.monitor._measure import measure, measured, pack, unpack
 from difprog.monitor._monitor import Monitor, summary
 from difprog.monitor._nonfinite import Origin, first_nonfinite
 from difprog.monitor._watch import Thresholds, Watch, watch
 from difprog.monitor._write import FILES, resume_health, write_health
 
-__all__ = ["FILES", "KINDS", "Diagnosis", "Monitor", "Origin", "Thresholds", "Watch", "diagnose",
-           "first_nonfinite", "measure", "measured", "pack", "resume_health", "summary",
-           "unpack", "watch", "write_health"]
+__all__ = ["FILES", "KINDS", "Diagnosis", "Health", "Monitor", "Origin", "Thresholds", "Watch",
+           "diagnose", "first_nonfinite", "measure", "measured", "pack", "resume_health",
+           "summary", "unpack", "watch", "write_health"]

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from difprog.monitor._diagnose import Diagnosis, diagnose
+from difprog.monitor._health import Health
 from difprog.monitor._measure import unpack
 from difprog.monitor._watch import Watch
 
@@ -99,7 +100,7 @@ class Monitor:
         self.diagnoses.append(Diagnosis("nonfinite", layer, int(step), None, math.nan, message))
         return message
 
-    def health(self) -> dict:
+    def health(self) -> Health:
         """What health.json holds: the settings, the series by step, and the diagnoses."""
         watch, records = self.watch, self.records
         series = {name: {path: [_number(r[name][path]) for r in records]
@@ -110,14 +111,14 @@ class Monitor:
             path: [_number(r["update_norm"][path] / r["weight_norm"][path])
                    if r["weight_norm"][path] > 0 else None for r in records]
             for path in watch.weights}
-        return {"every": watch.every, "thresholds": dataclasses.asdict(watch.thresholds),
+        return Health({"every": watch.every, "thresholds": dataclasses.asdict(watch.thresholds),
                 "weights": list(watch.weights),
                 "activations": [{"path": p, "kind": k} for p, k in watch.activations.items()],
                 "labels": {**{p: p for p in watch.weights},
                            **{p: watch.label(p) for p in watch.activations}},
                 "steps": [r["step"] for r in records],
                 "loss": [_number(r["loss"]) for r in records], **series,
-                "diagnoses": [{**d._asdict(), "value": _number(d.value)} for d in self.diagnoses]}
+                "diagnoses": [{**d._asdict(), "value": _number(d.value)} for d in self.diagnoses]})
 
     def resume(self, health: dict, step: int) -> None:
         """Takes the records before `step` from a run's earlier health.json (`health()`'s

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difprog import arguments
+from difprog import arguments, inline
 from difprog.errors import ArgumentError, ShapeError
 from difprog.layers import Layer
 from difprog.viz._attribution import _inputs, _key, _pick
@@ -222,6 +222,8 @@ class Faithfulness:
         """(mean deletion area, mean insertion area) of `method`."""
         curve = self.curves[method]
         return float(curve.deletion_area.mean()), float(curve.insertion_area.mean())
+
+    _repr_html_ = inline.text  # in a notebook: the table above
 
     def __str__(self) -> str:
         width = max(len(m) for m in self.methods)

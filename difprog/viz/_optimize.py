@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from difprog import arguments
+from difprog import arguments, inline
 from difprog.errors import ArgumentError
 from difprog.layers import Layer
 from difprog.progress import Progress, compiling
@@ -22,14 +22,23 @@ from difprog.viz._images import (
     standard_transforms,
 )
 from difprog.viz._objectives import INPUT, OUTPUT, Objective
+from difprog.viz._render import save_grid
 
 
 class Visualization(NamedTuple):
-    """Optimised images, in the model's input range, and the objective's history."""
+    """Optimised images, in the model's input range `value_range`, and the objective's history
+    (steps, N). In a notebook it shows as the grid of images with their final scores."""
 
     images: np.ndarray
     history: np.ndarray
     objective: str
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+    def _repr_html_(self) -> str:
+        scores = [f"score {float(s):.3g}" for s in self.history[-1]] if len(self.history) else None
+        data = inline.png(lambda path: save_grid(self.images, path, scores, self.value_range,
+                                                 title=self.objective))
+        return inline.picture(data, alt=f"feature visualisation: {self.objective}")
 
 
 def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int, int, int, int],
@@ -103,7 +112,8 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
             bar.set_postfix(score=f"{float(np.mean(history[-1][-1])):.3f}")
             bar.update(len(history[-1]))
     images = np.asarray(jax.jit(image_of)(z))
-    return Visualization(images, np.concatenate(history), objective.name)
+    return Visualization(images, np.concatenate(history), objective.name,
+                         tuple(map(float, value_range)))
 
 
 def _ascent_step(model: Layer, params: Any, objective: Objective, image_of: Callable,

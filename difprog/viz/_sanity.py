@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from difprog import arguments
+from difprog import arguments, inline
 from difprog.errors import ArgumentError
 from difprog.layers import Layer
 from difprog.viz._attribution import (
@@ -54,6 +54,8 @@ class Completeness:
     def ok(self) -> bool:
         """Whether every image's error at the default 64 steps is within the tolerance."""
         return bool(self.max_errors[self.steps.index(_DEFAULT_STEPS)] <= self.tolerance)
+
+    _repr_html_ = inline.text  # in a notebook: the table above
 
     def __str__(self) -> str:
         lines = [f"completeness of integrated gradients (Riemann midpoint rule) {self._verdict()}",
@@ -149,6 +151,8 @@ class Randomization:
         if method in _INPUT_DOMINATED:
             return f"dominated by the input ({_INPUT_DOMINATED[method]})"
         return "barely changes with the weights: it explains the input, not the model"
+
+    _repr_html_ = inline.text  # in a notebook: the table above
 
     def __str__(self) -> str:
         width = max(len(m) for m in self.methods)
