@@ -129,7 +129,7 @@ def idx(directory: str | os.PathLike, *, name: str | None = None,
 
     Raises:
         DataError naming the file: a file missing, corrupt or inconsistent (labels that do not
-        match the images, images that are not (N, H, W) or (N, H, W, C)).
+            match the images, images that are not (N, H, W) or (N, H, W, C)).
     """
     directory = Path(directory)
     arrays = [idx_format.read(_idx_file(directory, stem), sha256=(sha256 or {}).get(stem))

@@ -153,8 +153,9 @@ def drive(task: Task, *, out: str | os.PathLike | None, progress: bool,
     data, or `allow_changes`.
 
     Raises:
-        RunDirectoryError, ConfigMismatchError, CheckpointError, NonFiniteLossError (naming the
-        step), WriteError (the last good checkpoint is kept).
+        RunDirectoryError, ConfigMismatchError, CheckpointError, NonFiniteLossError, WriteError:
+            NonFiniteLossError names the step; after a WriteError the last good checkpoint is
+            kept.
     """
     placement = Placement(task.config.devices, task.config.shard)
     owned = (contextlib.nullcontext() if out is None

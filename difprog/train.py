@@ -261,7 +261,8 @@ def fit(model: Layer, data: Dataset, config: TrainConfig = TrainConfig(), *,
         monitor_every: watch the training's health (`difprog.monitor`) every this many steps:
             diagnoses are printed as they start and stop, `out` gets health.json, health.png
             and health.html after every epoch, and the result's `health` holds health.json's
-            contents; a non-finite loss or gradient is traced to its first gate and layer.
+            contents (a `monitor.Health`: a dict that a notebook shows as the dashboard); a
+            non-finite loss or gradient is traced to its first gate and layer.
         thresholds: the monitor's `difprog.monitor.Thresholds` (None: the defaults).
 
     Returns:

@@ -31,6 +31,7 @@ SLOW_FILES = {
     "tests/graph/test_html_browser.py": "drives a browser",
     "tests/monitor/test_health_page.py": "drives a browser",
     "tests/test_inline_browser.py": "drives a browser",
+    "tests/test_api_reference.py": "builds the API reference with mkdocs in a process",
     "tests/test_interrupts.py": "interrupts training processes at several points",
 }
 ALWAYS_QUICK = {  # node ids (regular expressions) kept quick whatever they take, with the reason

@@ -106,8 +106,8 @@ def fit_lm(corpus: Text, config: LMConfig | None = None, *,
 
     Raises:
         ArgumentError: the corpus's context differs from config.context.
-        RunDirectoryError, ConfigMismatchError, CheckpointError, NonFiniteLossError,
-        WriteError: as `difprog.train.fit`.
+        RunDirectoryError, ConfigMismatchError, CheckpointError, NonFiniteLossError, WriteError:
+            as `difprog.train.fit`.
     """
     config = LMConfig() if config is None else config
     if not isinstance(corpus, Text):
