@@ -99,6 +99,7 @@ def payload(explanation: Any, title: str | None = None) -> dict:
         "groupings": {},
         "code": code.splitlines() if code else [],
         "code_error": code_error,
+        "code_steps": _code_steps(code.splitlines() if code else []),
         "max_side": MAX_SIDE,
     }
     for name in ("gate", "layer"):
@@ -114,6 +115,20 @@ def _code(e: Any) -> tuple[str, dict, dict, str | None]:
     except DifprogError as error:
         return "", {}, {}, str(error)
     return source, forward, backward, None
+
+
+def _code_steps(lines: list[str]) -> dict:
+    """The flat code's lines of the first and the last step: f_and_grad's header (the inputs)
+    and its return statement (f and the gradients), each as (first, last), counted from 1."""
+    steps = {}
+    start = next((i for i, line in enumerate(lines) if line.startswith("def f_and_grad(")), None)
+    if start is not None:
+        steps["start"] = [start + 1, min(start + 2, len(lines))]
+        end = max((i for i, line in enumerate(lines) if line.startswith("    return ")),
+                  default=None)
+        if end is not None and end > start:
+            steps["done"] = [end + 1, len(lines)]
+    return steps
 
 
 def _grouping(e: Any, tensors: _Tensors, forward: dict, backward: dict) -> dict:

@@ -32,19 +32,32 @@ button[aria-pressed="true"] { background: #0969da; color: #fff; border-color: #0
 button:disabled { opacity: .45; cursor: default; }
 #slider { width: 220px; }
 #stepno { font-variant-numeric: tabular-nums; color: var(--grey); min-width: 92px; text-align: right; }
-main { display: grid; grid-template-columns: minmax(0, 1fr) 400px; min-height: 0; }
-#left { display: grid; grid-template-rows: minmax(0, 1fr) auto; min-height: 0; border-right: 1px solid var(--line); }
+/* every size below is the page's own (its window or its iframe), none fixed to a screen */
+main { display: grid; grid-template-columns: minmax(0, 1fr) clamp(320px, 34%, 480px); min-height: 0; }
+/* the card's height is fixed, so the graph's pane keeps its size from step to step */
+#left { display: grid; grid-template-rows: minmax(0, 1fr) max(150px, 30%); min-height: 0; border-right: 1px solid var(--line); }
 #graph { overflow: auto; min-height: 0; }
 #graph svg { display: block; }
-#card { border-top: 1px solid var(--line); padding: 10px 14px; min-height: 150px; max-height: 46vh; overflow: auto; background: #fffdf5; }
+#card { border-top: 1px solid var(--line); padding: 10px 14px; overflow: auto; background: #fffdf5; }
 #card h2, #detail h2 { font-size: 14px; margin: 0 0 6px; }
-#detail h2 + div, #detail h2 + dl { margin-bottom: 10px; }
-#detail h2:not(:first-child) { margin-top: 10px; font-size: 13px; color: #424a53; }
-#right { display: grid; grid-template-rows: minmax(0, 1fr) minmax(0, 1fr); min-height: 0; }
-#detail { overflow: auto; padding: 10px 14px; border-bottom: 1px solid var(--line); }
+/* the inspector takes what it needs, up to 72%; the code has the rest */
+#right { display: grid; grid-template-rows: fit-content(72%) minmax(0, 1fr); min-height: 0; }
+#detail { overflow: auto; padding: 8px 12px; border-bottom: 1px solid var(--line); }
+#detail .sec { display: flex; flex-wrap: wrap; align-items: baseline; column-gap: 8px; margin-top: 5px; }
+#detail .sec h2 { margin: 0; font-size: 13px; color: #424a53; }
+#detail .sec > .tv, #detail .sec > .tuple { flex-basis: 100%; }
+.tv { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 2px 12px; margin-top: 2px; }
+.tv > .txt { flex: 1 1 130px; min-width: 0; }
 #code { position: relative; overflow: auto; margin: 0; font: 12px/1.45 var(--mono); background: #f6f8fa; padding: 6px 0; }
-#code div { white-space: pre; padding: 0 10px 0 0; }
-#code div span.no { display: inline-block; width: 3.2em; text-align: right; color: #8c959f; margin-right: 10px; user-select: none; }
+/* a long line wraps, its continuation indented 4 past the line's own indentation (--n spaces);
+   an indentation takes at most half the pane */
+#code { container-type: inline-size; }
+#code div { display: flex; padding: 0 10px 0 0; }
+#code div span.no { flex: none; width: 3.2em; text-align: right; color: #8c959f; margin-right: 10px; user-select: none; }
+#code div span.src { flex: 1; min-width: 0; white-space: pre-wrap; overflow-wrap: anywhere;
+                     --hang: min(calc((var(--n) + 4) * 1ch), 50cqw); padding-left: var(--hang); text-indent: calc(-1 * var(--hang)); }
+#code div span.ind { display: inline-block; vertical-align: top; white-space: pre; overflow: hidden; text-indent: 0;
+                     width: min(calc(var(--n) * 1ch), 50cqw - 4ch); }
 #code div.comment { color: #6e7781; }
 #code div.now { background: #fff1c2; }
 #code div.now span.no { color: var(--now); font-weight: 700; }
@@ -54,15 +67,18 @@ main { display: grid; grid-template-columns: minmax(0, 1fr) 400px; min-height: 0
 .num { font-family: var(--mono); }
 .formula { font-family: var(--mono); margin: 4px 0; }
 .formula .op { color: var(--grey); padding: 0 4px; }
-table.t { border-collapse: collapse; font: 12px var(--mono); margin: 4px 0 8px; }
-table.t td { border: 1px solid var(--line); padding: 1px 5px; text-align: right; }
-.heat { display: grid; gap: 1px; margin: 4px 0 8px; width: max-content; }
-.heat span { width: 10px; height: 10px; display: block; }
+table.t { border-collapse: collapse; font: 11px/1.25 var(--mono); }
+table.t td { border: 1px solid var(--line); padding: 0 4px; text-align: right; }
+.heat { display: grid; column-gap: 1px; flex: 0 1 auto; min-width: 0; }
+.heat span { display: block; }
 .stats { font: 12px var(--mono); color: var(--grey); }
-dl.kv { display: grid; grid-template-columns: auto 1fr; gap: 2px 10px; margin: 0 0 8px; }
+#detail .head { display: flex; flex-wrap: wrap; align-items: baseline; gap: 1px 14px; margin-bottom: 4px; }
+#detail .head h2 { margin: 0; }
+dl.kv { display: contents; }
+dl.kv > div { display: flex; gap: 5px; min-width: 0; }
 dl.kv dt { color: var(--grey); }
-dl.kv dd { margin: 0; }
-.math { font-family: var(--mono); background: #f6f8fa; padding: 4px 6px; border-radius: 4px; }
+dl.kv dd { margin: 0; min-width: 0; }
+.math { font-family: var(--mono); background: #f6f8fa; padding: 3px 6px; border-radius: 4px; }
 svg text { font-family: var(--mono); font-size: 12px; }
 svg .node { cursor: pointer; }
 svg .node rect { fill: var(--box); stroke: var(--grey); stroke-width: 1; }
@@ -164,41 +180,56 @@ function heatColour(v, lo, hi) {  // blue below 0, red above, white at 0
   const c = Math.round(255 * (1 - a));
   return x >= 0 ? `rgb(255,${c},${c})` : `rgb(${c},${c},255)`;
 }
-function tensorView(t, role) {  // a table (small) or a heat map, with shape and statistics
+function tensorView(t, role) {  // a table (small) or a heat map, beside its shape and statistics
   const box = el("div", {"data-role": role});
   if (!t) { box.append(el("span", {class: "muted"}, "none")); return box; }
-  if (t.kind === "tuple") { t.items.forEach((u, i) => box.append(tensorView(u, role + "-" + i))); return box; }
+  if (t.kind === "tuple") { box.className = "tuple"; t.items.forEach((u, i) => box.append(tensorView(u, role + "-" + i))); return box; }
   if (t.kind === "text") { box.append(el("span", {class: "num"}, t.text)); return box; }
   if (t.scalar) { box.append(el("span", {class: "num", "data-number": ""}, fmt(t.data[0][0]))); return box; }
+  box.className = "tv";
+  const txt = el("div", {class: "txt"}), note = shownText(t);
+  txt.append(el("div", {class: "stats"}, statsText(t)));
+  if (note) txt.append(el("div", {class: "stats"}, note));
+  const cols = t.data.length ? t.data[0].length : 0;
+  box.append(txt, t.size <= 64 && cols <= 8 ? tableView(t) : heatMap(t));
+  return box;
+}
+function statsText(t) {
   let stats = `${t.dtype}${shapeText(t)}  min ${t.min === null ? "-" : fmt(t.min)}  max ${t.max === null ? "-" : fmt(t.max)}  \u2016\u00b7\u2016 ${fmt(t.norm)}`;
   if (t.nan || t.inf) stats += `  (${t.nan} NaN, ${t.inf} inf)`;
-  box.append(el("div", {class: "stats"}, stats));
+  return stats;
+}
+function shownText(t) {  // which entries a tensor too big to show whole shows
   const rows = t.data.length, cols = rows ? t.data[0].length : 0;
-  if (t.size <= 64 && cols <= 8) {
-    const table = el("table", {class: "t"});
-    t.data.forEach(r => { const tr = el("tr"); r.forEach(v => tr.append(el("td", {}, fmt(v)))); table.append(tr); });
-    box.append(table);
-  } else {
-    const heat = el("div", {class: "heat"});
-    heat.style.gridTemplateColumns = `repeat(${cols}, 10px)`;
-    const lo = t.min === null ? 0 : t.min, hi = t.max === null ? 0 : t.max;
-    t.data.forEach((r, i) => r.forEach((v, j) => {
-      const c = el("span", {title: `[${i},${j}] = ${fmt(v)}`});
-      c.style.background = heatColour(v, lo, hi);
-      heat.append(c);
-    }));
-    box.append(heat);
-  }
-  if (t.rows * t.cols > rows * cols) {
-    const merged = t.shape.filter(s => s !== 1).length > 2 ? " (leading axes merged into rows)" : "";
-    box.append(el("div", {class: "stats"}, `showing ${rows * cols} of ${t.size} entries: rows 1-${rows} of ${t.rows}, columns 1-${cols} of ${t.cols}${merged}`));
-  }
-  return box;
+  if (t.rows * t.cols <= rows * cols) return "";
+  const merged = t.shape.filter(s => s !== 1).length > 2 ? " (leading axes merged into rows)" : "";
+  const part = (n, of, name) => n < of ? `${name} 1-${n} of ${of}` : `all ${of} ${name}`;
+  return `showing ${rows * cols} of ${t.size} entries: ${part(rows, t.rows, "rows")}, ${part(cols, t.cols, "columns")}${merged}`;
+}
+function tableView(t) {
+  const table = el("table", {class: "t"});
+  t.data.forEach(r => { const tr = el("tr"); r.forEach(v => tr.append(el("td", {}, fmt(v)))); table.append(tr); });
+  return table;
+}
+const HEAT_H = 64;  // a heat map's rows share at most this height: a tall one has thin rows
+function heatMap(t) {  // columns up to 10 px wide, narrower where the pane is
+  const heat = el("div", {class: "heat"}), cols = t.data[0].length;
+  const pitch = Math.max(2, Math.min(10, Math.floor(HEAT_H / t.data.length))), gap = pitch >= 6 ? 1 : 0;
+  heat.style.gridTemplateColumns = `repeat(${cols}, minmax(1px, 10px))`;
+  heat.style.gridAutoRows = `${pitch - gap}px`;
+  heat.style.rowGap = `${gap}px`;
+  const lo = t.min === null ? 0 : t.min, hi = t.max === null ? 0 : t.max;
+  t.data.forEach((r, i) => r.forEach((v, j) => {
+    const c = el("span", {title: `[${i},${j}] = ${fmt(v)}`});
+    c.style.background = heatColour(v, lo, hi);
+    heat.append(c);
+  }));
+  return heat;
 }
 
 // ---- the graph --------------------------------------------------------------------------
-const ROW = 96, GAP = 48, MARGIN = 16, BOXH = 26;
-let nodeEls = [], edgeEls = [], textOf = [], position = [], boxWidth = [], scale = 1;
+const ROW = 96, GAP = 48, MARGIN = 16, BOXH = 26, MAX_SCALE = 1.5, MIN_SCALE = 0.55, SCROLL_SCALE = 0.85;
+let nodeEls = [], edgeEls = [], textOf = [], position = [], boxWidth = [], view = {x: 0, y: 0, scale: 1};
 function svgEl(tag, attrs, text) {
   const e = document.createElementNS(SVG, tag);
   for (const k in attrs || {}) e.setAttribute(k, attrs[k]);
@@ -208,65 +239,104 @@ function svgEl(tag, attrs, text) {
 function drawGraph() {
   const pane = document.getElementById("graph");
   pane.textContent = "";
-  const svg = svgEl("svg", {id: "svg"});
+  const room = inner(pane), svg = svgEl("svg", {id: "svg", width: room.w, height: room.h});
   pane.append(svg);
   const measure = svgEl("text", {}, "");
   svg.append(measure);
   const width = s => { measure.textContent = s; return measure.getComputedTextLength(); };
   const nodes = G.nodes;
-  textOf = nodes.map(n => ({value: shortOf(n.value), grad: shortOf(n.upstream)}));
-  const wide = nodes.map((n, i) => Math.max(width(n.label) + 16, width(n.kind === "group" ? n.op : n.name) * 11 / 12,
-                                            width("= " + textOf[i].value), width("\u2207 " + textOf[i].grad)));
-  const columns = [...new Set(nodes.map(n => n.column))].sort((a, b) => a - b);
-  const colWidth = {}, colX = {};
-  columns.forEach(c => { colWidth[c] = Math.max(40, ...nodes.map((n, i) => n.column === c ? wide[i] : 0)); });
-  let x = MARGIN;
-  columns.forEach(c => { colX[c] = x + colWidth[c] / 2; x += colWidth[c] + GAP; });
-  const minRow = Math.min(...nodes.map(n => n.row)), maxRow = Math.max(...nodes.map(n => n.row));
-  position = nodes.map(n => ({x: colX[n.column], y: MARGIN + BOXH / 2 + (n.row - minRow) * ROW}));
-  const naturalW = x - GAP + MARGIN, naturalH = MARGIN * 2 + BOXH + (maxRow - minRow) * ROW + 48;
-  // drawn to fill its pane: a small graph up to 1.5 times larger, a big one down to 0.85
-  scale = Math.max(0.85, Math.min(1.5, (pane.clientWidth - 4) / naturalW, (pane.clientHeight - 4) / naturalH));
-  svg.setAttribute("viewBox", `0 0 ${naturalW} ${naturalH}`);
-  svg.setAttribute("width", naturalW * scale);
-  svg.setAttribute("height", naturalH * scale);
-  const boxW = nodes.map((n, i) => width(n.label) + (n.kind === "input" || n.kind === "constant" ? 8 : 16));
-  boxWidth = boxW;
+  textOf = nodes.map(n => { const g = shortOf(n.upstream); return {value: "= " + shortOf(n.value), grad: g ? "\u2207 " + g : ""}; });
+  const wide = split => nodes.map((n, i) => Math.max(width(n.label) + 16, width(n.kind === "group" ? n.op : n.name) * 11 / 12,
+                                                     ...[textOf[i].value, textOf[i].grad].flatMap(s => lines(s, split).map(width))));
+  let size = layout(wide(false), room, false);
+  const tight = size.fit < 0.9 && layout(wide(true), room, true);  // a tensor's shape and norm on two lines
+  twoLines = Boolean(tight) && tight.fit > size.fit;
+  if (twoLines) size = tight;
+  position = size.position;
+  boxWidth = nodes.map(n => width(n.label) + (n.kind === "input" || n.kind === "constant" ? 8 : 16));
   measure.remove();
+  svg.append(arrows());
+  const edgeLayer = svgEl("g"), labelLayer = svgEl("g"), nodeLayer = svgEl("g");
+  svg.append(edgeLayer, nodeLayer, labelLayer);
+  edgeEls = G.edges.map(edge => drawEdge(edge, edgeLayer, labelLayer));
+  nodeEls = nodes.map((n, i) => drawNode(n, i, nodeLayer));
+  place(svg, inner(pane), size);
+  place(svg, inner(pane), size);  // again, where scroll bars took some room
+  drawnAt = pane.offsetWidth + "x" + pane.offsetHeight;
+}
+let twoLines = false;  // whether a node's value and gradient are drawn on two lines each
+function lines(s, split) {  // "= [2,8,8,4] ‖·‖=19.71" on one line, or on two: shape, then norm
+  const cut = split ? s.indexOf(" \u2016") : -1;
+  return cut < 0 ? [s] : [s.slice(0, cut + 1), s.slice(cut + 1)];
+}
+function setLines(text, s) {  // the same textContent either way
+  text.textContent = "";
+  lines(s, twoLines).forEach((part, k) => text.append(svgEl("tspan", k ? {x: 0, dy: 13} : {}, part)));
+}
+function arrows() {
   const defs = svgEl("defs");
   [["arrow", "#8c959f"], ["arrow-g", "#cf222e"], ["arrow-v", "#1a7f37"]].forEach(([id, colour]) => {
     const m = svgEl("marker", {id, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse"});
     m.append(svgEl("path", {d: "M0,0 L10,5 L0,10 z", fill: colour}));
     defs.append(m);
   });
-  svg.append(defs);
-  const edgeLayer = svgEl("g"), labelLayer = svgEl("g"), nodeLayer = svgEl("g");
-  svg.append(edgeLayer, nodeLayer, labelLayer);
-  edgeEls = G.edges.map(([i, j, k]) => {
-    const a = position[i], b = position[j];
-    const x1 = a.x + boxW[i] / 2, x2 = b.x - boxW[j] / 2 - 2, dx = Math.max(30, (x2 - x1) / 2);
-    const path = svgEl("path", {class: "edge", d: `M${x1},${a.y} C${x1 + dx},${a.y} ${x2 - dx},${b.y} ${x2},${b.y}`, "marker-end": "url(#arrow)"});
-    edgeLayer.append(path);
-    const label = svgEl("text", {class: "elabel", x: (x1 + x2) / 2, y: (a.y + b.y) / 2 - 6, "text-anchor": "middle"}, "");
-    labelLayer.append(label);
-    return {path, label, i, j, k, room: x2 - x1 - 10};
-  });
-  nodeEls = nodes.map((n, i) => {
-    const leaf = n.kind === "input" || n.kind === "constant";
-    const g = svgEl("g", {class: "node " + (leaf ? "leaf" : n.kind), "data-index": i, "data-name": n.name,
-                          transform: `translate(${position[i].x},${position[i].y})`});
-    g.append(svgEl("rect", {x: -boxW[i] / 2, y: -BOXH / 2, width: boxW[i], height: BOXH, rx: 6}));
-    g.append(svgEl("text", {class: "label", "text-anchor": "middle", y: 4}, n.label));
-    let y = BOXH / 2 + 13;
-    if (!leaf) { g.append(svgEl("text", {class: "caption", "text-anchor": "middle", y}, n.kind === "group" ? n.op : n.name)); y += 15; }
-    const value = svgEl("text", {class: "value", "text-anchor": "middle", y}, "");
-    const grad = svgEl("text", {class: "grad", "text-anchor": "middle", y: y + 15}, "");
-    g.append(value, grad);
-    g.addEventListener("click", () => { picked = i; render(); });
-    nodeLayer.append(g);
-    return {g, value, grad};
-  });
+  return defs;
 }
+function drawEdge([i, j, k], edgeLayer, labelLayer) {
+  const a = position[i], b = position[j];
+  const x1 = a.x + boxWidth[i] / 2, x2 = b.x - boxWidth[j] / 2 - 2, dx = Math.max(30, (x2 - x1) / 2);
+  const path = svgEl("path", {class: "edge", d: `M${x1},${a.y} C${x1 + dx},${a.y} ${x2 - dx},${b.y} ${x2},${b.y}`, "marker-end": "url(#arrow)"});
+  edgeLayer.append(path);
+  const label = svgEl("text", {class: "elabel", x: (x1 + x2) / 2, y: (a.y + b.y) / 2 - 6, "text-anchor": "middle"}, "");
+  labelLayer.append(label);
+  return {path, label, i, j, k, room: x2 - x1 - 10};
+}
+function drawNode(n, i, nodeLayer) {
+  const leaf = n.kind === "input" || n.kind === "constant", w = boxWidth[i];
+  const g = svgEl("g", {class: "node " + (leaf ? "leaf" : n.kind), "data-index": i, "data-name": n.name,
+                        transform: `translate(${position[i].x},${position[i].y})`});
+  g.append(svgEl("rect", {x: -w / 2, y: -BOXH / 2, width: w, height: BOXH, rx: 6}));
+  g.append(svgEl("text", {class: "label", "text-anchor": "middle", y: 4}, n.label));
+  let y = BOXH / 2 + 13;
+  if (!leaf) { g.append(svgEl("text", {class: "caption", "text-anchor": "middle", y}, n.kind === "group" ? n.op : n.name)); y += 15; }
+  const value = svgEl("text", {class: "value", "text-anchor": "middle", y}, "");
+  const grad = svgEl("text", {class: "grad", "text-anchor": "middle", y: y + (twoLines ? 28 : 15)}, "");
+  g.append(value, grad);
+  g.addEventListener("click", () => { picked = i; render(); });
+  nodeLayer.append(g);
+  return {g, value, grad};
+}
+function layout(wide, room, tall) {  // the nodes' positions, the drawing's natural size and its scale
+  const nodes = G.nodes, columns = [...new Set(nodes.map(n => n.column))].sort((a, b) => a - b);
+  const gap = tall ? 28 : GAP, colWidth = {}, colX = {};
+  columns.forEach(c => { colWidth[c] = Math.max(40, ...nodes.map((n, i) => n.column === c ? wide[i] : 0)); });
+  let x = MARGIN;
+  columns.forEach(c => { colX[c] = x + colWidth[c] / 2; x += colWidth[c] + gap; });
+  const minRow = Math.min(...nodes.map(n => n.row)), rows = Math.max(...nodes.map(n => n.row)) - minRow;
+  const pitch = tall ? ROW + 26 : ROW, w = x - gap + MARGIN, h = MARGIN * 2 + BOXH + rows * pitch + (tall ? 74 : 48);
+  // scaled to fit the pane (a small graph up to MAX_SCALE); one that needs less than MIN_SCALE scrolls
+  const fit = Math.min(MAX_SCALE, room.w / w, room.h / h), scale = fit >= MIN_SCALE ? fit : SCROLL_SCALE;
+  // rows further apart (up to 1.8 times) where the pane has height to spare
+  const row = rows ? Math.min(1.8 * pitch, pitch + Math.max(0, room.h / scale - h) / rows) : pitch;
+  const position = nodes.map(n => ({x: colX[n.column], y: MARGIN + BOXH / 2 + (n.row - minRow) * row}));
+  return {w, h: h + rows * (row - pitch), fit, scale, position};
+}
+function inner(pane) {  // the pane's room less any scroll bar, in whole pixels
+  const r = pane.getBoundingClientRect();
+  return {w: Math.floor(Math.min(r.width, pane.clientWidth)), h: Math.floor(Math.min(r.height, pane.clientHeight))};
+}
+function place(svg, room, size) {  // the drawing at its scale: centred in the pane, or scrolling in it
+  const s = size.scale, w = Math.max(room.w, size.w * s), h = Math.max(room.h, size.h * s);
+  view = {scale: s, x: (size.w - w / s) / 2, y: (size.h - h / s) / 2};
+  svg.setAttribute("viewBox", `${view.x} ${view.y} ${w / s} ${h / s}`);
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+}
+let drawnAt = "";  // the pane's size the graph was drawn for: a new size draws it again
+new ResizeObserver(([entry]) => {
+  const pane = entry.target;
+  if (pane.isConnected && pane.offsetWidth + "x" + pane.offsetHeight !== drawnAt) { drawGraph(); render(); }
+}).observe(document.getElementById("graph"));
 
 // ---- steps ------------------------------------------------------------------------------
 function when(phase) {  // node -> the step at which its value (forward) or gradient appears
@@ -307,8 +377,8 @@ function render() {
   document.getElementById("next").disabled = step === G.steps.length - 1;
   G.nodes.forEach((n, i) => {
     const e = nodeEls[i];
-    e.value.textContent = valueAt[i] <= step ? "= " + textOf[i].value : "";
-    e.grad.textContent = gradAt[i] <= step && textOf[i].grad ? "\u2207 " + textOf[i].grad : "";
+    setLines(e.value, valueAt[i] <= step ? textOf[i].value : "");
+    setLines(e.grad, gradAt[i] <= step ? textOf[i].grad : "");
     e.g.classList.toggle("now", i === current);
     e.g.classList.toggle("picked", i === picked && i !== current);
   });
@@ -335,8 +405,8 @@ function covers(label) {  // whether a label would hide part of a node's texts
   }));
 }
 function reveal(i) {  // scroll the graph so the node being processed is in view
-  const pane = document.getElementById("graph"), p = {x: position[i].x * scale, y: position[i].y * scale};
-  const half = boxWidth[i] * scale / 2 + 8;
+  const pane = document.getElementById("graph"), s = view.scale;
+  const p = {x: (position[i].x - view.x) * s, y: (position[i].y - view.y) * s}, half = boxWidth[i] * s / 2 + 8;
   if (p.x - half < pane.scrollLeft || p.x + half > pane.scrollLeft + pane.clientWidth) pane.scrollLeft = p.x - pane.clientWidth / 2;
   if (p.y < pane.scrollTop + 30 || p.y > pane.scrollTop + pane.clientHeight - 60) pane.scrollTop = p.y - pane.clientHeight / 2;
 }
@@ -407,7 +477,12 @@ function renderCard(s, i) {
   });
   card.append(el("div", {class: "muted"}, "rule: " + (n.rules.length ? n.rules[0] : n.rule)));
 }
-function section(parent, heading, content) { parent.append(el("h2", {}, heading)); parent.append(content); }
+function section(parent, heading, content) {  // a tensor's heading tops its statistics, a number's is beside it
+  const sec = el("div", {class: "sec"}), txt = content.querySelector(":scope > .txt");
+  if (txt) txt.prepend(el("h2", {}, heading)); else sec.append(el("h2", {}, heading));
+  sec.append(content);
+  parent.append(sec);
+}
 function renderDetail(i) {
   const box = document.getElementById("detail");
   box.textContent = "";
@@ -418,16 +493,20 @@ function renderDetail(i) {
   }
   const n = G.nodes[i];
   box.dataset.node = n.name;
-  box.append(el("h2", {}, `Node ${n.name}`));
-  const kv = el("dl", {class: "kv"});
-  const add = (k, v, role) => { kv.append(el("dt", {}, k)); kv.append(el("dd", role ? {"data-role": role} : {}, v)); };
+  const head = el("div", {class: "head"}), kv = el("dl", {class: "kv"});
+  head.append(el("h2", {}, `Node ${n.name}`), kv);
+  const add = (k, v, role) => {
+    const pair = el("div");
+    pair.append(el("dt", {}, k), el("dd", role ? {"data-role": role} : {}, v));
+    kv.append(pair);
+  };
   add("op", n.op, "op");
   add("kind", n.kind);
   if (n.inputs.length) add("inputs", n.inputs.join(", "));
   if (n.scope) add("layer", n.scope, "scope");
   if (n.gate) add("gate", n.gate, "gate");
   add("rules", n.rules.length ? n.rules.join(", ") : n.rule || "-", "rules");
-  box.append(kv);
+  box.append(head);
   if (n.math) box.append(el("div", {class: "math", "data-role": "math"}, n.math));
   n.value.forEach((ref, k) => section(box, `value ${n.outputs[k]}`, tensorView(tensorOf(ref), "detail-value")));
   n.upstream.forEach((ref, k) => { if (ref) section(box, `gradient d${DATA.output || "f"}/d${n.outputs[k]}`, tensorView(tensorOf(ref), "detail-grad")); });
@@ -442,16 +521,19 @@ function buildCode() {
   if (DATA.code_error) { pre.append(el("div", {}, "flat code unavailable: " + DATA.code_error)); return; }
   codeLines = DATA.code.map((line, k) => {
     const d = el("div", {"data-line": k + 1, class: line.trim().startsWith("#") ? "comment" : ""});
-    d.append(el("span", {class: "no"}, String(k + 1)), document.createTextNode(line));
+    const n = line.length - line.trimStart().length, src = el("span", {class: "src"});
+    src.style.setProperty("--n", n);
+    if (n) src.append(el("span", {class: "ind"}, line.slice(0, n)));
+    src.append(document.createTextNode(line.slice(n)));
+    d.append(el("span", {class: "no"}, String(k + 1)), src);
     pre.append(d);
     return d;
   });
 }
-function renderCode(s, i) {
+function renderCode(s, i) {  // the step's lines (the first and last steps': f_and_grad's header, its return)
   codeLines.forEach(d => d.classList.remove("now"));
-  if (i === null) return;
-  const span = G.nodes[i].lines[s.phase];
-  if (!span) return;
+  const span = i === null ? (DATA.code_steps || {})[s.phase] : G.nodes[i].lines[s.phase];
+  if (!span || !codeLines.length) return;
   for (let k = span[0]; k <= span[1]; k++) codeLines[k - 1].classList.add("now");
   const pre = document.getElementById("code"), first = codeLines[span[0] - 1];
   pre.scrollTop = Math.max(0, first.offsetTop - pre.clientHeight / 3);

@@ -5,8 +5,10 @@ is taken with the Next button, then back with the arrow keys and forward with th
 the numbers shown at each step (each node's value, the upstream, local and downstream gradients
 of the node being processed, the input gradients at the end) equal the Explanation's; a click on
 a node shows its detail; the flat code's highlighted line is the step's statement; a screenshot
-at 1280x800 is not blank. With DIFPROG_SCREENSHOTS=DIR the screenshots are kept in DIR
-(docs/explain/page_*.png are the README's).
+at 1280x800 is not blank. The layout fits the window (1280x800, or an iframe of 1000x700): code
+lines wrap, the node inspector needs no scrolling, the CNN's graph is scaled to its pane, and a
+switch of grouping brings the code back to step 1's lines. With DIFPROG_SCREENSHOTS=DIR the
+screenshots are kept in DIR (docs/explain/page_*.png are the README's).
 
 Skips, saying why, where Chromium (Debian's `chromium`, which .ci/run installs with apt-get) or
 Playwright for Python (in the [test] extra) is missing.
@@ -18,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from difprog.graph._html import number
+from difprog.graph._html import number, payload
 from tests import browser as pages
 from tests.graph.html_page import EXAMPLES, short, steps
 
@@ -241,5 +243,170 @@ def test_a_hostile_name_stays_text_and_nan_shows_as_nan(browser, tmp_path):
         page.page.evaluate("difprogPage.go(1)")
         assert page.state()["value"] == "NaN"
         assert page.dialogs == [] and page.errors == [] and page.requests == [page.url]
+    finally:
+        page.close()
+
+
+# ---- layout: the page fits its window (1280x800 here, 1000x700 in an iframe) ----------------
+
+def test_long_code_lines_wrap_inside_the_code_pane(browser, explanations, tmp_path):
+    """No code line is wider than the pane (no hidden horizontal scroll): long lines wrap,
+    their continuation indented past the line's own indentation."""
+    e = explanations("cnn_layers")
+    page = Page(browser, e.to_html(tmp_path / "cnn.html"))
+    try:
+        code = page.page.evaluate("""() => {
+            const pre = document.getElementById("code"), lines = [...pre.querySelectorAll("div")];
+            const tall = lines.filter(d => d.getBoundingClientRect().height > 25);
+            return {pane: [pre.scrollWidth, pre.clientWidth], lines: lines.length,
+                    wide: lines.filter(d => d.scrollWidth > d.clientWidth).map(d => d.dataset.line),
+                    longest: Math.max(...lines.map(d => d.textContent.length)),
+                    tall: tall.length, text: lines.map(d => d.textContent)}; }""")
+        assert code["lines"] > 200 and code["longest"] > 100  # long lines to wrap
+        assert code["wide"] == [], code["wide"]
+        assert code["pane"][0] <= code["pane"][1], code["pane"]
+        assert code["tall"] > 0  # the long ones wrapped onto several lines
+        code_text = payload(e)["code"]  # the text itself is unchanged
+        assert code["text"] == [f"{k}{line}" for k, line in enumerate(code_text, 1)]
+    finally:
+        page.close()
+
+
+FITS = """sel => {  // whether each element of sel lies inside the viewport and inside #detail
+    const detail = document.getElementById("detail"), d = detail.getBoundingClientRect();
+    const inside = r => r.top >= Math.max(0, d.top) - 1
+                        && r.bottom <= Math.min(innerHeight, d.bottom) + 1
+                        && r.left >= d.left - 1 && r.right <= Math.min(innerWidth, d.right) + 1;
+    const parts = [...detail.querySelectorAll(sel)];
+    return {scrolls: detail.scrollHeight > detail.clientHeight + 1, count: parts.length,
+            out: parts.filter(p => !inside(p.getBoundingClientRect()))
+                      .map(p => p.textContent.slice(0, 40))};
+}"""
+
+
+def test_the_node_inspector_fits_without_scrolling(browser, explanations, tmp_path):
+    """At 1280x800, during the backward pass, a click on any node of the CNN (or of the neuron)
+    shows all of its inspector, downstream sections included, with no scrolling."""
+    for name in ("cnn_layers", "neuron"):
+        e = explanations(name)
+        page = Page(browser, e.to_html(tmp_path / f"{name}.html"))
+        try:
+            backward = [k for k, (phase, _) in enumerate(steps(e)) if phase == "backward"]
+            page.page.evaluate(f"difprogPage.go({backward[1]})")  # the backward pass's 2nd step
+            for node in e.nodes:
+                page.page.click(f'#graph .node[data-name="{node.name}"]')
+                assert page.page.locator("#detail").get_attribute("data-node") == node.name
+                fits = page.page.evaluate(FITS, "#detail > *, #detail [data-role], #detail .heat")
+                assert not fits["scrolls"] and fits["out"] == [], (name, node.name, fits)
+                downstream = sum(g is not None for g in node.downstream)
+                assert page.page.locator('#detail [data-role="detail-downstream"]').count() == \
+                    downstream, node.name
+            if name == "cnn_layers":
+                page.page.click('#graph .node[data-name="conv2d_0"]')
+                pages.screenshot(page, tmp_path, "page_cnn_layers_inspector")
+        finally:
+            page.close()
+
+
+GRAPH_BOX = """() => {  // the pane's box and the drawing's (its nodes and edges) on screen
+    const pane = document.getElementById("graph"), p = pane.getBoundingClientRect();
+    const rs = [...pane.querySelectorAll(".node, .edge")].map(e => e.getBoundingClientRect());
+    const box = {left: Math.min(...rs.map(r => r.left)), right: Math.max(...rs.map(r => r.right)),
+                 top: Math.min(...rs.map(r => r.top)), bottom: Math.max(...rs.map(r => r.bottom))};
+    return {pane: {left: p.left, right: p.right, top: p.top, bottom: p.bottom,
+                   width: pane.clientWidth, height: pane.clientHeight,
+                   scrollWidth: pane.scrollWidth, scrollHeight: pane.scrollHeight}, box};
+}"""
+
+
+def _check_fit(geometry) -> None:
+    pane, box = geometry["pane"], geometry["box"]
+    assert pane["scrollWidth"] <= pane["width"] and pane["scrollHeight"] <= pane["height"], pane
+    assert box["left"] >= pane["left"] - 1 and box["right"] <= pane["right"] + 1, geometry
+    assert box["top"] >= pane["top"] - 1 and box["bottom"] <= pane["bottom"] + 1, geometry
+    width, height = box["right"] - box["left"], box["bottom"] - box["top"]
+    pane_w, pane_h = pane["right"] - pane["left"], pane["bottom"] - pane["top"]
+    assert width >= 0.8 * pane_w or height >= 0.8 * pane_h, geometry  # fills one way
+    assert height >= 0.5 * pane_h, geometry  # and uses the height, not only its top
+    centre = ((box["left"] + box["right"]) / 2, (box["top"] + box["bottom"]) / 2)
+    assert abs(centre[0] - (pane["left"] + pane["right"]) / 2) <= 0.1 * pane_w, geometry
+    assert abs(centre[1] - (pane["top"] + pane["bottom"]) / 2) <= 0.1 * pane_h, geometry
+
+
+def test_the_cnn_graph_fits_its_pane(browser, explanations, tmp_path):
+    """The CNN's graph, one node per layer, is scaled to its pane: no scrolling, centred,
+    filling its width or height and using its height; again after the window shrinks to
+    1000x700 (an iframe's size in a notebook)."""
+    e = explanations("cnn_layers")
+    page = Page(browser, e.to_html(tmp_path / "cnn.html"))
+    try:
+        _check_fit(page.page.evaluate(GRAPH_BOX))
+        page.page.evaluate(f"difprogPage.go({len(steps(e)) - 3})")  # a step does not move it
+        _check_fit(page.page.evaluate(GRAPH_BOX))
+        page.page.set_viewport_size({"width": 1000, "height": 700})
+        page.page.evaluate("() => new Promise(r => requestAnimationFrame(() => "
+                           "requestAnimationFrame(r)))")  # two frames: the page has redrawn
+        _check_fit(page.page.evaluate(GRAPH_BOX))
+        assert page.state()["step"] == len(steps(e)) - 3
+        assert page.errors == []
+    finally:
+        page.close()
+
+
+CODE_NOW = """() => {  // the highlighted code lines, and whether the first is in the pane's view
+    const pre = document.getElementById("code"), lines = [...pre.querySelectorAll("div.now")];
+    if (!lines.length) return {lines: [], text: "", visible: false};
+    const p = pre.getBoundingClientRect(), r = lines[0].getBoundingClientRect();
+    return {lines: lines.map(d => d.dataset.line), text: lines[0].textContent,
+            visible: r.top >= p.top && r.bottom <= p.bottom};
+}"""
+
+
+def test_switching_the_grouping_moves_the_code_to_the_first_step(browser, explanations,
+                                                                tmp_path):
+    """A switch between layers and gates starts again at step 1, the inputs: the code pane
+    highlights f_and_grad's header (its arguments) and scrolls to it, from wherever it was."""
+    e = explanations("cnn_layers")
+    page = Page(browser, e.to_html(tmp_path / "cnn.html"))
+    try:
+        for other in ("gate", "layer"):
+            page.page.evaluate("difprogPage.go(difprogPage.steps() - 3)")  # a late step
+            late = page.page.evaluate(CODE_NOW)
+            assert late["visible"] and int(late["lines"][0]) > 200, late
+            page.page.click(f"#group-{other}")
+            assert page.page.evaluate("[difprogPage.group, difprogPage.step]") == [other, 0]
+            now = page.page.evaluate(CODE_NOW)
+            assert now["text"].lstrip("0123456789").startswith("def f_and_grad(p, x):"), now
+            assert now["visible"], now
+        page.page.goto(page.url)  # on opening, too
+        assert page.page.evaluate(CODE_NOW)["text"].lstrip("0123456789").startswith(
+            "def f_and_grad(p, x):")
+        page.page.evaluate("difprogPage.go(difprogPage.steps() - 1)")  # done: the return
+        assert page.page.evaluate(CODE_NOW)["text"].lstrip("0123456789").strip().startswith(
+            "return L, ")
+        assert page.errors == []
+    finally:
+        page.close()
+
+
+def test_the_page_fits_an_iframe(browser, explanations, tmp_path):
+    """Embedded as a notebook embeds it, an iframe of 1000x700 with the page as its srcdoc,
+    the page sizes itself to the iframe: the graph fits its pane, no code line is cut."""
+    e = explanations("cnn_layers")
+    html = e.to_html(tmp_path / "cnn.html").read_text()
+    page = Page(browser, tmp_path / "cnn.html")
+    try:
+        page.page.set_content("<body style='margin:0'></body>")
+        page.page.evaluate("""html => new Promise(done => {
+            const f = document.createElement("iframe");
+            f.style.cssText = "width: 1000px; height: 700px; border: 0";
+            f.onload = done; f.srcdoc = html; document.body.append(f); })""", html)
+        frame = page.page.frames[1]
+        frame.evaluate("difprogPage.go(difprogPage.steps() - 3)")
+        _check_fit(frame.evaluate(GRAPH_BOX))
+        assert frame.evaluate("""() => [...document.querySelectorAll("#code div")]
+            .every(d => d.scrollWidth <= d.clientWidth)""")
+        pages.screenshot(page, tmp_path, "page_cnn_layers_iframe")
+        assert page.errors == [] and page.dialogs == []
     finally:
         page.close()
