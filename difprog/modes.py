@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difprog import arguments, inline
+from difprog import arguments, figures, inline
 from difprog.errors import ArgumentError
 from difprog.progress import note
 
@@ -303,17 +303,12 @@ def sweep_table(rows: list[dict]) -> str:
 
 def plot_sweep(rows: list[dict], path: Any) -> None:
     """A heat map of log10(time(jacfwd) / time(jacrev)) over (n, m), written as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ns, ms = sorted({r["n"] for r in rows}), sorted({r["m"] for r in rows})
     grid = np.full((len(ns), len(ms)), np.nan)
     for r in rows:
         grid[ns.index(r["n"]), ms.index(r["m"])] = np.log10(r["ratio"])
     limit = max(1.0, float(np.nanmax(np.abs(grid))))
-    figure, axes = plt.subplots(figsize=(6.4, 5.2))
+    figure, axes = figures.subplots(figsize=(6.4, 5.2))
     image = axes.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower")
     axes.set_xticks(range(len(ms)), [str(m) for m in ms])
     axes.set_yticks(range(len(ns)), [str(n) for n in ns])
@@ -328,5 +323,4 @@ def plot_sweep(rows: list[dict], path: Any) -> None:
     axes.set_title("Full Jacobian: forward over reverse time\n"
                    "blue: forward mode cheaper (n < m); red: reverse mode cheaper (n > m)")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    figures.save(figure, path, dpi=120)

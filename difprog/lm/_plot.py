@@ -8,6 +8,8 @@ import textwrap
 
 import numpy as np
 
+from difprog import figures
+
 __all__ = ["plot_losses"]
 
 
@@ -15,17 +17,10 @@ def plot_losses(history: list[dict], curve: list[float], path: str | os.PathLike
                 *, title: str = "") -> pathlib.Path:
     """loss.png: the training loss of every step (and its running mean) and the validation loss
     at each evaluation, in nats per token, against steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from difprog.files import atomic
-
     steps = np.arange(1, len(curve) + 1)
     window = max(1, len(curve) // 50)
     smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
-    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
+    figure, axes = figures.subplots(figsize=(7, 4.2), dpi=120)
     axes.plot(steps, curve, color="tab:blue", alpha=0.25, linewidth=0.8, label="train (step)")
     axes.plot(steps[window - 1:], smooth, color="tab:blue",
               label=f"train (mean of {window} steps)")
@@ -37,8 +32,4 @@ def plot_losses(history: list[dict], curve: list[float], path: str | os.PathLike
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    path = pathlib.Path(path)
-    with atomic(path) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
-    return path
+    return figures.save(figure, path)

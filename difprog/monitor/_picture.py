@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 
-from difprog.files import atomic
+from difprog import figures
 from difprog.monitor._monitor import as_arrays, ordered, summary
 
 _LEGEND_MAX = 10  # more curves than this are coloured by depth instead of named
@@ -78,13 +78,8 @@ def _units(ax, health: dict) -> None:
 
 def save_health(health: dict, path: str | os.PathLike) -> pathlib.Path:
     """Draws health.json's contents into one PNG of four panels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps, limits = health["steps"], health["thresholds"]
-    figure, axes = plt.subplots(2, 2, figsize=(12, 8), layout="constrained")
+    figure, axes = figures.subplots(2, 2, figsize=(12, 8), layout="constrained")
     _heat_map(figure, axes[0, 0], health)
     ratio = axes[0, 1]
     paths = ordered(health, "update_ratio")
@@ -104,9 +99,4 @@ def save_health(health: dict, path: str | os.PathLike) -> pathlib.Path:
     loss.set_xlabel("step")
     loss.set_title(f"training loss ({summary(health)};\nred lines: where diagnoses start)",
                    fontsize=10)
-    try:
-        with atomic(path) as temporary:
-            figure.savefig(temporary, dpi=100, format="png")
-    finally:
-        plt.close(figure)
-    return pathlib.Path(path)
+    return figures.save(figure, path, dpi=100)

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from difprog import figures
 from difprog.errors import ArgumentError, ShapeError
 from difprog.layers import Layer
 from difprog.viz._attribution import (
@@ -128,7 +129,7 @@ def save_attributions(images: Any, maps: Mapping[str, Any], path: str | os.PathL
         notes: a line under a method's column title, `{method: note}` (such as its deletion
             and insertion areas).
     """
-    from difprog.viz._render import _pyplot, _save, _wrap
+    from difprog.viz._render import _save, _wrap
 
     images = np.asarray(images, np.float64)
     if images.ndim != 4 or not len(images):
@@ -138,12 +139,12 @@ def save_attributions(images: Any, maps: Mapping[str, Any], path: str | os.PathL
              for name, m in maps.items()}
     if labels is not None and len(labels) != len(images):
         raise ArgumentError(f"save_attributions: {len(labels)} labels for {len(images)} images")
-    plt = _pyplot()
     n, columns = len(images), len(shown) + 1
     width = 1.25 * columns + 1.0
     lines = _wrap(title, width, 9) if title else []
-    figure, axes = plt.subplots(n, columns, figsize=(width, 1.25 * n + 0.5 + 0.18 * len(lines)),
-                                squeeze=False, layout="constrained")
+    figure, axes = figures.subplots(n, columns,
+                                    figsize=(width, 1.25 * n + 0.5 + 0.18 * len(lines)),
+                                    squeeze=False, layout="constrained")
     for i in range(n):
         _draw_image(axes[i, 0], images[i])
         if labels is not None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from difprog.files import atomic
+from difprog import figures
 
 
 def save_grid(images: np.ndarray, path: str | os.PathLike, labels: Sequence[str] | None = None,
@@ -30,7 +30,6 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, labels: Sequence[str]
 def _grid_figure(images: np.ndarray, labels: Sequence[str] | None,
                  value_range: tuple[float, float], columns: int | None, title: str | None):
     """The figure of `save_grid`, laid out; its `_suptitle` is the wrapped title."""
-    plt = _pyplot()
     images = np.asarray(images)
     n = len(images)
     columns = columns or min(n, 10)
@@ -40,8 +39,8 @@ def _grid_figure(images: np.ndarray, labels: Sequence[str] | None,
     title_lines = _wrap(title, width, _TITLE_SIZE) if title else []
     height = rows * (_CELL + label_lines * _LABEL_SIZE * 1.4 / 72) + 0.2 + \
         len(title_lines) * _TITLE_SIZE * 1.45 / 72
-    figure, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False,
-                                layout="constrained")
+    figure, axes = figures.subplots(rows, columns, figsize=(width, height), squeeze=False,
+                                    layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i < n:
@@ -70,10 +69,9 @@ def _wrap(text: str, width_inches: float, fontsize: float) -> list[str]:
 def save_saliency(images: np.ndarray, maps: np.ndarray, path: str | os.PathLike,
                   labels: Sequence[str] | None = None) -> pathlib.Path:
     """Writes each image above its saliency map (|gradient|, max over channels) overlaid on it."""
-    plt = _pyplot()
     images, maps = np.asarray(images), np.abs(np.asarray(maps)).max(axis=-1)
     n = len(images)
-    figure, axes = plt.subplots(2, n, figsize=(1.3 * n, 3.0), squeeze=False)
+    figure, axes = figures.subplots(2, n, figsize=(1.3 * n, 3.0), squeeze=False)
     for i in range(n):
         for ax in axes[:, i]:
             ax.set_axis_off()
@@ -101,9 +99,8 @@ def save_curve_panels(x: Sequence[float], panels: Mapping[str, Mapping[str, Sequ
                       ) -> pathlib.Path:
     """Writes panels side by side, `{panel title: {curve name: values}}`, each curve against x
     (markers where there are at most 40 points), named in each panel's legend."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.6),
-                                squeeze=False, layout="constrained")
+    figure, axes = figures.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.6),
+                                    squeeze=False, layout="constrained")
     for ax, (name, curves) in zip(axes[0], panels.items()):
         for label, values in curves.items():
             ax.plot(list(x), list(values), marker="o" if len(x) <= 40 else None,
@@ -126,19 +123,5 @@ def _displayable(image: np.ndarray) -> np.ndarray:
     return image[..., 0] if image.shape[-1] == 1 else np.clip(image, 0, 1)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(figure, path: str | os.PathLike) -> pathlib.Path:
-    try:
-        with atomic(path) as temporary:
-            figure.savefig(temporary, dpi=100, format="png")
-    finally:
-        _pyplot().close(figure)
-    return pathlib.Path(path)
+    return figures.save(figure, path, dpi=100)

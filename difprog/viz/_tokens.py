@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difprog import arguments
+from difprog import arguments, figures
 from difprog.errors import ArgumentError, DtypeError
 from difprog.layers import Layer
 
@@ -108,7 +108,9 @@ def save_token_attribution(codec: Any, ids: Any, result: TokenAttribution,
         title: the title (default: what is explained).
         columns: tokens per row; a newline token also ends its row.
     """
-    from difprog.viz._render import _pyplot, _save
+    import matplotlib
+
+    from difprog.viz._render import _save
 
     ids, scores = np.asarray(ids).reshape(-1), np.asarray(result.scores, np.float64)
     if scores.shape != ids.shape:
@@ -116,16 +118,16 @@ def save_token_attribution(codec: Any, ids: Any, result: TokenAttribution,
                             f"expected; got {scores.shape}")
     tokens = [codec.decode(ids[i:i + 1]) for i in range(len(ids))]
     cells = _layout(tokens, columns)
-    plt = _pyplot()
     rows, width = max(r for r, _ in cells) + 1, max(c for _, c in cells) + 1
-    figure, axes = plt.subplots(figsize=(0.2 * max(width, 30) + 1.5, 0.3 * rows + 1.0))
+    figure, axes = figures.subplots(figsize=(0.2 * max(width, 30) + 1.5, 0.3 * rows + 1.0))
     others = np.delete(scores, result.position) if len(scores) > 1 else scores
     limit = float(np.max(np.abs(others))) or float(np.max(np.abs(scores))) or 1.0
-    norm, cmap = plt.Normalize(-limit, limit), plt.get_cmap("RdBu_r")
+    norm, cmap = matplotlib.colors.Normalize(-limit, limit), matplotlib.colormaps["RdBu_r"]
     for i, ((row, column), token) in enumerate(zip(cells, tokens)):
         edge = "black" if i == result.position else "none"
-        axes.add_patch(plt.Rectangle((column, -row - 1), 1, 1, facecolor=cmap(norm(scores[i])),
-                                     edgecolor=edge, linewidth=1.5))
+        axes.add_patch(matplotlib.patches.Rectangle((column, -row - 1), 1, 1, edgecolor=edge,
+                                                    facecolor=cmap(norm(scores[i])),
+                                                    linewidth=1.5))
         axes.text(column + 0.5, -row - 0.5, _SHOWN.get(token, token), ha="center", va="center",
                   family="monospace", fontsize=9)
     axes.set(xlim=(0, max(width, 30)), ylim=(-rows, 0), aspect="equal")
@@ -133,7 +135,7 @@ def save_token_attribution(codec: Any, ids: Any, result: TokenAttribution,
     predicted = codec.decode(np.asarray(result.targets).reshape(-1)[:1])
     axes.set_title(title or f"gradient x input of the logit of {predicted!r} after position "
                             f"{result.position} (outlined)", fontsize=9)
-    figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.8,
+    figure.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.8,
                     label="score", extend="both")
     figure.tight_layout()
     return _save(figure, path)

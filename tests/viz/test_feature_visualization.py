@@ -224,13 +224,6 @@ def test_grid_title_wraps_inside_the_figure_and_clears_the_labels():
             assert not box.overlaps(ax.title.get_window_extent(renderer)), n
             assert not box.overlaps(ax.get_window_extent(renderer)), n
         assert figure._suptitle.get_text().replace("\n", " ") == f"{title}, 512 steps, seed 0"
-        _pyplot_close(figure)
-
-
-def _pyplot_close(figure):
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
 
 
 def test_visualize_command_writes_png_and_npz(tmp_path, capsys):
