@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
+import pathlib
 import statistics
 import time
 from collections.abc import Callable
@@ -301,8 +303,10 @@ def sweep_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_sweep(rows: list[dict], path: Any) -> None:
+def plot_sweep(rows: list[dict], path: str | os.PathLike) -> pathlib.Path:
     """A heat map of log10(time(jacfwd) / time(jacrev)) over (n, m), written as PNG."""
+    if pathlib.Path(path).suffix.lower() != ".png":
+        raise ArgumentError(f"plot_sweep writes a .png file, got {str(path)!r}")
     ns, ms = sorted({r["n"] for r in rows}), sorted({r["m"] for r in rows})
     grid = np.full((len(ns), len(ms)), np.nan)
     for r in rows:
@@ -323,4 +327,4 @@ def plot_sweep(rows: list[dict], path: Any) -> None:
     axes.set_title("Full Jacobian: forward over reverse time\n"
                    "blue: forward mode cheaper (n < m); red: reverse mode cheaper (n > m)")
     figure.tight_layout()
-    figures.save(figure, path, dpi=120)
+    return figures.save(figure, path, dpi=120)

@@ -55,7 +55,8 @@ DESIGN = [
 MODULES = ["difprog", "difprog.gates", "difprog.gate", "difprog.check", "difprog.layers",
            "difprog.models", "difprog.train", "difprog.driver", "difprog.checkpoint",
            "difprog.modes", "difprog.graph", "difprog.viz", "difprog.attacks", "difprog.data",
-           "difprog.monitor", "difprog.lm", "difprog.interop", "difprog.errors"]
+           "difprog.monitor", "difprog.lm", "difprog.interop", "difprog.errors",
+           "difprog.inline", "difprog.figures"]
 
 _ID = re.compile(r'\sid="(difprog(?:\.\w+)*)"')
 
@@ -162,7 +163,7 @@ def test_no_page_is_empty(site):
     pages = _pages(site)
     nav = ["index.html", "gates.html", "layers.html", "models.html", "training.html",
            "modes.html", "explain.html", "viz.html", "attacks.html", "data.html", "monitor.html",
-           "lm.html", "interop.html", "errors.html"]
+           "lm.html", "interop.html", "errors.html", "notebooks.html"]
     assert sorted(pages) == sorted(nav)
     for name, text in pages.items():
         main = text.split('role="main"', 1)[-1]

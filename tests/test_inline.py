@@ -9,6 +9,7 @@ import html
 import json
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -54,9 +55,9 @@ def test_a_health_record_is_health_json_and_shows_the_dashboard():
 def test_a_visualisation_shows_its_images_as_a_png():
     images = np.linspace(0, 1, 2 * 4 * 4).reshape(2, 4, 4, 1)
     shown = viz.Visualization(images, np.array([[1.0, 2.0]]), "class 3")._repr_html_()
-    source = re.fullmatch(r'<img src="data:image/png;base64,([^"]+)" alt="[^"]*class 3" '
-                          r'style="max-width: 100%">', shown)
-    assert source and base64.b64decode(source.group(1)).startswith(b"\x89PNG\r\n\x1a\n")
+    assert _png(shown, "class 3").startswith(b"\x89PNG\r\n\x1a\n")
+    curves = viz.DeletionInsertion(np.linspace(0, 1, 3), np.ones((2, 3)), np.zeros((2, 3)))
+    assert _png(curves._repr_html_(), "deletion").startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_tables_show_escaped_in_pre():
@@ -65,3 +66,26 @@ def test_tables_show_escaped_in_pre():
     completeness = viz.Completeness((64,), (0.5,), (0.75,), 0.01)
     assert completeness._repr_html_() == f"<pre>{html.escape(str(completeness))}</pre>"
     assert inline.text("<a & b>") == "<pre>&lt;a &amp; b&gt;</pre>"
+
+
+def _png(shown: str, alt: str) -> bytes:
+    source = re.fullmatch(r'<img src="data:image/png;base64,([^"]+)" alt="([^"]*)" '
+                          r'style="max-width: 100%">', shown)
+    assert source and alt in source.group(2), shown[:200]
+    return base64.b64decode(source.group(1))
+
+
+def test_attribution_maps_show_over_their_images_and_stay_a_dict_and_a_pytree():
+    model = layers.serial(layers.Flatten(), layers.Dense(10))
+    x = jnp.linspace(0.0, 1.0, 2 * 4 * 4).reshape(2, 4, 4, 1)
+    params = model.init(jax.random.key(0), x)
+    maps = viz.attributions(model, params, x, [1, 2], ("saliency", "gradient_times_input"))
+    assert isinstance(maps, viz.Attributions) and list(maps) == ["saliency",
+                                                                 "gradient_times_input"]
+    assert maps.images is x and _png(maps._repr_html_(), "saliency").startswith(b"\x89PNG")
+    assert len(jax.tree.leaves(maps)) == 2  # the maps alone, not the images
+    doubled = jax.jit(lambda m: jax.tree.map(lambda a: 2 * a, m))(maps)
+    assert isinstance(doubled, viz.Attributions) and doubled.images is x
+    assert list(doubled) == list(maps)
+    np.testing.assert_allclose(doubled["saliency"], 2 * maps["saliency"])
+    assert viz.Attributions({"saliency": x})._repr_html_() is None  # no images: the dict

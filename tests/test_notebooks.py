@@ -14,6 +14,7 @@ import os
 import pathlib
 import re
 import sys
+import time
 
 import jupyter_client
 import nbclient
@@ -27,6 +28,7 @@ import difprog
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 300  # seconds; a whole lesson takes well under a minute on 2 cores
+BUDGET = 180  # seconds a lesson may take, kernel start included (the 3 minutes)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -101,16 +103,21 @@ def test_notebook_runs(path, tmp_path):
         resources={"metadata": {"path": str(tmp_path)}},
         on_cell_start=lambda cell, cell_index: started.append(cell_index))
     # The kernel imports the difprog this test imports, as pytest does (pythonpath = ["."]).
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    # Its temporary files go under tmp_path: a kernel that is shut down may not remove them.
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "PYTHONPATH": os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    began = time.perf_counter()
     try:
         client.execute(env=env)
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
         index = started[-1] if started else 0
         pytest.fail(_failure(path, index - 1, nb.cells[index], error), pytrace=False)
-    for index, cell in enumerate(nb.cells):  # difprog's pictures leave the user's plots alone
+    seconds = time.perf_counter() - began
+    assert seconds < BUDGET, f"{path.name} took {seconds:.0f} s; a lesson has {BUDGET} s"
+    for index, cell in enumerate(nb.cells[1:]):  # difprog's pictures leave the user's plots alone
         if "plt.show()" in cell.get("source", ""):
             kinds = [kind for output in cell.outputs for kind in output.get("data", {})]
             assert "image/png" in kinds, f"{path.name}, cell {index}: plt.show() showed nothing"
-    left = sorted(p.name for p in tmp_path.iterdir())
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "tmp")
     assert not left, f"{path.name} wrote {left} into its working directory; use a temporary one"

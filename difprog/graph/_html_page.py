@@ -333,9 +333,13 @@ function place(svg, room, size) {  // the drawing at its scale: centred in the p
   svg.setAttribute("height", h);
 }
 let drawnAt = "";  // the pane's size the graph was drawn for: a new size draws it again
+let redraw = 0;  // one redraw a frame, however many sizes a drag of the window goes through
 new ResizeObserver(([entry]) => {
   const pane = entry.target;
-  if (pane.isConnected && pane.offsetWidth + "x" + pane.offsetHeight !== drawnAt) { drawGraph(); render(); }
+  cancelAnimationFrame(redraw);
+  redraw = requestAnimationFrame(() => {
+    if (pane.isConnected && pane.offsetWidth + "x" + pane.offsetHeight !== drawnAt) { drawGraph(); render(); }
+  });
 }).observe(document.getElementById("graph"));
 
 // ---- steps ------------------------------------------------------------------------------

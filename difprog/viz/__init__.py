@@ -22,6 +22,7 @@ from difprog.viz._attribution import (
 from difprog.viz._attribution_grid import (
     GRADIENT_METHODS,
     METHODS,
+    Attributions,
     attributions,
     empty_map_note,
     empty_maps,
@@ -96,6 +97,7 @@ __all__ = [
     "CLASS_DECAY",
     "GRADIENT_METHODS",
     "METHODS",
+    "Attributions",
     "Completeness",
     "DeletionInsertion",
     "Faithfulness",

@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from difprog import figures
+from difprog import figures, inline
 from difprog.errors import ArgumentError, ShapeError
 from difprog.layers import Layer
 from difprog.viz._attribution import (
@@ -29,12 +29,55 @@ GRADIENT_METHODS = METHODS[:5]  # the methods read from gradients (occlusion onl
 ABSOLUTE = frozenset({"saliency", "smoothgrad"})  # drawn as |gradient| (Simonyan; Smilkov)
 
 
+class Attributions(dict):
+    """`{method: maps}` as `attributions` returns it, with the `images` they explain.
+
+    A dict in every other way, and to JAX a pytree of the maps alone (the images ride along
+    unchanged through `jax.tree.map`); as the last expression of a notebook cell it shows as
+    `save_attributions`' grid.
+    """
+
+    def __init__(self, maps: Mapping[str, Any], images: Any = None):
+        super().__init__(maps)
+        self.images = images
+
+    def _repr_html_(self) -> str | None:
+        if self.images is None or not self:
+            return None  # nothing to draw the maps over: the notebook shows the dict
+        data = inline.png(lambda path: save_attributions(self.images, self, path))
+        return inline.picture(data, alt=f"attribution maps: {', '.join(self)}")
+
+
+class _Images:
+    """The images of an `Attributions`, carried through JAX's tree functions as static data
+    (compared by identity: arrays cannot be hashed)."""
+
+    def __init__(self, images: Any):
+        self.images = images
+
+
+def _flatten(a: Attributions) -> tuple[list, tuple]:
+    return list(a.values()), (tuple(a), _Images(a.images))
+
+
+def _flatten_with_keys(a: Attributions) -> tuple[list, tuple]:
+    return [(jax.tree_util.DictKey(k), v) for k, v in a.items()], _flatten(a)[1]
+
+
+def _unflatten(aux: tuple, maps: Any) -> Attributions:
+    return Attributions(dict(zip(aux[0], maps)), aux[1].images)
+
+
+jax.tree_util.register_pytree_with_keys(Attributions, _flatten_with_keys, _unflatten, _flatten)
+
+
 def attributions(model: Layer, params: Any, x: jax.Array, classes: int | Sequence[int],
                  methods: Sequence[str] = METHODS, *, key: jax.Array | None = None,
                  layer: str | None = None, steps: int = 64, samples: int = 32,
                  noise: float = 0.15, window: int | tuple[int, int] = 2,
                  stride: int | tuple[int, int] = 1) -> dict[str, jax.Array]:
-    """`{method: maps}` for each name of `methods` (from `METHODS`), with each method's settings:
+    """`{method: maps}` for each name of `methods` (from `METHODS`), with each method's settings
+    (an `Attributions`: a dict that a notebook shows as the grid of maps over the images):
     `steps` (integrated_gradients), `key`, `samples`, `noise` (smoothgrad; key default
     `jax.random.key(0)`), `layer` (grad_cam; default: the last layer with (N, h, w, K) outputs),
     `window`, `stride` (occlusion).
@@ -60,7 +103,7 @@ def attributions(model: Layer, params: Any, x: jax.Array, classes: int | Sequenc
                                      layer or last_spatial_layer(model, params, x)),
         "occlusion": lambda: occlusion(model, params, x, classes, window, stride),
     }
-    return {method: runs[method]() for method in methods}
+    return Attributions({method: runs[method]() for method in methods}, x)
 
 
 def last_spatial_layer(model: Layer, params: Any, x: jax.Array) -> str:

@@ -24,6 +24,7 @@ from difprog.errors import ArgumentError, ShapeError
 from difprog.layers import Layer
 from difprog.viz._attribution import _inputs, _key, _pick
 from difprog.viz._attribution_grid import ABSOLUTE
+from difprog.viz._render import save_curves
 
 INFIDELITY_NOISE = 0.003  # std of the Gaussian perturbations (captum.metrics' example)
 SENSITIVITY_RADIUS = 0.02  # L-inf radius of the uniform perturbations (captum's default)
@@ -124,6 +125,15 @@ class DeletionInsertion:
     @property
     def deletion_area(self) -> np.ndarray:
         return _area(self.fractions, self.deletion)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the two curves, the mean over the images, with their areas."""
+        curves = {f"deletion (area {self.deletion_area.mean():.3f})": self.deletion.mean(0),
+                  f"insertion (area {self.insertion_area.mean():.3f})": self.insertion.mean(0)}
+        data = inline.png(lambda path: save_curves(
+            self.fractions, curves, path, xlabel="fraction of positions deleted or inserted",
+            ylabel="probability of the class", ylim=(0.0, 1.0)))
+        return inline.picture(data, alt="deletion and insertion curves")
 
     @property
     def insertion_area(self) -> np.ndarray:

@@ -26,17 +26,17 @@ from difprog.viz._render import save_grid
 
 
 class Visualization(NamedTuple):
-    """Optimised images, in the model's input range `value_range`, and the objective's history
-    (steps, N). In a notebook it shows as the grid of images with their final scores."""
+    """Optimised images, in the model's input range, and the objective's history (steps, N). In
+    a notebook it shows as the grid of images with their final scores."""
 
     images: np.ndarray
     history: np.ndarray
     objective: str
-    value_range: tuple[float, float] = (0.0, 1.0)
 
     def _repr_html_(self) -> str:
         scores = [f"score {float(s):.3g}" for s in self.history[-1]] if len(self.history) else None
-        data = inline.png(lambda path: save_grid(self.images, path, scores, self.value_range,
+        shown = (min(0.0, float(np.min(self.images))), max(1.0, float(np.max(self.images))))
+        data = inline.png(lambda path: save_grid(self.images, path, scores, shown,
                                                  title=self.objective))
         return inline.picture(data, alt=f"feature visualisation: {self.objective}")
 
@@ -112,8 +112,7 @@ def visualize(model: Layer, params: Any, objective: Objective, shape: tuple[int,
             bar.set_postfix(score=f"{float(np.mean(history[-1][-1])):.3f}")
             bar.update(len(history[-1]))
     images = np.asarray(jax.jit(image_of)(z))
-    return Visualization(images, np.concatenate(history), objective.name,
-                         tuple(map(float, value_range)))
+    return Visualization(images, np.concatenate(history), objective.name)
 
 
 def _ascent_step(model: Layer, params: Any, objective: Objective, image_of: Callable,

@@ -23,9 +23,11 @@ class TokenAttribution(NamedTuple):
     """Per-token scores of one predicted token, for each sequence of a batch.
 
     Attributes:
-        scores: (batch, seq): sum over features of embedding x d logit / d embedding; tokens
-            after `position` get exactly 0 in a causal model.
-        targets: (batch,): the token whose logit is explained.
+        scores: (batch, seq), or (seq,) for the ids of one sequence (seq,): sum over
+            features of embedding x d logit / d embedding; tokens after `position` get exactly
+            0 in a causal model.
+        targets: (batch,), or (1,) for the ids of one sequence: the token whose logit is
+            explained.
         position: the position (from 0) whose next-token prediction is explained.
     """
 
@@ -108,7 +110,9 @@ def save_token_attribution(codec: Any, ids: Any, result: TokenAttribution,
         title: the title (default: what is explained).
         columns: tokens per row; a newline token also ends its row.
     """
-    import matplotlib
+    import matplotlib.cm
+    import matplotlib.colors
+    import matplotlib.patches
 
     from difprog.viz._render import _save
 
