@@ -83,7 +83,7 @@ class Explanation:
 
     def _repr_html_(self) -> str:
         """In a notebook: the interactive page of `to_html`, inline (a sandboxed iframe)."""
-        return inline.frame(_html.page(self), height=720, title="difprog.explain")
+        return inline.frame(_html.page(self), height=800, title="difprog.explain")
 
     def save(self, directory: str | os.PathLike) -> list[pathlib.Path]:
         """Writes graph.svg, graph.png, graph.html, table.txt and flat_code.py into `directory`."""
