@@ -169,7 +169,7 @@ def test_fashion_mnist_benchmark_keeps_the_other_models_rows(tmp_path):
 def test_class_visualization_and_diversity_benchmarks_smoke(tmp_path):
     from difprog.cli import main
 
-    assert main(["train", "--epochs", "2", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     result = subprocess.run([sys.executable, "-m", "benchmarks.class_visualization",
                              "--checkpoint", str(tmp_path / "run"), "--seeds", "0", "--steps",
                              "8", "--out", str(tmp_path / "classes")], cwd=ROOT,

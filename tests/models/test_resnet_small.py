@@ -42,9 +42,11 @@ def test_augmentation_acts_in_training_only():
 def test_trains_on_the_digits_and_updates_its_running_statistics(tmp_path):
     digits = data.digits()
     model = models.resnet()
-    result = fit(model, digits, TrainConfig(epochs=10, batch_size=64), progress=False)
-    # shifts of 2 pixels and flips are strong for 8x8 digits: it learns, if slowly (0.82 here)
-    assert result.test_accuracy > 0.7, result.history
+    result = fit(model, digits, TrainConfig(epochs=3, batch_size=64), progress=False)
+    # shifts of 2 pixels and flips are strong for 8x8 digits: it learns, if slowly (0.11, 0.46,
+    # 0.62 after each of 3 epochs here; 0.82 after 10); chance is 0.1
+    accuracies = [h["test_accuracy"] for h in result.history]
+    assert accuracies[-1] > 0.4 and accuracies[-1] > accuracies[0], result.history
     fresh = model.init(jax.random.key(0), digits.x_train[:1])
     assert not np.allclose(result.params["batch_norm_0"]["mean"], fresh["batch_norm_0"]["mean"])
     assert layers.stat_paths(model)[:2] == ["batch_norm_0", "block_0/bn1"]
