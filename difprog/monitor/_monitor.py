@@ -111,14 +111,15 @@ class Monitor:
             path: [_number(r["update_norm"][path] / r["weight_norm"][path])
                    if r["weight_norm"][path] > 0 else None for r in records]
             for path in watch.weights}
-        return Health({"every": watch.every, "thresholds": dataclasses.asdict(watch.thresholds),
-                "weights": list(watch.weights),
-                "activations": [{"path": p, "kind": k} for p, k in watch.activations.items()],
-                "labels": {**{p: p for p in watch.weights},
-                           **{p: watch.label(p) for p in watch.activations}},
-                "steps": [r["step"] for r in records],
-                "loss": [_number(r["loss"]) for r in records], **series,
-                "diagnoses": [{**d._asdict(), "value": _number(d.value)} for d in self.diagnoses]})
+        return Health({
+            "every": watch.every, "thresholds": dataclasses.asdict(watch.thresholds),
+            "weights": list(watch.weights),
+            "activations": [{"path": p, "kind": k} for p, k in watch.activations.items()],
+            "labels": {**{p: p for p in watch.weights},
+                       **{p: watch.label(p) for p in watch.activations}},
+            "steps": [r["step"] for r in records],
+            "loss": [_number(r["loss"]) for r in records], **series,
+            "diagnoses": [{**d._asdict(), "value": _number(d.value)} for d in self.diagnoses]})
 
     def resume(self, health: dict, step: int) -> None:
         """Takes the records before `step` from a run's earlier health.json (`health()`'s

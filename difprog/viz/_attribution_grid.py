@@ -75,7 +75,7 @@ def attributions(model: Layer, params: Any, x: jax.Array, classes: int | Sequenc
                  methods: Sequence[str] = METHODS, *, key: jax.Array | None = None,
                  layer: str | None = None, steps: int = 64, samples: int = 32,
                  noise: float = 0.15, window: int | tuple[int, int] = 2,
-                 stride: int | tuple[int, int] = 1) -> dict[str, jax.Array]:
+                 stride: int | tuple[int, int] = 1) -> Attributions:
     """`{method: maps}` for each name of `methods` (from `METHODS`), with each method's settings
     (an `Attributions`: a dict that a notebook shows as the grid of maps over the images):
     `steps` (integrated_gradients), `key`, `samples`, `noise` (smoothgrad; key default
