@@ -36,9 +36,11 @@ def handled(name: str = "") -> Iterator[None]:
         yield
         return
     previous = {number: signal.getsignal(number) for number in _CODES}
+    _state.update(name=name, previous=previous)
+    _install(_early)  # a signal while the watcher starts: Python is running, so stop here
     wake = _wake_socket()
     old_fd = signal.set_wakeup_fd(wake.fileno(), warn_on_full_buffer=False)
-    _state.update(name=name, active=True, previous=previous)
+    _state["active"] = True
     try:
         reassert()
         yield
@@ -52,9 +54,14 @@ def handled(name: str = "") -> Iterator[None]:
 def reassert() -> None:
     """Installs the handlers again, after a library (jax.distributed) replaced them."""
     if _state["active"]:
-        for number, original in _state["previous"].items():
-            if original != signal.SIG_IGN:
-                signal.signal(number, _noted)  # its C handler writes to the wake-up socket
+        _install(_noted)  # its C handler writes to the wake-up socket
+
+
+def _install(handler: Callable) -> None:
+    """`handler` for SIGINT and SIGTERM, except a signal ignored when `handled` began."""
+    for number, original in _state["previous"].items():
+        if original != signal.SIG_IGN:
+            signal.signal(number, handler)
 
 
 def rename(name: str) -> None:
@@ -111,6 +118,12 @@ def _watch(receive: socket.socket) -> None:
             if _state["active"] and number in _CODES:
                 code, what = _CODES[number]
                 stop(what, code)
+
+
+def _early(number: int, frame: object) -> None:
+    """The handler while `handled` starts the watcher: stops the process itself."""
+    code, what = _CODES[number]
+    stop(what, code)
 
 
 def _noted(number: int, frame: object) -> None:

@@ -105,6 +105,22 @@ def test_a_file_being_written_is_finished_before_the_interrupt_ends_the_process(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+def test_a_signal_while_the_watcher_starts_ends_the_process_in_one_line(tmp_path):
+    """The window a loaded machine once hit: a Ctrl-C while `handled` starts its watcher thread,
+    before the wake-up socket is in place. (Before the fix: a KeyboardInterrupt traceback.)"""
+    done = _script("""
+        start = interrupts._wake_socket
+        def interrupted_start():
+            os.kill(os.getpid(), signal.SIGINT)
+            return start()
+        interrupts._wake_socket = interrupted_start
+        with interrupts.handled("early"):
+            time.sleep(5)
+            print("not interrupted")
+    """, tmp_path)
+    assert done.returncode == 130 and done.stderr == "difprog early: interrupted\n", done
+
+
 def test_a_sigint_the_parent_ignores_stays_ignored_and_handlers_are_restored(tmp_path):
     done = _script("""
         before = signal.getsignal(signal.SIGTERM)

@@ -29,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # a Ctrl-C before the handlers were in place, its first moments
+        print("difprog: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str] | None) -> int:
     with interrupts.handled(), warnings.catch_warnings():
         warnings.showwarning = _warning_line
         try:

@@ -2,6 +2,10 @@
 
 import sys
 
-from difprog.cli import main
+try:
+    from difprog.cli import main
+except KeyboardInterrupt:  # a Ctrl-C while Python imports the command line
+    print("difprog: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())
