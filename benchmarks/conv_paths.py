@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.gates_vs_native import cpu_name
 from difprog.gates import conv
 from difprog.gates import conv_paths as paths
 
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     shapes = [s for s in SHAPES if args.only in s[0]]
     load = os.getloadavg()
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores; "
+    print(f"machine: {platform.machine()} {cpu_name()}, {os.cpu_count()} cores; "
           f"jax {jax.__version__}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"float32, best of {args.rounds} interleaved rounds (bold: the fastest path)\n")
     text, slower = table(shapes, measure(shapes, args.rounds), args.slack)

@@ -36,6 +36,7 @@ import numpy as np
 from jax import lax
 
 from benchmarks import torch_resnet
+from benchmarks.gates_vs_native import cpu_name
 from difprog import gates, models
 
 BLOCKS = {"stem": ("conv1", "bn1", "relu", "maxpool"),
@@ -255,8 +256,9 @@ def main(argv=None):
     except ImportError:
         torch, threads, version = None, [], ""
     frameworks = ["difprog", "plain JAX", *map(_torch_name, threads)]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__}"
-          f"{version}; float32; median and best of {args.rounds} interleaved rounds")
+    print(f"machine: {platform.machine()} {cpu_name()}, {os.cpu_count()} cores; "
+          f"jax {jax.__version__}{version}; float32; median and best of {args.rounds} "
+          "interleaved rounds")
     for size, batch in (map(int, s.split(":")) for s in args.sizes.split(",")):
         for mode in args.modes.split(","):
             load = os.getloadavg()[0]

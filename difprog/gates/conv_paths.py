@@ -14,24 +14,30 @@ w[i,j]. Three ways to compute it, and its two transposes (the input and weight g
 Groups split the channels: the matmuls become einsums with the group as a batch axis.
 
 XLA:CPU's convolution is slow at small maps with many channels (a 3x3, 512->512 convolution on
-a 2x2 map, batch 16: 138 ms against 2.4 ms as shifted matmuls; benchmarks/xla_conv_repro.py),
-and its weight-gradient convolution is slow everywhere, 30x to 100x with groups. On large maps it
-is the fastest, and patches beat its weight gradient on large maps. `choose` is the rule,
-derived from benchmarks/conv_paths.py's table (in benchmarks/RESULTS.md; oh ow is the output
-map's number of points, C the input channels), measured on this project's 2-core x86-64 machine:
+a 2x2 map, batch 16: 120 to 140 ms against 2.2 to 3.8 ms as shifted matmuls;
+benchmarks/xla_conv_repro.py), its weight gradient is slow with groups (20x) and 1x1 kernels,
+and with few input channels. On large maps its convolution is the fastest. `choose` is the
+rule, derived from benchmarks/conv_paths.py's table (in benchmarks/RESULTS.md; oh ow is the
+output map's number of points, C the input channels), measured on this project's 2-core x86-64
+machine (an AMD EPYC, quiet, with JAX 0.10.2 and 0.12.0.1: the rule keeps XLA's convolution
+unless the other path won on both):
 
-- forward: "shifted" for depthwise kernels (groups = C; 2x2 and 16x16 maps: 20x to 50x faster)
-  and, without groups, on maps of at most TINY_MAP points (2x2, 3x3: ResNet-18's layer4 at 64x64
-  inputs, where XLA takes 100x to 200x longer); XLA's convolution otherwise (from 4x4 maps on it
-  is as fast or faster).
+- forward: "shifted" for depthwise kernels (groups = C; 2x2 and 16x16 maps: 12x to 27x faster)
+  and, without groups, on maps of at most TINY_MAP points (2x2: ResNet-18's layer4 at 64x64
+  inputs, where XLA takes 50x to 60x longer); XLA's convolution otherwise (on 3x3 maps the
+  paths tie within this machine's noise, and from 4x4 maps on XLA's is as fast or faster).
 - input gradient: "shifted" for depthwise kernels, 1x1 kernels, and, without groups, maps of at
-  most SMALL_MAP points (7x7) with at least WIDE (128) channels per group (1.1x to 200x faster:
+  most SMALL_MAP points (7x7) with at least WIDE (128) channels per group (1.1x to 80x faster:
   XLA's convolution with lhs dilation is slow there); XLA's otherwise.
-- weight gradient: "shifted" for 1x1 kernels without groups (2x to 10x faster); "patches" on
-  maps of at least LARGE_MAP points (28x28 and up: 2x to 4x faster), except depthwise; with
-  groups, "shifted" (50x faster with 4 groups), for depthwise kernels only on maps of at most
-  SMALL_MAP points (on a 16x16 map XLA's is 2x faster than either); XLA's otherwise (on 16x16
-  and smaller maps with many channels it beats patches by up to 3x).
+- weight gradient: "shifted" for 1x1 kernels without groups (1.4x to 3.2x faster); "patches" on
+  maps of at least LARGE_MAP points (28x28 and up) for grouped kernels other than depthwise,
+  and without groups for narrow patches: stride 1 and at most NARROW (288) kernel points times
+  input channels (the digits CNN's 3x3 convolutions over 1 and 32 channels: 2.5x to 5x and
+  1.2x to 1.8x faster); with groups, "shifted" (20x to 30x faster with 4 groups), for
+  depthwise kernels only on maps of at most SMALL_MAP points (on a 16x16 map XLA's is as fast
+  or faster); XLA's otherwise: with wide patches (64 channels and more, ResNet-18's 3x3
+  layers) or a stride, its weight gradient beats patches by 1.1x to 1.9x on large maps and by
+  up to 3x on small ones.
 
 The choice is static, from shapes at trace time, and applies only to the CPU: conv.py wraps it in
 lax.platform_dependent, so GPU and TPU lowerings keep lax.conv. `forced(path)` overrides the rule
@@ -50,7 +56,7 @@ from jax import lax
 __all__ = ["PATHS", "Geometry", "choose", "forced", "forward", "input_grad", "weight_grad"]
 
 PATHS = ("xla", "shifted", "patches")
-TINY_MAP, SMALL_MAP, LARGE_MAP, WIDE = 9, 49, 512, 128
+TINY_MAP, SMALL_MAP, LARGE_MAP, WIDE, NARROW = 4, 49, 512, 128, 288
 PATCH_BYTES = 4 << 20
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _forced: dict[str, str] = {}
@@ -102,7 +108,8 @@ def choose(computation: str, geometry: Geometry, w_shape) -> str:
         return "shifted" if depthwise or pointwise or many else "xla"
     if pointwise:
         return "shifted"
-    if points >= LARGE_MAP and not depthwise:
+    narrow = groups == 1 and geometry.strides == (1, 1) and kh * kw * per_group <= NARROW
+    if points >= LARGE_MAP and (narrow or (groups > 1 and not depthwise)):
         return "patches"
     return "shifted" if groups > 1 and (not depthwise or points <= SMALL_MAP) else "xla"
 

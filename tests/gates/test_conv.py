@@ -269,6 +269,43 @@ def test_pools_match_torchs_rules_and_jax_autodiff(case, kind):
         assert check_gate(gate, x, **static).ok
 
 
+def _max_pool_gradient_reference(x, g, window, stride, padding, dilation, ceil_mode):
+    """max_pool2d's gradient, window by window in numpy: each window's cotangent goes to its
+    first NaN, else to its first maximum (row-major over the window's points, pads never win)."""
+    (kh, kw), (sh, sw), (dh, dw) = window, stride, dilation
+    (top, _), (left, _) = padding
+    dx = np.zeros_like(x)
+    for n, p, q, c in itertools.product(*map(range, g.shape)):
+        points = [(p * sh + i * dh - top, q * sw + j * dw - left)
+                  for i in range(kh) for j in range(kw)]
+        values = [x[n, r, s, c] if 0 <= r < x.shape[1] and 0 <= s < x.shape[2] else -np.inf
+                  for r, s in points]
+        nans = [k for k, v in enumerate(values) if np.isnan(v)]
+        r, s = points[nans[0] if nans else int(np.argmax(values))]
+        dx[n, r, s, c] += np.nan if nans else g[n, p, q, c]
+    return dx
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "-".join(map(str, c[1:])))
+def test_max_pool2d_gradient_goes_to_the_first_winner(case):
+    """Ties (values from {-1, 0, 1}), -inf and NaN inputs: the backward places each window's
+    cotangent on its first winner, as a loop over windows does; the overlapping windows of a
+    stride below the window add up."""
+    shape, window, stride, padding, dilation, ceil_mode, _ = case
+    x = RNG.integers(-1, 2, shape).astype(np.float64)
+    x.flat[RNG.choice(x.size, 2, replace=False)] = [np.nan, -np.inf]
+    x[0, 1:3, 1:3, 0] = np.nan  # windows holding several NaNs
+    static = _pool_static(case, "max")
+    with jax.enable_x64(True):
+        out, vjp = jax.vjp(lambda x: gates.max_pool2d(x, **static), jnp.asarray(x))
+        g = RNG.standard_normal(out.shape)
+        (dx,) = jax.jit(vjp)(jnp.asarray(g))
+    ref = _max_pool_gradient_reference(
+        x, g, _pairs(window), _pairs(stride or window), tuple(_pairs(p) for p in _pairs(padding)),
+        _pairs(dilation), ceil_mode)
+    np.testing.assert_allclose(np.asarray(dx), ref, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "-".join(map(str, c[1:])))
 def test_pools_match_torch(case, kind):

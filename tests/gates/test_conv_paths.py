@@ -134,7 +134,13 @@ def test_the_cpu_rule_routes_small_maps_around_xla_convolution():
     large = geometry((8, 56, 56, 64), (3, 3, 64, 64))
     w = (3, 3, 64, 64)
     assert paths.choose("forward", large, w) == paths.choose("input_grad", large, w) == "xla"
-    assert paths.choose("weight_grad", large, w) == "patches"
+    # Its weight gradient too with 64 channels (wide patches), or a stride; patches where they
+    # are narrow: the digits CNN's 3x3 over 32 channels on a 28x28 map.
+    assert paths.choose("weight_grad", large, w) == "xla"
+    strided = geometry((8, 112, 112, 8), (3, 3, 8, 16), stride=2)
+    assert paths.choose("weight_grad", strided, (3, 3, 8, 16)) == "xla"
+    narrow = geometry((128, 28, 28, 32), (3, 3, 32, 64))
+    assert paths.choose("weight_grad", narrow, (3, 3, 32, 64)) == "patches"
     assert _primitives(None, (2, 16, 16, 8), (3, 3, 8, 8))["convolution"] >= 2
 
 
