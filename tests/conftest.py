@@ -145,13 +145,16 @@ EXTREME_VALUES = jnp.array([-1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4], jnp.float
 
 def pytest_collection_modifyitems(config, items):
     """Marks the slow tier (see tests/tiers.py): whole files by reason, and the tests listed in
-    tests/slow_tests.txt; `pytest -m "not slow"` is the quick tier. Runs the slow files first."""
+    tests/slow_tests.txt; `pytest -m "not slow"` is the quick tier. Marks `once` the tests CI
+    runs on one leg (tiers.ONCE). Runs the slow files first."""
     from tests import tiers
 
     listed = tiers.slow_tests()
     for item in items:
         if item.nodeid in listed or item.nodeid.split("::")[0] in tiers.SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+        if tiers.runs_once(item.nodeid):
+            item.add_marker(pytest.mark.once)
     # the slow files' long tests (processes, training) first, so that with several workers
     # (pytest -n) none is left running one of them alone at the end
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in tiers.SLOW_FILES)

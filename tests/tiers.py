@@ -34,6 +34,16 @@ SLOW_FILES = {
     "tests/test_api_reference.py": "builds the API reference with mkdocs in a process",
     "tests/test_interrupts.py": "interrupts training processes at several points",
 }
+ONCE = {  # node ids (regular expressions) whose outcome does not depend on the JAX version, or
+    # that smoke-test developer scripts: marked `once`; .ci/run runs them on its newest-JAX leg
+    # only (`-m "not once"` on the other), which saves that leg about a tenth of its time
+    r"tests/graph/test_html_browser\.py::.*": "the explain page's script in a browser",
+    r"tests/monitor/test_health_page\.py::.*": "the dashboard's script in a browser",
+    r"tests/test_inline_browser\.py::.*": "the inline pages' script in a browser",
+    r"tests/test_api_reference\.py::.*": "the docstrings through mkdocs",
+    r"tests/test_benchmarks\.py::test_(?!bench_modes).*":
+        "the benchmark scripts (developer tools; `difprog bench modes` runs on every leg)",
+}
 ALWAYS_QUICK = {  # node ids (regular expressions) kept quick whatever they take, with the reason
     r"tests/gates/test_rules\.py::test_rules_match_autodiff_of_forward\[.*-jit\]":
         "the quick tier proves every gate's rules against JAX's autodiff",
@@ -48,6 +58,11 @@ def slow_tests() -> set[str]:
     """The node ids listed in slow_tests.txt."""
     lines = LIST.read_text().splitlines() if LIST.exists() else []
     return {line for line in lines if line and not line.startswith("#")}
+
+
+def runs_once(nodeid: str) -> bool:
+    """Whether .ci/run runs this test on its newest-JAX leg only (ONCE)."""
+    return any(re.fullmatch(pattern, nodeid) for pattern in ONCE)
 
 
 def is_slow(nodeid: str) -> bool:
