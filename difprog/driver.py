@@ -187,7 +187,7 @@ def _start(run: _Run, allow_changes: bool) -> State:
 def _resume(run: _Run, fresh: State, found: pathlib.Path, allow_changes: bool) -> State:
     """The state of checkpoint `found`, refused when it was trained with other settings."""
     task = run.task
-    _, meta = checkpoint.load(found)
+    meta = checkpoint.metadata(found)
     done = meta.get(task.unit)
     if not isinstance(done, int) or isinstance(done, bool) or done < 0 or not all(
             isinstance(meta.get(name), list) for name in task.recorded):
@@ -209,7 +209,8 @@ def _resume(run: _Run, fresh: State, found: pathlib.Path, allow_changes: bool) -
             f"another output directory for a new run, or allow the changes ({task.caller}(..., "
             f"allow_changes=True), difprog train --allow-changes) to continue with the new "
             f"settings; metrics.json then records which {task.unit}s ran with which")
-    tree, meta = checkpoint.load(found, {"params": fresh.params, "opt_state": fresh.opt_state})
+    tree, meta = checkpoint.load(found, run.placement.abstract(
+        {"params": fresh.params, "opt_state": fresh.opt_state}))
     note(f"resuming from {found} ({task.unit} {done} of {task.total_steps // task.steps_per_unit})"
          + (f" with changed settings: {'; '.join(changed)}" if changed else ""))
     return dataclasses.replace(fresh, params=tree["params"], opt_state=tree["opt_state"],
@@ -255,7 +256,7 @@ def _train_stretch(run: _Run, state: State) -> State:
         segments=provenance.extend(state.segments, state.identity, end // task.steps_per_unit,
                                    unit=f"{task.unit}s",
                                    start=state.step // task.steps_per_unit + 1))
-    if run.writes:
+    if run.writes or run.placement.spans_processes:  # sharded: every process writes its pieces
         _save(run, state, elapsed)
     return state
 
@@ -358,20 +359,23 @@ def _nonfinite(run: _Run, loss: float, step: int, inputs: tuple, previous: tuple
 
 
 def _save(run: _Run, state: State, elapsed: float) -> None:
-    """Writes the checkpoint of `state`, prunes all but the newest, then rewrites metrics.json;
-    a failed write names where training stopped and the checkpoint kept."""
+    """Writes the checkpoint of `state` (sharded where params span processes, every process
+    writing its pieces), prunes all but the newest, then rewrites metrics.json (process 0); a
+    failed write names where training stopped and the checkpoint kept."""
     task, out = run.task, run.out
     number = state.step // task.steps_per_unit
     meta = {task.unit: number, "seed": task.config.seed,
             "config": dataclasses.asdict(task.config), "history": state.history,
             "segments": state.segments, **task.record(state)}
     try:
-        path = checkpoint.save(checkpoint.checkpoint_path(out, number),
-                               {"params": state.params, "opt_state": state.opt_state},
-                               metadata=meta)
+        path = checkpoint.save(
+            checkpoint.checkpoint_path(out, number, sharded=run.placement.spans_processes),
+            {"params": state.params, "opt_state": state.opt_state}, metadata=meta)
         kill_point("checkpoint-saved")
+        if not run.writes:
+            return
         for old in checkpoint.numbered(out)[:-task.config.keep_checkpoints]:
-            old.unlink()
+            checkpoint.remove(old)
         kill_point("pruned")
         write_json(out / "metrics.json",
                    task.metrics(state, path.name, run.placement.count, elapsed))

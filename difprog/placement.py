@@ -1,5 +1,6 @@
 """Where a training run's arrays live: batches split over a one-axis device mesh ('data'), params
-and optimiser state replicated on every device or, with shard='params', split over them."""
+and optimiser state replicated on every device or, with shard='params', split over them; the
+mesh spans every process of a multi-process run."""
 
 from __future__ import annotations
 
@@ -29,9 +30,6 @@ class Placement:
             raise ArgumentError(f"devices must be between 1 and the {len(available)} devices "
                                 f"available ({available[0].platform}), got {devices!r}")
         arguments.one_of("Placement", "shard", shard, SHARDS)
-        if shard == "params" and jax.process_count() > 1:
-            raise ArgumentError("shard='params' runs in one process (its devices, any number); "
-                                "across processes, train with data parallelism (shard='none')")
         self.mesh = Mesh(np.array(available[:count]), ("data",))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.sharded = NamedSharding(self.mesh, PartitionSpec("data"))
@@ -41,8 +39,14 @@ class Placement:
     def count(self) -> int:
         return self.mesh.size
 
+    @property
+    def spans_processes(self) -> bool:
+        """Whether params are split over the devices of several processes (no process holds
+        them whole, so checkpoints are sharded: `difprog.shards`)."""
+        return self.shard == "params" and jax.process_count() > 1
+
     def replicate(self, tree: Any) -> Any:
-        return jax.device_put(tree, self.replicated)
+        return jax.tree.map(lambda leaf: _put(leaf, self.replicated), tree)
 
     def batch(self, array: np.ndarray) -> jax.Array:
         """A batch split over the devices, or replicated when its size does not divide evenly."""
@@ -56,10 +60,17 @@ class Placement:
     def place(self, tree: Any) -> Any:
         """Params or optimiser state on the devices: replicated, or each array split along
         `split_axis` of its shape (replicated where no axis divides evenly)."""
-        if self.shard == "none":
-            return self.replicate(tree)
-        return jax.tree.map(lambda leaf: jax.device_put(leaf, self.sharding_of(np.shape(leaf))),
-                            tree)
+        return jax.tree.map(lambda leaf: _put(leaf, self.placed_as(np.shape(leaf))), tree)
+
+    def abstract(self, tree: Any) -> Any:
+        """`tree` as jax.ShapeDtypeStructs with the shardings `place` gives its leaves (what a
+        checkpoint is loaded into, each process reading its own pieces)."""
+        return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(
+            np.shape(leaf), leaf.dtype, sharding=self.placed_as(np.shape(leaf))), tree)
+
+    def placed_as(self, shape: tuple[int, ...]) -> NamedSharding:
+        """The sharding `place` gives params and optimiser state of `shape`."""
+        return self.replicated if self.shard == "none" else self.sharding_of(shape)
 
     def sharding_of(self, shape: tuple[int, ...]) -> NamedSharding:
         """The sharding of an array of `shape` under shard='params'."""
@@ -67,6 +78,17 @@ class Placement:
         if axis is None:
             return self.replicated
         return NamedSharding(self.mesh, PartitionSpec(*[None] * axis, "data"))
+
+
+def _put(leaf: Any, sharding: NamedSharding) -> jax.Array:
+    """`leaf` on the devices of `sharding`; with several processes each puts its own devices'
+    pieces, from the value every process holds whole (an array already placed so stays)."""
+    if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+        return leaf
+    if jax.process_count() == 1:
+        return jax.device_put(leaf, sharding)
+    host = np.asarray(jax.device_get(leaf))
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def split_axis(shape: tuple[int, ...], devices: int) -> int | None:

@@ -25,7 +25,7 @@ import time
 from difprog import interrupts
 from difprog.errors import DifprogError
 
-__all__ = ["leave", "meet"]
+__all__ = ["joined", "leave", "meet"]
 
 _GRACE = 5.0  # seconds a process waits beyond the timeout for process 0's reason
 _peers: dict[int, socket.socket] = {}
@@ -52,13 +52,22 @@ def meet(host: str, port: int, processes: int, index: int, settings: dict, timeo
 
 def leave(done: bool = True) -> None:
     """Stops watching the other processes; with `done`, first tells them this one ended as it
-    should (so they do not stop). The first call counts; `meet` registers one at exit."""
+    should (so they do not stop), else closes the connections so that they stop at once. The
+    first call counts; `meet` registers one at exit."""
     if _left.is_set():
         return
     _left.set()
-    for peer in _peers.values() if done else ():
+    for peer in _peers.values():
         with contextlib.suppress(OSError):
-            peer.sendall(b'{"done": true}\n')
+            if done:
+                peer.sendall(b'{"done": true}\n')
+            else:
+                peer.shutdown(socket.SHUT_RDWR)
+
+
+def joined() -> bool:
+    """Whether this process met others (`meet`) and has not left them."""
+    return bool(_peers) and not _left.is_set()
 
 
 def _gather(port: int, hello: dict, deadline: float, timeout: float,

@@ -146,7 +146,8 @@ EXTREME_VALUES = jnp.array([-1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4], jnp.float
 def pytest_collection_modifyitems(config, items):
     """Marks the slow tier (see tests/tiers.py): whole files by reason, and the tests listed in
     tests/slow_tests.txt; `pytest -m "not slow"` is the quick tier. Marks `once` the tests CI
-    runs on one leg (tiers.ONCE). Runs the slow files first."""
+    runs on one leg (tiers.ONCE), and groups the files whose tests share module fixtures on one
+    worker (tiers.ONE_WORKER, with `--dist loadgroup`). Runs the slow files first."""
     from tests import tiers
 
     listed = tiers.slow_tests()
@@ -155,6 +156,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if tiers.runs_once(item.nodeid):
             item.add_marker(pytest.mark.once)
+        if item.nodeid.split("::")[0] in tiers.ONE_WORKER:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     # the slow files' long tests (processes, training) first, so that with several workers
     # (pytest -n) none is left running one of them alone at the end
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in tiers.SLOW_FILES)

@@ -54,6 +54,7 @@ DESIGN = [
 # Every public module whose __all__ the reference must cover, whichever exist.
 MODULES = ["difprog", "difprog.gates", "difprog.gate", "difprog.check", "difprog.layers",
            "difprog.models", "difprog.train", "difprog.driver", "difprog.checkpoint",
+           "difprog.shards", "difprog.placement",
            "difprog.modes", "difprog.graph", "difprog.viz", "difprog.attacks", "difprog.data",
            "difprog.monitor", "difprog.lm", "difprog.interop", "difprog.errors",
            "difprog.inline", "difprog.figures"]

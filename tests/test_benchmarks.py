@@ -107,9 +107,13 @@ def test_sharding_smoke():
                             capture_output=True, text=True, timeout=300, check=True, cwd=ROOT)
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in result.stdout.splitlines()
             if line.startswith("| MLP")]
-    held = {(r[1], r[2]): float(r[3]) for r in rows}
+    held = {(r[1], r[2]): float(r[3]) for r in rows if len(r) == 8}
     assert held[("4", "sharded")] < 0.3 * held[("4", "replicated")]  # about a quarter
     assert held[("1", "sharded")] == held[("1", "replicated")]
+    per_process = {r[1]: (float(r[3]), float(r[4]), float(r[6].rstrip("x")))
+                   for r in rows if len(r) == 7}  # processes: (per process, per device, time)
+    assert abs(per_process["2"][0] - per_process["1"][0] / 2) <= 0.01  # each process: half
+    assert per_process["2"][1] == per_process["1"][1] and per_process["1"][2] == 1.0
 
 
 def test_conv_paths_smoke():

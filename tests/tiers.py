@@ -41,8 +41,16 @@ ONCE = {  # node ids (regular expressions) whose outcome does not depend on the 
     r"tests/monitor/test_health_page\.py::.*": "the dashboard's script in a browser",
     r"tests/test_inline_browser\.py::.*": "the inline pages' script in a browser",
     r"tests/test_api_reference\.py::.*": "the docstrings through mkdocs",
+    r"tests/test_notebooks\.py::test_notebook_runs\[.*\]":
+        "the lessons end to end (their training, pictures and language model run on every leg "
+        "in tests of their own)",
     r"tests/test_benchmarks\.py::test_(?!bench_modes).*":
         "the benchmark scripts (developer tools; `difprog bench modes` runs on every leg)",
+}
+ONE_WORKER = {  # files whose tests share costly module fixtures: with `pytest -n N --dist
+    # loadgroup` (as .ci/run runs) one worker runs all of a file's tests, so each fixture runs once
+    "tests/train/test_distributed.py": "the 2-process runs, plain and sharded, and the 1-process "
+                                       "run they are compared with",
 }
 ALWAYS_QUICK = {  # node ids (regular expressions) kept quick whatever they take, with the reason
     r"tests/gates/test_rules\.py::test_rules_match_autodiff_of_forward\[.*-jit\]":

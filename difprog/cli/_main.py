@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
@@ -69,5 +70,10 @@ def _run(args: argparse.Namespace) -> int:
             raise
         print(f"difprog {name}: {one_line(error)}", file=sys.stderr)
         status = 1
+    if status != 0 and rendezvous.joined():  # the others stop now; JAX's own exit would
+        rendezvous.leave(done=False)          # wait for them in a barrier they never reach
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     rendezvous.leave(done=status == 0)
     return status
