@@ -11,13 +11,13 @@ __all__ = ["checkpoint_file", "restore"]
 
 def checkpoint_file(path: pathlib.Path) -> pathlib.Path:
     """--checkpoint as a file: itself, or the newest checkpoint of a run directory."""
-    from difprog import checkpoint
+    from difprog import checkpoint, shards
     from difprog.errors import CheckpointError
 
     if not path.exists():
         raise CheckpointError(f"no file or directory {str(path)!r}; point --checkpoint to a run's "
                               f"directory (such as difprog-demo) or one of its checkpoint files")
-    if not path.is_dir():
+    if not path.is_dir() or shards.is_sharded(path):  # a file, or a sharded checkpoint
         return path
     found = checkpoint.latest(path)
     if found is None:

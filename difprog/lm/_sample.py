@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difprog import arguments, checkpoint
+from difprog import arguments, checkpoint, shards
 from difprog.data import LEVELS, Text
 from difprog.errors import (
     ArgumentError,
@@ -154,7 +154,7 @@ def sample(path: str | os.PathLike, prompt: str, *, length: int = 200, temperatu
 def _checkpoint_file(path) -> pathlib.Path:
     """A checkpoint file, or the newest checkpoint of a run directory."""
     path = pathlib.Path(path)
-    if path.is_dir():
+    if path.is_dir() and not shards.is_sharded(path):  # a run directory
         found = checkpoint.latest(path)
         if found is None:
             raise CheckpointError(f"no checkpoint_<step>.safetensors in {str(path)!r}; point to a "

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from difprog import checkpoint
+from difprog import checkpoint, lm
+from difprog.cli.trained import checkpoint_file
 from tests.train.cluster_runs import CNN, finish, gap, run_alone, start
 
 LAST = "checkpoint_0002.safetensors"
@@ -69,6 +70,7 @@ def test_params_sharded_over_two_processes_match_one_process(sharded, one_proces
     for name in PIECES[1:]:  # each process wrote about half: its own pieces, not a gather
         assert 0.35 * whole < (out / SHARDED / name).stat().st_size < 0.65 * whole
     assert gap(out / SHARDED, one_process / LAST) < 2e-5  # measured 3.4e-6
+    assert checkpoint_file(out) == checkpoint_file(out / SHARDED) == out / SHARDED  # --checkpoint
 
 
 @pytest.mark.slow
@@ -128,6 +130,8 @@ def test_the_language_model_sharded_over_two_processes_matches_one_process(tmp_p
         == PIECES
     assert gap(tmp_path / "two" / "checkpoint_0020.shards",
                tmp_path / "one" / "checkpoint_0020.safetensors") < 2e-5  # measured 4.0e-6
+    assert lm.sample(tmp_path / "two" / "checkpoint_0020.shards", "def ", length=8,
+                     seed=0).startswith("def ")
 
 
 @pytest.mark.slow
