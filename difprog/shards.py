@@ -242,6 +242,9 @@ def _read_index(path: pathlib.Path) -> dict:
         index = json.loads((path / INDEX).read_text())
         intact = index["sha256"] == _index_digest(index)
         version = index["format"]
+        for part in ("files", "metadata", "nonfinite"):
+            if not isinstance(index[part], dict):
+                raise TypeError(f"its {part!r} is not an object")
         for leaf in index["leaves"].values():
             leaf["pieces"] = [(name, tuple(tuple(map(int, b)) for b in bounds))
                               for name, bounds in leaf["pieces"]]

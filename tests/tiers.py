@@ -22,6 +22,7 @@ LIST = pathlib.Path(__file__).with_name("slow_tests.txt")
 SLOW_FILES = {
     "tests/train/test_kill_and_resume.py": "kills training processes at 14 points",
     "tests/train/test_distributed.py": "starts several processes that join one cluster",
+    "tests/train/test_launch.py": "starts several processes that join one cluster",
     "tests/train/test_placement.py": "trains on 1, 2 and 4 devices to compare them",
     "tests/train/test_fit_lm.py": "trains language models",
     "tests/test_benchmarks.py": "runs every benchmark script end to end",

@@ -79,7 +79,7 @@ def add_training_arguments(parser: options.Parser, command: str) -> None:
                                 else "") + ")")
     _adversarial_arguments(parser, image)
     options.add_seed(parser, "seed of the params, shuffles and dropout", image.seed, limits=True)
-    _placement_arguments(parser)
+    _placement_arguments(parser, launcher=lm)
     options.add_out(parser, command, "checkpoints and metrics.json")
     parser.add_argument("--allow-changes", action="store_true",
                         help="resume from --out even if its checkpoint was trained with other "
@@ -125,8 +125,8 @@ def _adversarial_arguments(parser: options.Parser, image) -> None:
                         help=f"--adversarial's PGD steps (default: {image.adversarial_steps})")
 
 
-def _placement_arguments(parser: options.Parser) -> None:
-    """--devices, --shard and --distributed."""
+def _placement_arguments(parser: options.Parser, launcher: bool = False) -> None:
+    """--devices, --shard, --distributed, --join-timeout and, with `launcher`, --processes."""
     parser.add_argument("--devices", type=options.devices, default=None,
                         help="devices to shard each batch over (default: all local devices; "
                              "on a CPU, N > 1 makes N CPU devices; with --distributed, the CPU "
@@ -144,6 +144,17 @@ def _placement_arguments(parser: options.Parser) -> None:
                         metavar="SECONDS",
                         help="with --distributed, how long each process waits for the others "
                              "before it gives up in one line")
+    if launcher:
+        from difprog.launch import MAX_PROCESSES
+
+        parser.add_argument("--processes", type=options.integer(2, MAX_PROCESSES), default=None,
+                            metavar="N",
+                            help="start N processes of this command on this machine, joined "
+                                 "as by --distributed: each gets --distributed, --no-progress "
+                                 "and JAX_COORDINATOR_ADDRESS (127.0.0.1 and a free port), "
+                                 "JAX_NUM_PROCESSES and JAX_PROCESS_ID, and makes --devices CPU "
+                                 "devices; their lines are shown prefixed '[process K] ', and "
+                                 "one that fails stops the others")
 
 
 def _start_devices(args: argparse.Namespace) -> None:
@@ -179,12 +190,29 @@ def _language_model_arguments(parser: options.Parser, defaults) -> None:
 def run(args: argparse.Namespace) -> int:
     """difprog train: trains into --out and prints the test accuracy (or, for gpt, the
     validation loss and a sample)."""
+    if getattr(args, "processes", None) is not None:
+        return _launch(args)
     if args.model == "gpt":
         return _run_lm(args)
     result, dataset, _ = train_images(args)
     print_accuracy(args, result, dataset)
     _print_health(args, result.health)
     return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """--processes N: this command line in N local processes (difprog.launch), less
+    --processes, with --distributed and --no-progress; no JAX device starts here."""
+    from difprog import launch
+
+    if args.distributed:
+        raise options.UsageError("difprog train: --processes N starts N processes with "
+                                 "--distributed itself; leave --distributed out")
+    parser = options.Parser(prog="difprog train")
+    arguments(parser)
+    given = launch.command_line(parser, args, leave={"processes", "distributed", "no_progress"})
+    debug = ["--debug"] if getattr(args, "debug", False) else []
+    return launch.run(["train", *given, "--no-progress", *debug], args.processes)
 
 
 def _print_health(args: argparse.Namespace, health: dict | None) -> None:
