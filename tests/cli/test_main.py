@@ -19,7 +19,6 @@ from tests.conftest import fails_in_one_line
     (["visualize", "--checkpoint", "ck", "--seed", "-3"], "argument --seed"),
     (["check", "add", "--seed", "-1"], "argument --seed"),
     (["train", "--devices", "99999999999999"], "argument --devices: expected an integer from 1"),
-    (["train", "--processes", "1"], "argument --processes: expected an integer from 2 to 64"),
     (["bench", "modes", "--sizes", "0"], "argument --sizes: expected an integer from 1"),
     (["bench", "modes", "--width", "-4"], "argument --width"),
     (["train", "--out", ""], "argument --out: the output directory must have a name"),
