@@ -82,8 +82,8 @@ def latest(directory: str | os.PathLike, pattern: str | None = None) -> pathlib.
 
 
 def numbered(directory: str | os.PathLike) -> list[pathlib.Path]:
-    """The checkpoints in `directory`, `checkpoint_<epoch>.safetensors` files and
-    `checkpoint_<epoch>.shards` directories, oldest epoch first.
+    """The checkpoints in `directory`, `checkpoint_<epoch>.safetensors` files and complete
+    `checkpoint_<epoch>.shards` directories (with their index), oldest epoch first.
 
     Ordered by the epoch number, not the name: checkpoint_9998 comes before checkpoint_10000.
     """
@@ -92,7 +92,7 @@ def numbered(directory: str | os.PathLike) -> list[pathlib.Path]:
         return []
     found = [(int(match[1]), path.name, path) for path in directory.iterdir()
              if (match := _NUMBERED.match(path.name))
-             and (path.is_dir() if shards.is_sharded(path) else path.is_file())]
+             and (shards.is_checkpoint(path) if shards.is_sharded(path) else path.is_file())]
     return [path for *_, path in sorted(found)]
 
 

@@ -256,7 +256,8 @@ def _train_stretch(run: _Run, state: State) -> State:
         segments=provenance.extend(state.segments, state.identity, end // task.steps_per_unit,
                                    unit=f"{task.unit}s",
                                    start=state.step // task.steps_per_unit + 1))
-    if run.writes or run.placement.spans_processes:  # sharded: every process writes its pieces
+    if run.out is not None and (run.writes or run.placement.spans_processes):  # sharded: every
+        # process writes its pieces
         _save(run, state, elapsed)
     return state
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difprog import checkpoint, shards
+from difprog import checkpoint, shard_index, shards
 from difprog.errors import CheckpointError
 
 FILE = "process_00000-of-00001.safetensors"
@@ -61,6 +61,7 @@ def test_numbered_takes_both_kinds_in_epoch_order_and_remove_deletes_either(tmp_
     checkpoint.save(checkpoint.checkpoint_path(tmp_path, 10, sharded=True), _tree())
     checkpoint.save(checkpoint.checkpoint_path(tmp_path, 9, sharded=True), _tree())
     (tmp_path / "checkpoint_0011.shards").write_text("a file, not a checkpoint")
+    (tmp_path / "checkpoint_0013.shards").mkdir()  # no index: not a checkpoint (a copy begun)
     (tmp_path / ".checkpoint_0012.shards.partial").mkdir()
     assert [p.name for p in checkpoint.numbered(tmp_path)] == [
         "checkpoint_0002.safetensors", "checkpoint_0009.shards", "checkpoint_0010.shards"]
@@ -68,7 +69,8 @@ def test_numbered_takes_both_kinds_in_epoch_order_and_remove_deletes_either(tmp_
     for path in checkpoint.numbered(tmp_path)[:2]:
         checkpoint.remove(path)
     assert sorted(os.listdir(tmp_path)) == [".checkpoint_0012.shards.partial",
-                                            "checkpoint_0010.shards", "checkpoint_0011.shards"]
+                                            "checkpoint_0010.shards", "checkpoint_0011.shards",
+                                            "checkpoint_0013.shards"]
 
 
 SPLIT = """
@@ -146,6 +148,59 @@ def test_damage_is_named(tmp_path, damage, message):
     damage(path)
     with pytest.raises(CheckpointError, match=message):
         checkpoint.load(path, _tree())
+
+
+def test_bfloat16_nan_is_refused_too(tmp_path):
+    with pytest.raises(CheckpointError, match="'t' holds 1 NaN and 1 infinite of 3 values"):
+        checkpoint.save(tmp_path / "c.shards",
+                        {"t": jnp.array([np.nan, np.inf, 1.0], jnp.bfloat16)})
+
+
+def _crafted(path, edit):
+    """The index of `path` edited by `edit(index)`, its checksum made to match again."""
+    index = json.loads((path / shards.INDEX).read_text())
+    edit(index)
+    (path / shards.INDEX).write_bytes(shard_index.index_bytes(
+        index["leaves"], index["nonfinite"], index["files"], index["metadata"]))
+
+
+def _pieces(*pieces):
+    return lambda index: index["leaves"]["w"].__setitem__("pieces", [[FILE, p] for p in pieces])
+
+
+def _outside(index):
+    index["files"]["../outside.safetensors"] = index["files"][FILE]
+    index["leaves"]["w"]["pieces"] = [["../outside.safetensors", [[0, 4], [0, 6]]]]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_outside, "names the file '../outside.safetensors'"),
+    (_pieces([[0, 3], [0, 6]], [[2, 3], [0, 6]]), r"the pieces of 'w' do not cover its shape "
+                                                  r"\(4, 6\) once"),  # 24 values, row 3 unread
+    (_pieces([[0, 2], [0, 6]]), "do not cover"),
+    (_pieces([[-1, 4], [0, 6]]), r"a piece of 'w' .* is not in its shape"),
+    (_pieces([[0, 4]]), "is not in its shape"),
+    (lambda i: i["leaves"]["w"].__setitem__("shape", [10**6] * 2), "do not cover"),
+    (lambda i: i["leaves"]["w"].__setitem__("dtype", "object"), "which checkpoints do not hold"),
+    (lambda i: i["leaves"]["w"].__setitem__("dtype", "nonsense"), "not a difprog sharded"),
+    (lambda i: i["leaves"]["w"].__setitem__("dtype", "int32"), "'w\\[0:4,0:6\\]' is missing "
+                                                                "or not of the int32"),
+    (lambda i: i["nonfinite"].__setitem__("ghost", [0, 0]), "counts of 'ghost'"),
+])
+def test_a_crafted_index_is_refused_in_one_error(tmp_path, edit, message):
+    (tmp_path / "outside.safetensors").write_bytes(b"")
+    path = checkpoint.save(tmp_path / "c.shards", _tree())
+    _crafted(path, edit)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load(path)
+
+
+def test_an_empty_tree_and_a_file_in_the_way(tmp_path):
+    assert checkpoint.load(checkpoint.save(tmp_path / "e.shards", {}))[0] == {}
+    (tmp_path / "f.shards").write_text("an old file")
+    checkpoint.save(tmp_path / "f.shards", _tree())
+    _same(_tree(), checkpoint.load(tmp_path / "f.shards", _tree())[0])
+    assert sorted(os.listdir(tmp_path)) == ["e.shards", "f.shards"]
 
 
 def test_a_model_of_other_shapes_is_refused_naming_each_leaf(tmp_path):

@@ -6,6 +6,7 @@ import argparse
 import os
 import platform
 import sys
+import traceback
 
 import jax
 
@@ -65,10 +66,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"difprog {name}: interrupted", file=sys.stderr)
         status = 130
     except Exception as error:
-        if args.debug:
-            rendezvous.leave(done=False)
+        if args.debug and not rendezvous.joined():
             raise
-        print(f"difprog {name}: {one_line(error)}", file=sys.stderr)
+        if args.debug:  # a joined process ends below, its traceback printed first
+            traceback.print_exc()
+        else:
+            print(f"difprog {name}: {one_line(error)}", file=sys.stderr)
         status = 1
     if status != 0 and rendezvous.joined():  # the others stop now; JAX's own exit would
         rendezvous.leave(done=False)          # wait for them in a barrier they never reach

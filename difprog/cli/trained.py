@@ -17,7 +17,7 @@ def checkpoint_file(path: pathlib.Path) -> pathlib.Path:
     if not path.exists():
         raise CheckpointError(f"no file or directory {str(path)!r}; point --checkpoint to a run's "
                               f"directory (such as difprog-demo) or one of its checkpoint files")
-    if not path.is_dir() or shards.is_sharded(path):  # a file, or a sharded checkpoint
+    if not path.is_dir() or shards.is_checkpoint(path):  # a file, or a sharded checkpoint
         return path
     found = checkpoint.latest(path)
     if found is None:

@@ -154,7 +154,7 @@ def sample(path: str | os.PathLike, prompt: str, *, length: int = 200, temperatu
 def _checkpoint_file(path) -> pathlib.Path:
     """A checkpoint file, or the newest checkpoint of a run directory."""
     path = pathlib.Path(path)
-    if path.is_dir() and not shards.is_sharded(path):  # a run directory
+    if path.is_dir() and not shards.is_checkpoint(path):  # a run directory
         found = checkpoint.latest(path)
         if found is None:
             raise CheckpointError(f"no checkpoint_<step>.safetensors in {str(path)!r}; point to a "
