@@ -10,6 +10,7 @@ __all__ = [
     "DtypeError",
     "LabelError",
     "NonFiniteLossError",
+    "PeerError",
     "RuleError",
     "RunDirectoryError",
     "ShapeError",
@@ -48,6 +49,11 @@ class NonFiniteLossError(DifprogError, ValueError):
 
 class CheckpointError(DifprogError, ValueError):
     """A checkpoint that is missing, corrupted, or does not match the tree it is loaded into."""
+
+
+class PeerError(CheckpointError):
+    """A step every process of a multi-process run takes together (a sharded checkpoint's save)
+    failed on another process; that process's own error says why."""
 
 
 class RunDirectoryError(DifprogError, OSError):

@@ -40,7 +40,7 @@ import numpy as np
 import safetensors.numpy
 from jax.experimental import multihost_utils
 
-from difprog.errors import CheckpointError, DifprogError
+from difprog.errors import CheckpointError, DifprogError, PeerError
 from difprog.files import atomic, write_bytes
 from difprog.leaves import (
     Bounds,
@@ -101,10 +101,10 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: Mapping[str, Any] | No
                               f"{problems}; a diverged run: lower the learning rate or "
                               f"check the data; save(..., allow_nonfinite=True) keeps it")
     partial = path.with_name(f".{path.name}.partial")
-    _everywhere(path, "prepare its directory", lambda: _prepare(path, partial)
+    _everywhere(path, "prepare", lambda: _prepare(path, partial)
                 if jax.process_index() == 0 else None)
     digests = _all_digests(path, lambda: _write_file(partial / _own_file(), owned))
-    _everywhere(path, "complete it", lambda: _complete(
+    _everywhere(path, "complete", lambda: _complete(
         path, partial, _index(leaves, counts, digests, user)) if jax.process_index() == 0
         else None)
     return path
@@ -204,7 +204,7 @@ def _write_file(path: pathlib.Path, owned: Mapping[str, dict]) -> str:
 
 def _all_digests(path: pathlib.Path, write: Callable[[], str]) -> dict[str, str]:
     """{file: SHA-256} of every process's file once `write()` wrote this one's (a collective);
-    raises on every process when one failed: its own error there, a CheckpointError elsewhere."""
+    raises on every process when one failed: its own error there, a PeerError elsewhere."""
     error, row = None, np.zeros(33, np.uint8)
     try:
         row[1:] = np.frombuffer(bytes.fromhex(write()), np.uint8)
@@ -218,14 +218,14 @@ def _all_digests(path: pathlib.Path, write: Callable[[], str]) -> dict[str, str]
     if error is not None:
         raise error
     if failed:
-        raise CheckpointError(f"process {failed[0]} could not write its pieces of "
+        raise PeerError(f"process {failed[0]} could not write its pieces of "
                               f"{str(path)!r}; the checkpoint was not completed")
     return {file_name(k, len(rows)): bytes(r[1:]).hex() for k, r in enumerate(rows)}
 
 
 def _everywhere(path: pathlib.Path, what: str, step: Callable[[], None]) -> None:
     """Runs `step` (which does something on process 0 only) and tells every process whether it
-    worked (a collective): process 0 raises its own error, the others a CheckpointError."""
+    worked (a collective): process 0 raises its own error, the others a PeerError."""
     error = None
     try:
         step()
@@ -237,8 +237,8 @@ def _everywhere(path: pathlib.Path, what: str, step: Callable[[], None]) -> None
     if error is not None:
         raise error
     if not worked:
-        raise CheckpointError(f"process 0 could not {what} for {str(path)!r} (its own error "
-                              f"says why); the checkpoint was not completed")
+        raise PeerError(f"process 0 could not {what} the sharded checkpoint "
+                              f"{str(path)!r} (its own error says why)")
 
 
 def _index(leaves: Mapping[str, Any], counts: dict, digests: dict[str, str],

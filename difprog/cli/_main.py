@@ -13,6 +13,7 @@ import jax
 from difprog import interrupts, rendezvous
 from difprog.cli import attack, attribute, bench, check, demo, explain, sample, train, visualize
 from difprog.cli.options import DEBUG_HELP, Formatter, Parser, UsageError, command, one_line
+from difprog.errors import PeerError
 
 __all__ = ["COMMANDS", "main", "parser"]
 
@@ -57,26 +58,39 @@ def _run(args: argparse.Namespace) -> int:
     they stop too."""
     name = " ".join(filter(None, (args.command, getattr(args, "benchmark", None))))
     interrupts.rename(name)
+    joined = False
     try:
         status = args.handler(args)
     except UsageError as error:
+        joined = _leave_failed()
         print(error, file=sys.stderr)
         status = 2
     except KeyboardInterrupt:
+        joined = _leave_failed()
         print(f"difprog {name}: interrupted", file=sys.stderr)
         status = 130
     except Exception as error:
-        if args.debug and not rendezvous.joined():
+        joined = _leave_failed(peer=isinstance(error, PeerError))
+        if args.debug and not joined:
             raise
-        if args.debug:  # a joined process ends below, its traceback printed first
+        if args.debug:
             traceback.print_exc()
         else:
             print(f"difprog {name}: {one_line(error)}", file=sys.stderr)
         status = 1
-    if status != 0 and rendezvous.joined():  # the others stop now; JAX's own exit would
-        rendezvous.leave(done=False)          # wait for them in a barrier they never reach
+    if joined:  # JAX's own exit would wait for the others in a barrier they never reach
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
     rendezvous.leave(done=status == 0)
     return status
+
+
+def _leave_failed(peer: bool = False) -> bool:
+    """Stops the other processes of a cluster this one joined, before it says why it failed
+    (so that it does not also report them stopping); whether it had joined one. A `peer`
+    failure (another process's, which that process reports) leaves quietly instead, so that the
+    process at fault is not stopped before it says why."""
+    joined = rendezvous.joined()
+    rendezvous.leave(done=peer)
+    return joined

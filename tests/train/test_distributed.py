@@ -112,13 +112,17 @@ def test_a_killed_sharded_process_and_the_restart_of_both_end_with_the_same_byte
 def test_sharded_processes_that_do_not_share_the_output_directory_stop_in_one_line(tmp_path):
     processes = start(tmp_path / "a", extra=[*SHARD, "--epochs", "1"],
                       options={1: ["--out", str(tmp_path / "b")]})  # as on two hosts' disks
-    assert _last_lines(processes, timeout=240) == [
-        (1, f"difprog train: the sharded checkpoint '{tmp_path / 'a' / 'checkpoint_0001.shards'}'"
-            f" is incomplete: process 1 wrote its pieces, but process 0 cannot see them in "
-            f"'{tmp_path / 'a' / '.checkpoint_0001.shards.partial'}'; every process must write "
-            f"to the same directory (shared storage, such as NFS)"),
-        (1, "difprog train: process 0 of 2 stopped before the run ended; stopping process 1 "
-            "too")]
+    (status_0, line_0), (status_1, line_1) = _last_lines(processes, timeout=240)
+    assert (status_0, status_1) == (1, 1)
+    assert line_0 == (
+        f"difprog train: the sharded checkpoint '{tmp_path / 'a' / 'checkpoint_0001.shards'}' is "
+        f"incomplete: process_00001-of-00002.safetensors was written, but process 0 cannot see "
+        f"it in '{tmp_path / 'a' / '.checkpoint_0001.shards.partial'}'; every process must "
+        f"write to the same directory (shared storage, such as NFS)")
+    assert line_1 in (  # process 1 hears of it from the save, or sees process 0 end first
+        f"difprog train: process 0 could not complete the sharded checkpoint "
+        f"'{tmp_path / 'b' / 'checkpoint_0001.shards'}' (its own error says why)",
+        "difprog train: process 0 of 2 stopped before the run ended; stopping process 1 too")
     assert checkpoint.numbered(tmp_path / "a") == []
 
 
