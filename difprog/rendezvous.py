@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import json
 import os
+import select
 import selectors
 import socket
 import threading
@@ -25,11 +26,13 @@ import time
 from difprog import interrupts
 from difprog.errors import DifprogError
 
-__all__ = ["joined", "leave", "meet"]
+__all__ = ["departed", "joined", "leave", "meet"]
 
 _GRACE = 5.0  # seconds a process waits beyond the timeout for process 0's reason
 _peers: dict[int, socket.socket] = {}
 _left = threading.Event()
+_place: dict[str, int] = {}  # this process's index and the process count
+_finished: set[int] = set()  # the peers that said they ended as they should
 
 
 def meet(host: str, port: int, processes: int, index: int, settings: dict, timeout: float, *,
@@ -45,8 +48,9 @@ def meet(host: str, port: int, processes: int, index: int, settings: dict, timeo
         peers = {0: _greet(host, port, hello, deadline + _GRACE, timeout, owner)}
     _left.clear()
     _peers.update(peers)
+    _place.update(index=index, processes=processes)
     atexit.register(leave)
-    threading.Thread(target=_watch, args=(dict(peers), index, processes),
+    threading.Thread(target=_watch, args=(dict(peers),),
                      name="difprog-peers", daemon=True).start()
 
 
@@ -63,6 +67,31 @@ def leave(done: bool = True) -> None:
                 peer.sendall(b'{"done": true}\n')
             else:
                 peer.shutdown(socket.SHUT_RDWR)
+
+
+def departed(wait: float = 0.5) -> str | None:
+    """The line a process stopped by a peer's early end prints (`process 0 of 2 stopped before
+    the run ended; stopping process 1 too`) if a peer's connection has closed, or closes within
+    `wait` seconds; None otherwise. A process whose step failed because a peer died (JAX's error
+    can come first) names the peer with it rather than the error."""
+    if not joined():
+        return None
+    watched = {other: peer for other, peer in _peers.items() if other not in _finished}
+    ready, _, _ = select.select(list(watched.values()), [], [], wait) if watched else ([], 0, 0)
+    for other, peer in watched.items():
+        if peer in ready:
+            try:
+                waiting = peer.recv(64, socket.MSG_PEEK)
+            except OSError:
+                waiting = b""
+            if not waiting:
+                return _stopped(other)
+    return None
+
+
+def _stopped(other: int) -> str:
+    return (f"process {other} of {_place['processes']} stopped before the run ended; stopping "
+            f"process {_place['index']} too")
 
 
 def joined() -> bool:
@@ -197,7 +226,7 @@ def _read(connection: socket.socket, deadline: float) -> object:
         return None
 
 
-def _watch(peers: dict[int, socket.socket], index: int, processes: int) -> None:
+def _watch(peers: dict[int, socket.socket]) -> None:
     """Stops this process when another one ends without saying it is done."""
     with selectors.DefaultSelector() as selector:
         for other, connection in peers.items():
@@ -209,7 +238,7 @@ def _watch(peers: dict[int, socket.socket], index: int, processes: int) -> None:
                 except OSError:
                     received = b""
                 if b"done" in received:
+                    _finished.add(key.data)
                     selector.unregister(key.fileobj)
                 elif not received and not _left.is_set():
-                    interrupts.stop(f"process {key.data} of {processes} stopped before the run "
-                                    f"ended; stopping process {index} too", 1)
+                    interrupts.stop(_stopped(key.data), 1)

@@ -35,13 +35,26 @@ SLOW_FILES = {
     "tests/test_api_reference.py": "builds the API reference with mkdocs in a process",
     "tests/test_interrupts.py": "interrupts training processes at several points",
 }
-ONCE = {  # node ids (regular expressions) whose outcome does not depend on the JAX version, or
-    # that smoke-test developer scripts: marked `once`; .ci/run runs them on its newest-JAX leg
-    # only (`-m "not once"` on the other), which saves that leg about a tenth of its time
+ONCE = {  # node ids (regular expressions) whose outcome does not depend on the JAX version,
+    # whose JAX-dependent part other tests prove on every leg, or that smoke-test developer
+    # scripts: marked `once`; .ci/run runs them on its newest-JAX leg only (`-m "not once"` on
+    # the other), which saves that leg their time
     r"tests/graph/test_html_browser\.py::.*": "the explain page's script in a browser",
     r"tests/monitor/test_health_page\.py::.*": "the dashboard's script in a browser",
     r"tests/test_inline_browser\.py::.*": "the inline pages' script in a browser",
     r"tests/test_api_reference\.py::.*": "the docstrings through mkdocs",
+    r"tests/train/test_kill_and_resume\.py::.*":
+        "kills at difprog's own file writes and locks (a resume to the same params is proven on "
+        "every leg by test_fit and test_distributed)",
+    r"tests/train/test_launch\.py::.*":
+        "the launcher's processes, pipes and signals, in Python (the clusters it starts are "
+        "tested on every leg in test_distributed)",
+    r"tests/train/test_distributed\.py::test_(two_processes_match_one_process_of_four_devices"
+    r"|a_killed_process_and_the_restart_of_both_end_with_the_same_bytes)":
+        "the replicated layout across processes (the sharded runs, on every leg, go through the "
+        "same runtime, rendezvous, kill and resume)",
+    r"tests/test_readme\.py::test_every_readme_python_block_runs_in_order":
+        "the README's blocks, which call the functions other tests prove on every leg",
     r"tests/test_notebooks\.py::test_notebook_runs\[.*\]":
         "the lessons end to end (their training, pictures and language model run on every leg "
         "in tests of their own)",

@@ -70,13 +70,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"difprog {name}: interrupted", file=sys.stderr)
         status = 130
     except Exception as error:
+        cause = None if isinstance(error, PeerError) else rendezvous.departed()
         joined = _leave_failed(peer=isinstance(error, PeerError))
         if args.debug and not joined:
             raise
         if args.debug:
             traceback.print_exc()
-        else:
-            print(f"difprog {name}: {one_line(error)}", file=sys.stderr)
+        print(f"difprog {name}: {cause or one_line(error)}", file=sys.stderr)
         status = 1
     if joined:  # JAX's own exit would wait for the others in a barrier they never reach
         sys.stdout.flush()

@@ -21,8 +21,9 @@ from tests.train.cluster_runs import CNN, finish, gap, run_alone, start
 LAST = "checkpoint_0002.safetensors"
 SHARDED = "checkpoint_0002.shards"
 SHARD = ["--shard", "params"]
-GPT = ["train", "--model", "gpt", "--steps", "20", "--layers", "1", "--heads", "2", "--features",
+GPT = ["train", "--model", "gpt", "--steps", "10", "--layers", "1", "--heads", "2", "--features",
        "32", "--context", "32", "--eval-every", "10", "--batch-size", "16", "--no-progress"]
+MLP = ["train", "--model", "mlp", "--epochs", "1", "--no-progress"]
 PIECES = ["index.json", "process_00000-of-00002.safetensors", "process_00001-of-00002.safetensors"]
 
 
@@ -110,7 +111,7 @@ def test_a_killed_sharded_process_and_the_restart_of_both_end_with_the_same_byte
 
 @pytest.mark.slow
 def test_sharded_processes_that_do_not_share_the_output_directory_stop_in_one_line(tmp_path):
-    processes = start(tmp_path / "a", extra=[*SHARD, "--epochs", "1"],
+    processes = start(tmp_path / "a", args=MLP, extra=SHARD,
                       options={1: ["--out", str(tmp_path / "b")]})  # as on two hosts' disks
     (status_0, line_0), (status_1, line_1) = _last_lines(processes, timeout=240)
     assert (status_0, status_1) == (1, 1)
@@ -130,11 +131,11 @@ def test_sharded_processes_that_do_not_share_the_output_directory_stop_in_one_li
 def test_the_language_model_sharded_over_two_processes_matches_one_process(tmp_path):
     finish(start(tmp_path / "two", args=GPT, extra=SHARD))
     run_alone(tmp_path / "one", GPT, "--devices", "4")
-    assert sorted(p.name for p in (tmp_path / "two" / "checkpoint_0020.shards").iterdir()) \
+    assert sorted(p.name for p in (tmp_path / "two" / "checkpoint_0010.shards").iterdir()) \
         == PIECES
-    assert gap(tmp_path / "two" / "checkpoint_0020.shards",
-               tmp_path / "one" / "checkpoint_0020.safetensors") < 2e-5  # measured 4.0e-6
-    assert lm.sample(tmp_path / "two" / "checkpoint_0020.shards", "def ", length=8,
+    assert gap(tmp_path / "two" / "checkpoint_0010.shards",
+               tmp_path / "one" / "checkpoint_0010.safetensors") < 2e-5  # 4.0e-6 after 20 steps
+    assert lm.sample(tmp_path / "two" / "checkpoint_0010.shards", "def ", length=8,
                      seed=0).startswith("def ")
 
 

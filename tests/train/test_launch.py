@@ -19,8 +19,11 @@ from difprog.cli import options, train
 from difprog.errors import ArgumentError, DifprogError
 from tests.conftest import fails_in_one_line
 
-TRAIN = [sys.executable, "-m", "difprog.cli", "train", "--model", "mlp", "--devices", "1",
-         "--processes", "2"]
+# SIGINT as a shell gives it to a job in the foreground (SIG_DFL, kept across exec): pytest-xdist's
+# workers ignore it, and a process keeps a SIGINT ignored when it started (difprog.interrupts)
+TRAIN = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, "
+         "signal.SIG_DFL); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+         "-m", "difprog.cli", "train", "--model", "mlp", "--devices", "1", "--processes", "2"]
 _PIDS = re.compile(r"process (\d+) is pid (\d+)")
 
 

@@ -258,7 +258,7 @@ def test_checkpoints_are_ordered_and_pruned_by_epoch_number(tiny, tmp_path, monk
         "checkpoint_10000.safetensors", "checkpoint_10001.safetensors"]
     assert checkpoint.latest(tmp_path / "n").name == "checkpoint_10001.safetensors"
     # epochs 1, 2, 3 written as checkpoint_9998, _9999, _10000: their names sort the other way
-    monkeypatch.setattr(checkpoint, "checkpoint_path", lambda directory, epoch:
+    monkeypatch.setattr(checkpoint, "checkpoint_path", lambda directory, epoch, **_:
                         directory / f"checkpoint_{9997 + epoch}.safetensors")
     fit(_model(), tiny, dataclasses.replace(CONFIG, epochs=3, keep_checkpoints=2),
         out=tmp_path / "run", progress=False)
