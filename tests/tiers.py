@@ -50,9 +50,15 @@ ONCE = {  # node ids (regular expressions) whose outcome does not depend on the 
         "the launcher's processes, pipes and signals, in Python (the clusters it starts are "
         "tested on every leg in test_distributed)",
     r"tests/train/test_distributed\.py::test_(two_processes_match_one_process_of_four_devices"
-    r"|a_killed_process_and_the_restart_of_both_end_with_the_same_bytes)":
-        "the replicated layout across processes (the sharded runs, on every leg, go through the "
-        "same runtime, rendezvous, kill and resume)",
+    r"|a_killed_process_and_the_restart_of_both_end_with_the_same_bytes"
+    r"|the_language_model_sharded_over_two_processes_matches_one_process)":
+        "the replicated layout and the gpt across processes (the CNN's sharded runs, on every "
+        "leg, go through the same runtime, rendezvous, kill and resume)",
+    r"tests/train/test_distributed\.py::test_(starts_that_cannot_run_end_every_process_in_one"
+    r"_line|sigterm_to_one_process_ends_all_of_them_promptly|distributed_variables_must_be"
+    r"_complete_and_valid)":
+        "difprog's own meeting of the processes (difprog.rendezvous, difprog.cluster) before "
+        "and around JAX's",
     r"tests/test_readme\.py::test_every_readme_python_block_runs_in_order":
         "the README's blocks, which call the functions other tests prove on every leg",
     r"tests/test_notebooks\.py::test_notebook_runs\[.*\]":
