@@ -28,7 +28,6 @@ pickle) and each file stays readable with `safetensors.numpy.load_file`.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pathlib
 import shutil
@@ -105,8 +104,8 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: Mapping[str, Any] | No
                 if jax.process_index() == 0 else None)
     digests = _all_digests(path, lambda: _write_file(partial / _own_file(), owned))
     _everywhere(path, "complete", lambda: _complete(
-        path, partial, _index(leaves, counts, digests, user)) if jax.process_index() == 0
-        else None)
+        path, partial, _index(leaves, counts, digests, user), sorted(digests))
+        if jax.process_index() == 0 else None)
     return path
 
 
@@ -262,10 +261,11 @@ def _prepare(path: pathlib.Path, partial: pathlib.Path) -> None:
     partial.mkdir(parents=True)
 
 
-def _complete(path: pathlib.Path, partial: pathlib.Path, index: bytes) -> None:
+def _complete(path: pathlib.Path, partial: pathlib.Path, index: bytes,
+              files: list[str]) -> None:
     """Process 0: the index written into `partial` once every process's file is there, then
     `partial` renamed to `path` (a checkpoint of that name moved aside first)."""
-    missing = [name for name in _expected(index) if not (partial / name).is_file()]
+    missing = [name for name in files if not (partial / name).is_file()]
     if missing:
         raise CheckpointError(
             f"the sharded checkpoint {str(path)!r} is incomplete: {missing[0]} was written, but "
@@ -279,11 +279,6 @@ def _complete(path: pathlib.Path, partial: pathlib.Path, index: bytes) -> None:
         os.replace(path, aside)
     os.replace(partial, path)
     _clear(aside)
-
-
-def _expected(index: bytes) -> list[str]:
-    """The file names an index lists."""
-    return sorted(json.loads(index)["files"])
 
 
 def _clear(path: pathlib.Path) -> None:
