@@ -18,8 +18,9 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
-__all__ = ["cleanup", "deferred", "handled", "reassert", "rename", "stop"]
+__all__ = ["cleanup", "deferred", "end", "handled", "reassert", "rename", "stop"]
 
 _CODES = {signal.SIGINT: (130, "interrupted"), signal.SIGTERM: (143, "terminated")}
 _writing = threading.RLock()
@@ -93,12 +94,22 @@ def stop(message: str, code: int) -> None:
         for action in reversed(_cleanups):
             with contextlib.suppress(Exception):
                 action()
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
         prefix = " ".join(filter(None, ("difprog", _state["name"])))
-        with contextlib.suppress(OSError):
-            os.write(2, f"{prefix}: {message}\n".encode("utf-8", "replace"))
-        os._exit(code)
+        end(code, f"{prefix}: {message}")
+
+
+def end(code: int, last_words: str) -> NoReturn:
+    """Ends the process with `code` at once, `last_words` the last line on its stderr: other
+    threads still running (XLA's distributed runtime logs a peer's death as it notices it,
+    from C++) write nothing after it."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(OSError):
+        stderr = os.dup(2)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        os.write(stderr, f"{last_words}\n".encode("utf-8", "replace"))
+    os._exit(code)
 
 
 def _wake_socket() -> socket.socket:

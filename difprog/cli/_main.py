@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import traceback
@@ -58,17 +57,13 @@ def _run(args: argparse.Namespace) -> int:
     they stop too."""
     name = " ".join(filter(None, (args.command, getattr(args, "benchmark", None))))
     interrupts.rename(name)
-    joined = False
+    joined, said = False, None
     try:
         status = args.handler(args)
     except UsageError as error:
-        joined = _leave_failed()
-        print(error, file=sys.stderr)
-        status = 2
+        joined, said, status = _leave_failed(), str(error), 2
     except KeyboardInterrupt:
-        joined = _leave_failed()
-        print(f"difprog {name}: interrupted", file=sys.stderr)
-        status = 130
+        joined, said, status = _leave_failed(), f"difprog {name}: interrupted", 130
     except Exception as error:
         cause = None if isinstance(error, PeerError) else rendezvous.departed()
         joined = _leave_failed(peer=isinstance(error, PeerError))
@@ -76,12 +71,11 @@ def _run(args: argparse.Namespace) -> int:
             raise
         if args.debug:
             traceback.print_exc()
-        print(f"difprog {name}: {cause or one_line(error)}", file=sys.stderr)
-        status = 1
-    if joined:  # JAX's own exit would wait for the others in a barrier they never reach
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
+        said, status = f"difprog {name}: {cause or one_line(error)}", 1
+    if joined and said:  # JAX's own exit would wait for the others in a barrier they never reach
+        interrupts.end(status, said)
+    if said:
+        print(said, file=sys.stderr)
     rendezvous.leave(done=status == 0)
     return status
 
