@@ -10,7 +10,7 @@ Every timing is a median over rounds taken in alternating blocks, in one process
 
 Usage:
     python benchmarks/monitor.py                          # cnn, mlp, resnet on 28x28 images
-    python benchmarks/monitor.py --models gpt --steps 10 --rounds 5    # gpt at LMConfig's defaults
+    python benchmarks/monitor.py --models gpt --steps 10 --rounds 5    # gpt, 4 layers x 128
     python benchmarks/monitor.py --models mlp --steps 2 --rounds 1 --batch 4   # smoke run
 """
 
@@ -50,8 +50,8 @@ def _image_steps(name: str, batch: int):
 
 
 def _gpt_steps(batch: int):
-    """The same for gpt at LMConfig's defaults (context 128), on random tokens."""
-    config = lm.LMConfig(batch_size=batch)
+    """The same for gpt, 4 layers x 128 features x 4 heads, context 128, on random tokens."""
+    config = lm.LMConfig(batch_size=batch, features=128)
     model = lm.build_model(config.model_settings(), 96)
     optimizer = lm.make_optimizer(config)
     rng = np.random.default_rng(0)

@@ -93,6 +93,26 @@ def test_xla_cpu_runtime_smoke():
     assert float(rows["difprog CNN step"][4]) > 0  # XLA's temp MiB
 
 
+def test_lm_sampling_smoke(tmp_path):
+    from difprog import data, lm
+
+    text = tmp_path / "code.py"
+    text.write_text("def add(a, b):\n    return a + b\n\n\n" * 40, encoding="utf-8")
+    config = lm.LMConfig(layers=1, heads=1, features=8, context=8, steps=2, eval_every=2)
+    lm.fit_lm(data.text(text, context=8), config, out=tmp_path / "run", progress=False)
+    figures = tmp_path / "figures.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.lm_sampling", str(tmp_path / "run"),
+                             "--seeds", "3", "--length", "20", "--settings", "t=1", "t=0.5,p=0.9",
+                             "--json", str(figures)], capture_output=True, text=True,
+                            timeout=300, check=True, cwd=ROOT)
+    measured = json.loads(figures.read_text())
+    assert list(measured["rows"]) == ["validation text", "t=1", "t=0.5,p=0.9"]
+    for name, row in measured["rows"].items():
+        assert f"| {name} | " in result.stdout
+        assert len(row["runs"]) == 3 and all(1 <= run <= 20 for run in row["runs"])
+        assert all(0 < share <= 1 for share in row["distinct"])
+
+
 def test_lm_scaling_smoke():
     result = subprocess.run([sys.executable, "-m", "benchmarks.lm_scaling", "--sizes", "1x16x2x8",
                              "--batch", "2", "--repeats", "2"], capture_output=True, text=True,

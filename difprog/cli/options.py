@@ -14,7 +14,7 @@ from difprog.errors import DifprogError
 __all__ = ["DEBUG_HELP", "FLOAT32_MAX", "SEED_LIMIT", "Formatter", "Parser", "UsageError",
            "add_checkpoint", "add_no_progress", "add_out", "add_seed", "add_trained_model",
            "command", "devices",
-           "fraction", "integer", "number", "one_line", "out_dir", "positive", "seed"]
+           "fraction", "integer", "number", "one_line", "out_dir", "positive", "seed", "share"]
 
 SEED_LIMIT = 2**32
 DEBUG_HELP = "show the traceback of a failure instead of one line"
@@ -110,6 +110,14 @@ def fraction(text: str) -> float:
     value = number(positive=False)(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return value
+
+
+def share(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    value = number(positive=True)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
     return value
 
 

@@ -19,11 +19,14 @@ def arguments(parser: options.Parser) -> None:
     parser.add_argument("--prompt", required=True, help="the text to continue, such as 'def '")
     parser.add_argument("--length", type=options.integer(1, 100_000), default=200,
                         help="tokens to generate")
-    parser.add_argument("--temperature", type=options.number(positive=False), default=0.8,
-                        help="divides the logits: lower is more conservative; 0 always takes "
-                             "the most likely token")
+    parser.add_argument("--temperature", type=options.number(positive=False), default=1.0,
+                        help="divides the logits: lower is more conservative (and loops "
+                             "sooner); 0 always takes the most likely token")
     parser.add_argument("--top-k", type=options.positive, default=None,
                         help="draw only from the k most likely tokens (default: all)")
+    parser.add_argument("--top-p", type=options.share, default=None,
+                        help="then only from the fewest most likely tokens whose probability "
+                             "(at --temperature) sums to at least p (default: all)")
     options.add_seed(parser, "seed of the draws")
 
 
@@ -32,5 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from difprog import lm
 
     print(lm.sample(args.checkpoint, args.prompt, length=args.length,
-                    temperature=args.temperature, top_k=args.top_k, seed=args.seed))
+                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    seed=args.seed))
     return 0

@@ -14,7 +14,7 @@ Example:
     >>> corpus = data.text("python-stdlib", context=128)
     >>> result = fit_lm(corpus, LMConfig(steps=1000), out="runs/gpt")
     >>> result.history[-1]["val_loss"]           # nats per character
-    >>> print(sample("runs/gpt", "def ", length=200, temperature=0.8, seed=0))
+    >>> print(sample("runs/gpt", "def ", length=200, seed=0))  # temperature 1: see sample
 """
 
 from difprog.lm._config import LMConfig, build_model, make_optimizer, make_schedule
@@ -26,8 +26,10 @@ from difprog.lm._fit import (
            validation_loss,
 )
 from difprog.lm._plot import plot_losses
+from difprog.lm._repetition import Repetition, repetition, stretches
 from difprog.lm._sample import Checkpointed, generate, load_lm, sample
 
-__all__ = ["Checkpointed", "LMConfig", "LMResult", "build_model", "fit_lm", "generate",
-           "load_lm", "make_eval_step", "make_optimizer", "make_schedule", "make_train_step",
-           "plot_losses", "sample", "validation_loss"]
+__all__ = ["Checkpointed", "LMConfig", "LMResult", "Repetition", "build_model", "fit_lm",
+           "generate", "load_lm", "make_eval_step", "make_optimizer", "make_schedule",
+           "make_train_step", "plot_losses", "repetition", "sample", "stretches",
+           "validation_loss"]

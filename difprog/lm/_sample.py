@@ -3,6 +3,7 @@ tokens in one jitted scan, `sample` turns a prompt into text."""
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 from typing import Any, NamedTuple
@@ -98,47 +99,79 @@ def _check_sizes(path, sizes: dict, arrays: Any) -> None:
 
 
 def generate(model, params, prompt_ids, length: int, context: int, *, temperature: float = 1.0,
-             top_k: int | None = None, key: jax.Array) -> np.ndarray:
+             top_k: int | None = None, top_p: float | None = None,
+             key: jax.Array) -> np.ndarray:
     """`length` token ids drawn one by one after `prompt_ids`, each from the model's next-token
-    distribution at `temperature` (0: the most likely token) over the last `context` tokens."""
+    distribution at `temperature` (0: the most likely token) over the last `context` tokens,
+    cut to its `top_k` most likely tokens, then to its nucleus of mass `top_p` (None: no cut)."""
     prompt = np.asarray(prompt_ids, np.int32)
     buffer = jnp.zeros(len(prompt) + length, jnp.int32).at[:len(prompt)].set(prompt)
-    window = min(context, len(buffer))
-
-    def next_token(buffer, t):
-        start = jnp.clip(t - window, 0, len(buffer) - window)
-        ids = jax.lax.dynamic_slice(buffer, (start,), (window,))
-        logits = model.apply(params, ids[None])[0, t - 1 - start]
-        token = _draw(logits, temperature, top_k, jax.random.fold_in(key, t))
-        return buffer.at[t].set(token), token
-
-    steps = jnp.arange(len(prompt), len(buffer))
-    return np.asarray(jax.jit(lambda b: jax.lax.scan(next_token, b, steps)[1])(buffer))
+    draw = _drawing(model, len(prompt), len(buffer), min(context, len(buffer)), temperature,
+                    top_k, top_p)
+    return np.asarray(draw(params, buffer, key))
 
 
-def _draw(logits, temperature, top_k, key):
+@functools.lru_cache(maxsize=16)
+def _drawing(model, start: int, size: int, window: int, temperature: float,
+             top_k: int | None, top_p: float | None):
+    """`draw(params, buffer, key)`: tokens start..size-1 of `buffer` drawn one by one, as one
+    jitted scan (compiled once per model and setting, so seed after seed reuses it)."""
+
+    def draw(params, buffer, key):
+        def next_token(buffer, t):
+            first = jnp.clip(t - window, 0, size - window)
+            ids = jax.lax.dynamic_slice(buffer, (first,), (window,))
+            logits = model.apply(params, ids[None])[0, t - 1 - first]
+            token = _draw(logits, temperature, top_k, top_p, jax.random.fold_in(key, t))
+            return buffer.at[t].set(token), token
+
+        return jax.lax.scan(next_token, buffer, jnp.arange(start, size))[1]
+
+    return jax.jit(draw)
+
+
+def _draw(logits, temperature, top_k, top_p, key):
     """One token id from softmax(logits / temperature), computed in log space from the largest
     logit, so a temperature too small for float32 (1e-40) gives the most likely token(s), not
-    NaN from inf - inf."""
+    NaN from inf - inf; within the `top_k` largest logits, then within the nucleus: the fewest
+    most likely tokens whose probability (at this temperature) sums to at least `top_p`."""
     if temperature == 0:
         return jnp.argmax(logits).astype(jnp.int32)
     if top_k is not None:
         logits = jnp.where(logits < jax.lax.top_k(logits, top_k)[0][-1], -jnp.inf, logits)
     largest = jnp.max(logits)
     scaled = jnp.where(logits == largest, 0.0, (logits - largest) / temperature)
+    if top_p is not None:
+        scaled = jnp.where(_nucleus(scaled, top_p), scaled, -jnp.inf)
     return jax.random.categorical(key, scaled).astype(jnp.int32)
 
 
-def sample(path: str | os.PathLike, prompt: str, *, length: int = 200, temperature: float = 0.8,
-           top_k: int | None = None, seed: int = 0) -> str:
+def _nucleus(scaled, top_p):
+    """Which tokens are in the nucleus of mass `top_p`: those the more likely tokens before them
+    leave short of it (the most likely always)."""
+    order = jnp.argsort(-scaled)
+    probabilities = jax.nn.softmax(scaled[order])
+    before = jnp.cumsum(probabilities) - probabilities
+    return jnp.zeros(scaled.shape, bool).at[order].set(before < top_p)
+
+
+def sample(path: str | os.PathLike, prompt: str, *, length: int = 200, temperature: float = 1.0,
+           top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> str:
     """The prompt and `length` tokens generated after it by the checkpoint at `path` (a file, or
     a run directory: its newest checkpoint); the same seed gives the same text.
+
+    The default draws from the model's own distribution (temperature 1, nothing cut): lower
+    temperatures, top-k and top-p make a small model's samples fall into loops (runs of
+    hundreds of spaces), where its own distribution repeats no more than its training text
+    (README, "Sampling"; `benchmarks/lm_sampling.py` measures it).
 
     Example:
         >>> print(sample("runs/gpt", "def ", length=100, seed=0))
     """
     length = arguments.positive_int("sample", "length", length)
     temperature = arguments.real("sample", "temperature", temperature, minimum=0)
+    if top_p is not None:
+        top_p = arguments.real("sample", "top_p", top_p, positive=True, maximum=1)
     seed = arguments.integer("sample", "seed", seed, minimum=0, maximum=2**32 - 1)
     if not isinstance(prompt, str) or not prompt:
         raise ArgumentError(f"sample: the prompt must be a non-empty str, got {prompt!r}")
@@ -147,7 +180,7 @@ def sample(path: str | os.PathLike, prompt: str, *, length: int = 200, temperatu
                                    maximum=lm.codec.vocab_size)
     ids = lm.codec.encode(prompt)
     drawn = generate(lm.model, lm.params, ids, length, lm.context, temperature=temperature,
-                     top_k=top_k, key=jax.random.key(seed))
+                     top_k=top_k, top_p=top_p, key=jax.random.key(seed))
     return prompt + lm.codec.decode(drawn)
 
 

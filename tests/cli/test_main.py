@@ -58,9 +58,9 @@ def test_version_and_defaults_in_help(capsys):
     assert main(["train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("passes over the training set (default: 30; fashion", "(default: 32;",
-                  "(default: adam;", "peak learning rate (default: 0.002; gpt: 0.006)",
+                  "(default: adam;", "peak learning rate (default: 0.002; gpt: 0.01)",
                   "(default: cosine;", "(default: difprog-train)", "(default: 0.0;",
-                  "optimiser steps (default: 900)"):
+                  "optimiser steps (default: 2000)"):
         assert shown in text
     assert main(["visualize", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
