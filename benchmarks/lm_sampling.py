@@ -15,13 +15,16 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import pathlib
 import platform
 import statistics
 
 import jax
 
-from difprog import data, lm
+from difprog import checkpoint, data, lm
 
 SETTINGS = ("t=0", "t=0.5", "t=0.8", "t=1", "t=0.8,p=0.95", "t=1,p=0.9", "t=0.8,k=10")
 _NAMES = {"t": "temperature", "k": "top_k", "p": "top_p"}
@@ -32,10 +35,21 @@ def parse(setting: str) -> dict:
     parsed = {}
     for part in setting.split(","):
         name, _, value = part.partition("=")
-        if name not in _NAMES or not value:
-            raise SystemExit(f"lm_sampling: {setting!r}: each part is t=, k= or p= and a number")
-        parsed[_NAMES[name]] = int(value) if name == "k" else float(value)
+        try:
+            parsed[_NAMES[name]] = int(value) if name == "k" else float(value)
+        except (KeyError, ValueError):
+            raise SystemExit(f"lm_sampling: {setting!r}: each part is t=, k= or p= and a "
+                             f"number") from None
     return parsed
+
+
+def cpu() -> str:
+    """The processor's model name (the figures depend on it), as Linux reports it."""
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
 
 
 def figures(texts: list[str]) -> dict:
@@ -50,6 +64,8 @@ def figures(texts: list[str]) -> dict:
 def measure(path: str, prompt: str, length: int, seeds: int, settings: list[str]) -> dict:
     """The validation text's figures and each setting's, for the checkpoint at `path`."""
     model = lm.load_lm(path)
+    recorded = checkpoint.metadata(checkpoint.latest(path) if pathlib.Path(path).is_dir()
+                                   else path)
     corpus = data.text(model.codec.name, context=model.context, level=model.codec.level)
     reference = lm.stretches(corpus.decode(corpus.validation), length, seeds)
     rows = {"validation text": figures(reference)}
@@ -59,9 +75,9 @@ def measure(path: str, prompt: str, length: int, seeds: int, settings: list[str]
             model.model, model.params, ids, length, model.context, **parse(setting),
             key=jax.random.key(seed))) for seed in range(seeds)]
         rows[setting] = figures(samples)
-    return {"checkpoint": path, "step": model.step, "prompt": prompt, "length": length,
-            "seeds": seeds, "jax": jax.__version__, "machine": platform.processor()
-            or platform.machine(), "rows": rows}
+    return {"checkpoint": path, "step": model.step, "config": recorded["config"],
+            "prompt": prompt, "length": length, "seeds": seeds, "jax": jax.__version__,
+            "cpu": cpu(), "cores": os.cpu_count(), "rows": rows}
 
 
 def main() -> None:
@@ -77,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     result = measure(args.checkpoint, args.prompt, args.length, args.seeds, args.settings)
     print(f"{args.seeds} samples of {args.length} characters after {args.prompt!r} from "
-          f"{args.checkpoint} (step {result['step']}), jax {jax.__version__}\n")
+          f"{args.checkpoint} (step {result['step']}), jax {jax.__version__}, {result['cpu']}\n")
     print("| setting | longest run: median | worst | distinct 4-grams: median | worst |")
     print("|---|---|---|---|---|")
     for name, row in result["rows"].items():

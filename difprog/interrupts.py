@@ -101,15 +101,19 @@ def stop(message: str, code: int) -> None:
 def end(code: int, last_words: str) -> NoReturn:
     """Ends the process with `code` at once, `last_words` the last line on its stderr: other
     threads still running (XLA's distributed runtime logs a peer's death as it notices it,
-    from C++) write nothing after it."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    with contextlib.suppress(OSError):
-        stderr = os.dup(2)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-        os.write(stderr, f"{last_words}\n".encode("utf-8", "replace"))
-    os._exit(code)
+    from C++) write nothing after it. Callable from any thread; the first caller's words and
+    code stand."""
+    with _writing:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        stderr = 2
+        with contextlib.suppress(OSError):
+            stderr = os.dup(2)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        with contextlib.suppress(OSError):
+            os.write(stderr, f"{last_words}\n".encode("utf-8", "replace"))
+        os._exit(code)
 
 
 def _wake_socket() -> socket.socket:

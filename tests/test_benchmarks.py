@@ -105,12 +105,16 @@ def test_lm_sampling_smoke(tmp_path):
                              "--seeds", "3", "--length", "20", "--settings", "t=1", "t=0.5,p=0.9",
                              "--json", str(figures)], capture_output=True, text=True,
                             timeout=300, check=True, cwd=ROOT)
-    measured = json.loads(figures.read_text())
+    measured, corpus = json.loads(figures.read_text()), data.text(text, context=8)
     assert list(measured["rows"]) == ["validation text", "t=1", "t=0.5,p=0.9"]
+    reference = [lm.repetition(part) for part in
+                 lm.stretches(corpus.decode(corpus.validation), 20, 3)]
+    assert measured["rows"]["validation text"]["runs"] == [r.longest_run for r in reference]
+    assert measured["rows"]["validation text"]["distinct"] == [r.distinct for r in reference]
     for name, row in measured["rows"].items():
         assert f"| {name} | " in result.stdout
-        assert len(row["runs"]) == 3 and all(1 <= run <= 20 for run in row["runs"])
-        assert all(0 < share <= 1 for share in row["distinct"])
+        assert len(row["runs"]) == len(row["distinct"]) == 3
+    assert measured["config"]["features"] == 8 and measured["step"] == 2
 
 
 def test_lm_scaling_smoke():

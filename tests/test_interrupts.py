@@ -132,3 +132,24 @@ def test_a_sigint_the_parent_ignores_stays_ignored_and_handlers_are_restored(tmp
         print("still running")
     """, tmp_path, sigint=signal.SIG_IGN)
     assert done.returncode == 0 and done.stdout == "still running\n", done
+
+
+def test_the_last_words_stay_last_while_another_thread_writes_to_stderr():
+    """interrupts.end: what a thread still running writes to fd 2 (as XLA's runtime logs a
+    dead peer from C++) comes before the process's last line, never after it."""
+    script = textwrap.dedent("""
+        import os, threading, time
+        from difprog import interrupts
+        def chatter():
+            while True:
+                os.write(2, b"E1207 runtime: a peer died\\n")
+                time.sleep(0.0005)
+        threading.Thread(target=chatter, daemon=True).start()
+        time.sleep(0.05)
+        interrupts.end(3, "difprog train: process 0 of 2 stopped")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 3
+    assert done.stderr.splitlines()[-1] == "difprog train: process 0 of 2 stopped"
+    assert done.stderr.count("a peer died") > 1

@@ -5,6 +5,7 @@ no more than the validation text does (the README's sample command uses those de
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import pathlib
@@ -36,9 +37,14 @@ def test_the_readme_table_is_the_measured_one():
 
 
 def test_the_figures_are_of_the_default_run_and_the_readme_command():
-    assert FIGURES["step"] == lm.LMConfig().steps
+    default = {name: value for name, value in dataclasses.asdict(lm.LMConfig()).items()
+               if name not in ("devices", "shard", "keep_checkpoints")}  # not the result's
+    assert {name: FIGURES["config"][name] for name in default} == default
+    assert FIGURES["step"] == default["steps"]
     assert FIGURES["seeds"] == 20 and FIGURES["length"] == 300 and FIGURES["prompt"] == "def "
-    command = re.search(r"^difprog sample --checkpoint runs/gpt [^\n]*$", README, re.M).group(0)
+    found = re.search(r"^difprog sample --checkpoint runs/gpt [^\n]*$", README, re.M)
+    assert found, "the README's sample command"
+    command = found.group(0)
     assert "--temperature" not in command and "--top-" not in command  # the defaults
     args = _main.parser().parse_args(shlex.split(command)[1:])
     assert (args.temperature, args.top_k, args.top_p) == tuple(

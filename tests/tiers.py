@@ -64,6 +64,9 @@ ONCE = {  # node ids (regular expressions) whose outcome does not depend on the 
     r"tests/test_notebooks\.py::test_notebook_runs\[.*\]":
         "the lessons end to end (their training, pictures and language model run on every leg "
         "in tests of their own)",
+    r"tests/test_examples\.py::test_training_health_diagnoses_each_pathology_and_not_the_healthy"
+    r"_run": "the example script end to end (tests/monitor proves each of its diagnoses on every "
+             "leg)",
     r"tests/test_benchmarks\.py::test_(?!bench_modes).*":
         "the benchmark scripts (developer tools; `difprog bench modes` runs on every leg)",
 }

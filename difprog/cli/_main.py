@@ -72,9 +72,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.debug:
             traceback.print_exc()
         said, status = f"difprog {name}: {cause or one_line(error)}", 1
-    if joined and said:  # JAX's own exit would wait for the others in a barrier they never reach
+    if joined:  # JAX's own exit would wait for the others in a barrier they never reach
         interrupts.end(status, said)
-    if said:
+    if said is not None:
         print(said, file=sys.stderr)
     rendezvous.leave(done=status == 0)
     return status

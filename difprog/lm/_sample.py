@@ -104,11 +104,24 @@ def generate(model, params, prompt_ids, length: int, context: int, *, temperatur
     """`length` token ids drawn one by one after `prompt_ids`, each from the model's next-token
     distribution at `temperature` (0: the most likely token) over the last `context` tokens,
     cut to its `top_k` most likely tokens, then to its nucleus of mass `top_p` (None: no cut)."""
+    length, temperature, top_k, top_p = _settings("generate", length, temperature, top_k, top_p)
+    context = arguments.positive_int("generate", "context", context)
     prompt = np.asarray(prompt_ids, np.int32)
     buffer = jnp.zeros(len(prompt) + length, jnp.int32).at[:len(prompt)].set(prompt)
     draw = _drawing(model, len(prompt), len(buffer), min(context, len(buffer)), temperature,
                     top_k, top_p)
     return np.asarray(draw(params, buffer, key))
+
+
+def _settings(owner: str, length, temperature, top_k, top_p) -> tuple:
+    """(length, temperature, top_k, top_p) checked, as Python numbers (so that they key the
+    compiled generation); a top_p of 1 cuts nothing, so it is None."""
+    top_p = None if top_p is None else arguments.real(owner, "top_p", top_p, positive=True,
+                                                      maximum=1)
+    return (arguments.positive_int(owner, "length", length),
+            arguments.real(owner, "temperature", temperature, minimum=0),
+            arguments.optional_int(owner, "top_k", top_k, minimum=1),
+            None if top_p == 1 else top_p)
 
 
 @functools.lru_cache(maxsize=16)
@@ -138,6 +151,9 @@ def _draw(logits, temperature, top_k, top_p, key):
     if temperature == 0:
         return jnp.argmax(logits).astype(jnp.int32)
     if top_k is not None:
+        if top_k > logits.shape[-1]:
+            raise ArgumentError(f"generate: top_k={top_k} is more than the model's "
+                                f"{logits.shape[-1]} tokens")
         logits = jnp.where(logits < jax.lax.top_k(logits, top_k)[0][-1], -jnp.inf, logits)
     largest = jnp.max(logits)
     scaled = jnp.where(logits == largest, 0.0, (logits - largest) / temperature)
@@ -168,10 +184,7 @@ def sample(path: str | os.PathLike, prompt: str, *, length: int = 200, temperatu
     Example:
         >>> print(sample("runs/gpt", "def ", length=100, seed=0))
     """
-    length = arguments.positive_int("sample", "length", length)
-    temperature = arguments.real("sample", "temperature", temperature, minimum=0)
-    if top_p is not None:
-        top_p = arguments.real("sample", "top_p", top_p, positive=True, maximum=1)
+    length, temperature, top_k, top_p = _settings("sample", length, temperature, top_k, top_p)
     seed = arguments.integer("sample", "seed", seed, minimum=0, maximum=2**32 - 1)
     if not isinstance(prompt, str) or not prompt:
         raise ArgumentError(f"sample: the prompt must be a non-empty str, got {prompt!r}")

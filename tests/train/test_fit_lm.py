@@ -192,7 +192,8 @@ def test_sample_refuses_bad_arguments_and_other_checkpoints(straight, tmp_path):
             ({"length": True}, "length must be a positive int, got True"),
             ({"temperature": -1}, "temperature must be a finite number >= 0, got -1"),
             ({"top_k": 10_000}, r"top_k must be None or an int from 1 to \d+, got 10000"),
-            ({"top_k": 0}, r"top_k must be None or an int from 1 to \d+, got 0"),
+            ({"top_k": 0}, r"top_k must be None or a positive int, got 0"),
+            ({"top_p": 0}, r"top_p must be a finite number > 0 and <= 1, got 0"),
             ({"seed": 2**32}, f"seed must be an int from 0 to {2**32 - 1}, got {2**32}")):
         with pytest.raises(ArgumentError, match=f"sample: {message}"):
             lm.sample(out, "def ", **kwargs)
@@ -266,7 +267,9 @@ def test_command_line_sample_and_usage_errors(straight, tmp_path):
     for args, message in ((["train", "--model", "gpt", "--epochs", "2"], "--epochs applies only"),
                           (["train", "--model", "cnn", "--steps", "2"], "--steps applies only"),
                           (["sample", "--checkpoint", str(out), "--prompt", "x", "--length",
-                            "0"], "--length")):
+                            "0"], "--length"),
+                          (["sample", "--checkpoint", str(out), "--prompt", "x", "--top-p",
+                            "1.5"], "--top-p: expected a number in (0, 1], got 1.5")):
         failed = _difprog(*args, *(["--out", str(tmp_path / "x")] if args[0] == "train" else []))
         assert failed.returncode == 2 and message in failed.stderr
         assert len(failed.stderr.strip().splitlines()) == 1
