@@ -33,6 +33,7 @@ _peers: dict[int, socket.socket] = {}
 _left = threading.Event()
 _place: dict[str, int] = {}  # this process's index and the process count
 _finished: set[int] = set()  # the peers that said they ended as they should
+_reading = threading.Lock()  # held while a peer's stream is read, and its done recorded
 
 
 def meet(host: str, port: int, processes: int, index: int, settings: dict, timeout: float, *,
@@ -79,12 +80,14 @@ def departed(wait: float = 0.5) -> str | None:
     watched = {other: peer for other, peer in _peers.items() if other not in _finished}
     ready, _, _ = select.select(list(watched.values()), [], [], wait) if watched else ([], 0, 0)
     for other, peer in watched.items():
-        if peer in ready:
+        if peer not in ready:
+            continue
+        with _reading:  # the watcher may have just read this peer's done, and only its end is left
             try:
                 waiting = peer.recv(64, socket.MSG_PEEK)
             except OSError:
                 waiting = b""
-            if not waiting:
+            if not waiting and other not in _finished:
                 return _stopped(other)
     return None
 
@@ -233,12 +236,14 @@ def _watch(peers: dict[int, socket.socket]) -> None:
             selector.register(connection, selectors.EVENT_READ, other)
         while selector.get_map() and not _left.is_set():
             for key, _ in selector.select(timeout=1.0):
-                try:
-                    received = key.fileobj.recv(4096)
-                except OSError:
-                    received = b""
+                with _reading:  # `departed` must not see the end of a stream whose done is read
+                    try:
+                        received = key.fileobj.recv(4096)
+                    except OSError:
+                        received = b""
+                    if b"done" in received:
+                        _finished.add(key.data)
                 if b"done" in received:
-                    _finished.add(key.data)
                     selector.unregister(key.fileobj)
                 elif not received and not _left.is_set():
                     interrupts.stop(_stopped(key.data), 1)

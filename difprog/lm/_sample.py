@@ -128,7 +128,7 @@ def _settings(owner: str, length, temperature, top_k, top_p) -> tuple:
 def _drawing(model, start: int, size: int, window: int, temperature: float,
              top_k: int | None, top_p: float | None):
     """`draw(params, buffer, key)`: tokens start..size-1 of `buffer` drawn one by one, as one
-    jitted scan (compiled once per model and setting, so seed after seed reuses it)."""
+    jitted scan (compiled once per model object and setting, so seed after seed reuses it)."""
 
     def draw(params, buffer, key):
         def next_token(buffer, t):
@@ -176,10 +176,10 @@ def sample(path: str | os.PathLike, prompt: str, *, length: int = 200, temperatu
     """The prompt and `length` tokens generated after it by the checkpoint at `path` (a file, or
     a run directory: its newest checkpoint); the same seed gives the same text.
 
-    The default draws from the model's own distribution (temperature 1, nothing cut): lower
-    temperatures, top-k and top-p make a small model's samples fall into loops (runs of
-    hundreds of spaces), where its own distribution repeats no more than its training text
-    (README, "Sampling"; `benchmarks/lm_sampling.py` measures it).
+    The default draws from the model's own distribution (temperature 1, nothing cut): with
+    lower temperatures, top-k or top-p the default model's samples fall into loops (runs of
+    hundreds of spaces) for some seeds, where its own distribution repeats no more than its
+    training text (README, "Sampling"; `benchmarks/lm_sampling.py` measures it).
 
     Example:
         >>> print(sample("runs/gpt", "def ", length=100, seed=0))
