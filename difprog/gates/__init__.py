@@ -34,7 +34,7 @@ from difprog.gates.activations import gelu, leaky_relu, relu, sigmoid, softplus,
 from difprog.gates.linalg import matmul
 from difprog.gates.reductions import log_softmax, logsumexp, max, mean, softmax, sum
 from difprog.gates.conv import avg_pool2d, conv2d, max_pool2d
-from difprog.gates.normalization import layer_norm, rms_norm
+from difprog.gates.normalization import batch_norm, layer_norm, rms_norm
 from difprog.gates.embedding import embedding
 from difprog.gates.shape import concatenate, reshape
 from difprog.gates.losses import (

@@ -9,7 +9,10 @@ w[i,j]. Three ways to compute it, and its two transposes (the input and weight g
   gradient places each g @ w[i,j]^T back with lax.pad (interior padding undoes the stride), the
   weight gradient is slice[i,j]^T @ g;
 - "patches": the k slices stacked (im2col), one matmul with contraction k C; the weight gradient
-  goes in batch slices of about PATCH_BYTES of patches (lax.map), which stay in cache.
+  goes in batch slices of about PATCH_BYTES of patches (lax.map), which stay in cache. With a
+  unit stride down the rows and rows of at least ROW_WIDTH (KW C / groups) values, its patches
+  span one kernel row and each of the KH rows is an offset into them (a third of the memory for
+  3x3 kernels: the digits CNN's second layer, 32 -> 64 channels, in 0.7x the time).
 
 Groups split the channels: the matmuls become einsums with the group as a batch axis.
 
@@ -22,10 +25,13 @@ output map's number of points, C the input channels), measured on this project's
 machine (an AMD EPYC, quiet, with JAX 0.10.2 and 0.12.0.1: the rule keeps XLA's convolution
 unless the other path won on both):
 
-- forward: "shifted" for depthwise kernels (groups = C; 2x2 and 16x16 maps: 12x to 27x faster)
-  and, without groups, on maps of at most TINY_MAP points (2x2: ResNet-18's layer4 at 64x64
-  inputs, where XLA takes 50x to 60x longer); XLA's convolution otherwise (on 3x3 maps the
-  paths tie within this machine's noise, and from 4x4 maps on XLA's is as fast or faster).
+- forward: "shifted" for one input channel per group: depthwise kernels (groups = C; 2x2 and
+  16x16 maps: 12x to 27x faster) and a single-channel input (the digits CNN's first layer: 2.1x
+  to 2.9x faster alone, and its nine products fuse with the bias and relu that follow: 7% to
+  10% of the CNN's training step); without groups, on maps of at most TINY_MAP points (2x2:
+  ResNet-18's layer4 at 64x64 inputs, where XLA takes 50x to 60x longer); XLA's convolution
+  otherwise (on 3x3 maps the paths tie within this machine's noise, and from 4x4 maps on XLA's
+  is as fast or faster).
 - input gradient: "shifted" for depthwise kernels, 1x1 kernels, and, without groups, maps of at
   most SMALL_MAP points (7x7) with at least WIDE (128) channels per group (1.1x to 80x faster:
   XLA's convolution with lhs dilation is slow there); XLA's otherwise.
@@ -57,7 +63,7 @@ __all__ = ["PATHS", "Geometry", "choose", "forced", "forward", "input_grad", "we
 
 PATHS = ("xla", "shifted", "patches")
 TINY_MAP, SMALL_MAP, LARGE_MAP, WIDE, NARROW = 4, 49, 512, 128, 288
-PATCH_BYTES = 4 << 20
+PATCH_BYTES, ROW_WIDTH = 4 << 20, 96
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _forced: dict[str, str] = {}
 
@@ -102,7 +108,7 @@ def choose(computation: str, geometry: Geometry, w_shape) -> str:
     groups, points = geometry.groups, geometry.out[0] * geometry.out[1]
     depthwise, pointwise = groups > 1 and per_group == 1, (kh, kw) == (1, 1) and groups == 1
     if computation == "forward":
-        return "shifted" if depthwise or (groups == 1 and points <= TINY_MAP) else "xla"
+        return "shifted" if per_group == 1 or (groups == 1 and points <= TINY_MAP) else "xla"
     if computation == "input_grad":
         many = groups == 1 and points <= SMALL_MAP and per_group >= WIDE
         return "shifted" if depthwise or pointwise or many else "xla"
@@ -262,11 +268,13 @@ def _slice_times_g(xs, g, groups):
 
 def _weight_grad_by_patches(x, g, w_shape, geo):
     """dw = patches(x)^T g, one matmul per slice of the batch and per group; slices of about
-    PATCH_BYTES of patches stay in cache."""
+    PATCH_BYTES of patches stay in cache. With a unit stride down the rows and wide enough rows
+    (ROW_WIDTH), the patches span one row of the kernel (`_weight_grad_by_rows`)."""
+    kw, cg = w_shape[1], w_shape[2]
+    if geo.strides[0] == 1 and kw * cg >= ROW_WIDTH:
+        return _weight_grad_by_rows(x, g, w_shape, geo)
     n, c, k, groups = x.shape[0], x.shape[3], geo.kernel[0] * geo.kernel[1], geo.groups
-    per_example = g.shape[1] * g.shape[2] * k * c * x.dtype.itemsize
-    size = max(d for d in range(1, n + 1)
-               if d == 1 or (n % d == 0 and d * per_example <= PATCH_BYTES))
+    size = _slice_size(n, g.shape[1] * g.shape[2] * k * c * x.dtype.itemsize)
 
     def one_slice(xg):
         xs, gs = xg
@@ -279,3 +287,66 @@ def _weight_grad_by_patches(x, g, w_shape, geo):
 
     slices = (x.reshape(n // size, size, *x.shape[1:]), g.reshape(n // size, size, *g.shape[1:]))
     return lax.map(one_slice, slices).sum(0).reshape(w_shape)
+
+
+def _slice_size(n, per_example):
+    """The largest divisor of the batch n whose slice holds at most PATCH_BYTES (at least 1)."""
+    return max(d for d in range(1, n + 1)
+               if d == 1 or (n % d == 0 and d * per_example <= PATCH_BYTES))
+
+
+def _weight_grad_by_rows(x, g, w_shape, geo):
+    """dw[i] = sum over flat rows t of g[t]^T rows[t + i dh OW]: `rows` holds each output
+    point's kernel-row patch (KW points, OW per image row, over the padded input's rows), so
+    kernel row i is an offset of i dh OW flat rows; g gets zero rows below each image, so an
+    offset never reaches the next image. KH matmuls per batch slice, a third of the patches'
+    size for a 3x3 kernel."""
+    kh, kw, cg, o = w_shape
+    n, groups, (oh, ow) = x.shape[0], geo.groups, geo.out
+    padded_h = x.shape[1] + sum(geo.pads[0])
+    size = _slice_size(n, padded_h * ow * kw * x.shape[3] * x.dtype.itemsize)
+    acc = _accumulator(x.dtype) or x.dtype
+
+    def one_slice(s, total):
+        xs, gs = (lax.dynamic_slice_in_dim(a, s * size, size) for a in (x, g))
+        rows = _grouped(_row_patches(xs, geo, kw), groups)  # (m, kw, groups, cg)
+        gp = lax.pad(gs, jnp.zeros((), gs.dtype), [(0, 0, 0), (0, padded_h - oh, 0), (0, 0, 0),
+                                                   (0, 0, 0)])
+        gp = _grouped(gp.reshape(-1, o), groups)  # (m, groups, o / groups)
+        length = rows.shape[0] - (kh - 1) * geo.dilation[0] * ow
+        parts = [_g_transpose_rows(gp[:length], rows[start:start + length], acc)
+                 for start in _row_offsets(kh, geo.dilation[0], ow)]
+        return total + jnp.stack(parts)  # (kh, groups, o / groups, kw, cg): g^T rows
+
+    total = lax.fori_loop(0, n // size, one_slice,
+                          jnp.zeros((kh, groups, o // groups, kw, cg), acc))
+    total = jnp.transpose(total, (0, 3, 4, 1, 2)).reshape(w_shape)
+    return total.astype(x.dtype)
+
+
+def _g_transpose_rows(g, rows, acc):
+    """g (m, groups, O / groups) transposed times rows (m, KW, groups, C / groups), group by
+    group: (groups, O / groups, KW, C / groups)."""
+    if g.shape[1] == 1:  # one plain matmul: XLA's fastest
+        m, kw, _, c = rows.shape
+        out = jnp.matmul(g[:, 0].T, rows.reshape(m, kw * c), preferred_element_type=acc)
+        return out.reshape(1, g.shape[2], kw, c)
+    return jnp.einsum("mgo,mkgc->gokc", g, rows, preferred_element_type=acc)
+
+
+def _row_patches(x, geo, kw):
+    """(N Hp OW, KW, C): for each padded input row and output column, the KW points of the
+    window's row (strided and dilated along the width)."""
+    (top, bottom), (left, right) = geo.pads
+    padded = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (top, bottom, 0), (left, right, 0),
+                                                 (0, 0, 0)])
+    ow, sw, dw = geo.out[1], geo.strides[1], geo.dilation[1]
+    n, hp, _, c = padded.shape
+    columns = [lax.slice(padded, (0, 0, j * dw, 0), (n, hp, j * dw + (ow - 1) * sw + 1, c),
+                         (1, 1, sw, 1)) for j in range(kw)]
+    return jnp.stack(columns, axis=-2).reshape(-1, kw, c)
+
+
+def _row_offsets(kh, dh, ow):
+    """Where kernel row i's patches start among the flat rows: i dh OW."""
+    return [i * dh * ow for i in range(kh)]

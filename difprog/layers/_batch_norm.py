@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.nn import initializers
 
 from difprog import arguments, gates
@@ -85,14 +86,11 @@ class BatchNorm(Layer):
                 raise ShapeError(f"in training needs more than one value per channel to take "
                                  f"batch statistics, got an input of shape {tuple(x.shape)}; "
                                  f"use a larger batch, or train=False")
-            mean = gates.mean(x, axes)
-            centered = gates.subtract(x, mean)
-            var = gates.mean(gates.square(centered), axes)
             if ctx.stats_wanted:
-                ctx.put_stats(self._running(params, mean, var, n))
-        else:
-            mean, var = (jax.lax.stop_gradient(params[k]) for k in STATS)
-            centered = gates.subtract(x, mean)
+                ctx.put_stats(self._running(params, *_statistics(x, axes), n))
+            return gates.batch_norm(x, params["scale"], params["offset"], eps=self.eps)
+        mean, var = (jax.lax.stop_gradient(params[k]) for k in STATS)
+        centered = gates.subtract(x, mean)
         xhat = gates.divide(centered, gates.sqrt(gates.add(var, self.eps)))
         return gates.add(gates.multiply(xhat, params["scale"]), params["offset"])
 
@@ -102,6 +100,15 @@ class BatchNorm(Layer):
         new = {"mean": (1 - m) * params["mean"] + m * mean,
                "var": (1 - m) * params["var"] + m * var * (n / (n - 1))}
         return {k: jax.lax.stop_gradient(v).astype(params[k].dtype) for k, v in new.items()}
+
+
+def _statistics(x, axes):
+    """The batch's mean and (biased) variance per channel, as the batch_norm gate takes them
+    (XLA computes them once for both)."""
+    x = jax.lax.stop_gradient(x)
+    mean = jnp.mean(x, axes)
+    centered = x - jnp.expand_dims(mean, axes)
+    return mean, jnp.mean(centered * centered, axes)
 
 
 def merge_stats(params: Params, stats: Mapping[str, Mapping[str, Any]]) -> Params:

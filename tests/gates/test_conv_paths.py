@@ -23,7 +23,12 @@ CASES = [*CONV_CASES,  # (x shape, w shape, stride, padding, dilation, groups)
     ((3, 2, 2, 8), (3, 3, 8, 5), 1, 1, 1, 1),                         # a 2x2 map
     ((2, 4, 4, 6), (1, 1, 6, 4), 2, 0, 1, 1),                         # a strided 1x1
     ((2, 5, 4, 4), (3, 3, 2, 4), 3, ((2, 0), (0, 3)), 1, 2),          # stride > kernel's step
+    # rows of at least ROW_WIDTH values: the patches' weight gradient by kernel rows
+    ((2, 5, 6, 32), (3, 3, 32, 3), 1, 1, 1, 1),
+    ((2, 7, 8, 96), (3, 2, 48, 4), (1, 2), "SAME", (2, 1), 2),
+    ((3, 6, 5, 32), (2, 3, 32, 2), 1, ((2, 0), (1, 3)), (2, 1), 1),
 ]
+ROWS = len(CASES) - 3
 IDS = ["-".join(map(str, c[2:])) for c in CASES]
 
 
@@ -141,6 +146,9 @@ def test_the_cpu_rule_routes_small_maps_around_xla_convolution():
     assert paths.choose("weight_grad", strided, (3, 3, 8, 16)) == "xla"
     narrow = geometry((128, 28, 28, 32), (3, 3, 32, 64))
     assert paths.choose("weight_grad", narrow, (3, 3, 32, 64)) == "patches"
+    # A single input channel: nine products that fuse with what follows (the digits CNN's first).
+    assert paths.choose("forward", geometry((128, 28, 28, 1), (3, 3, 1, 32)), (3, 3, 1, 32)) \
+        == "shifted"
     assert _primitives(None, (2, 16, 16, 8), (3, 3, 8, 8))["convolution"] >= 2
 
 
@@ -184,6 +192,30 @@ def test_a_wrong_shift_in_the_input_gradient_fails_the_check_and_check_gate(monk
             report = difprog.check_gate(gates.conv2d, RNG.standard_normal(x_shape),
                                         RNG.standard_normal(w_shape), padding=padding)
         assert not report.ok and report.errors["reverse"] > 0.1
+
+
+def test_the_patches_weight_gradient_goes_by_kernel_rows_where_they_are_wide(monkeypatch):
+    calls = []
+    by_rows = paths._weight_grad_by_rows
+    monkeypatch.setattr(paths, "_weight_grad_by_rows", lambda *a: calls.append(a) or by_rows(*a))
+    for case in CASES:
+        _errors(case, "patches")
+    wide_rows = [c for c in CASES if _pair(c[2])[0] == 1 and c[1][1] * c[1][2] >= paths.ROW_WIDTH]
+    assert len(calls) == len(wide_rows) == 3  # the three cases at the end of CASES, no other
+
+
+@pytest.mark.parametrize("mutant", ["kernel rows reversed", "kernel columns reversed"])
+def test_a_kernel_flipped_in_the_rows_weight_gradient_fails_the_check(monkeypatch, mutant):
+    if mutant == "kernel rows reversed":
+        offsets = paths._row_offsets
+        monkeypatch.setattr(paths, "_row_offsets", lambda *a: offsets(*a)[::-1])
+    else:
+        patches = paths._row_patches
+        monkeypatch.setattr(paths, "_row_patches", lambda x, geo, kw: patches(x, geo, kw)[:, ::-1])
+    for case in CASES[ROWS:]:
+        errors = _errors(case, "patches")
+        assert errors[0] < 1e-10 and errors[1] < 1e-10 and errors[2] > 0.1, errors  # dw only
+        assert max(_errors(case, "xla")) < 1e-10
 
 
 def test_a_wrong_group_split_fails_the_check(monkeypatch):
