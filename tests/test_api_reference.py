@@ -23,8 +23,8 @@ DESIGN = [
     *(f"difprog.gates.{name}" for name in (
         "add subtract multiply divide negative square sqrt power exp log reciprocal abs maximum "
         "minimum relu leaky_relu sigmoid tanh softplus gelu matmul sum mean max logsumexp softmax "
-        "log_softmax conv2d max_pool2d avg_pool2d layer_norm rms_norm batch_norm embedding attention "
-        "mse_loss softmax_cross_entropy multiclass_hinge_loss l2_penalty ALL").split()),
+        "log_softmax conv2d max_pool2d avg_pool2d layer_norm rms_norm batch_norm embedding "
+        "attention mse_loss softmax_cross_entropy multiclass_hinge_loss l2_penalty ALL").split()),
     "difprog.gates", "difprog.gate", "difprog.Gate.forward", "difprog.Gate.backward",
     "difprog.Gate.tangent", "difprog.Gate.with_rules", "difprog.check_gate",
     "difprog.CheckReport.ok",

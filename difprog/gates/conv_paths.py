@@ -38,10 +38,10 @@ unless the other path won on both):
 - weight gradient: "shifted" for 1x1 kernels without groups (1.4x to 3.2x faster); "patches" on
   maps of at least LARGE_MAP points (28x28 and up) for grouped kernels other than depthwise,
   and without groups for narrow patches: stride 1 and at most NARROW (288) kernel points times
-  input channels (the digits CNN's 3x3 convolutions over 1 and 32 channels: 2.5x to 5x and
-  1.2x to 1.8x faster); with groups, "shifted" (20x to 30x faster with 4 groups), for
-  depthwise kernels only on maps of at most SMALL_MAP points (on a 16x16 map XLA's is as fast
-  or faster); XLA's otherwise: with wide patches (64 channels and more, ResNet-18's 3x3
+  input channels (the digits CNN's 3x3 convolutions over 1 and 32 channels: 2.5x to 5x and,
+  by kernel rows, 1.25x to 1.6x faster); with groups, "shifted" (20x to 30x faster with 4
+  groups), for depthwise kernels only on maps of at most SMALL_MAP points (on a 16x16 map XLA's
+  is as fast or faster); XLA's otherwise: with wide patches (64 channels and more, ResNet-18's 3x3
   layers) or a stride, its weight gradient beats patches by 1.1x to 1.9x on large maps and by
   up to 3x on small ones.
 
