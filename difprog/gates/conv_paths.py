@@ -12,7 +12,7 @@ w[i,j]. Three ways to compute it, and its two transposes (the input and weight g
   goes in batch slices of about PATCH_BYTES of patches (lax.map), which stay in cache. With a
   unit stride down the rows and rows of at least ROW_WIDTH (KW C / groups) values, its patches
   span one kernel row and each of the KH rows is an offset into them (a third of the memory for
-  3x3 kernels: the digits CNN's second layer, 32 -> 64 channels, in 0.7x the time).
+  3x3 kernels: the digits CNN's second layer, 32 -> 64 channels, in 0.7x to 0.8x the time).
 
 Groups split the channels: the matmuls become einsums with the group as a batch axis.
 
@@ -26,9 +26,10 @@ machine (an AMD EPYC, quiet, with JAX 0.10.2 and 0.12.0.1: the rule keeps XLA's 
 unless the other path won on both):
 
 - forward: "shifted" for one input channel per group: depthwise kernels (groups = C; 2x2 and
-  16x16 maps: 12x to 27x faster) and a single-channel input (the digits CNN's first layer: 2.1x
-  to 2.9x faster alone, and its nine products fuse with the bias and relu that follow: 7% to
-  10% of the CNN's training step); without groups, on maps of at most TINY_MAP points (2x2:
+  16x16 maps: 12x to 40x faster over two runs) and a single-channel input under a kernel of at
+  most 3x3 (the digits CNN's first layer: 2.4x to 3.5x faster alone, and its nine products fuse
+  with the bias and relu that follow: 7% to 10% of the CNN's training step; larger kernels were
+  not measured and keep XLA's); without groups, on maps of at most TINY_MAP points (2x2:
   ResNet-18's layer4 at 64x64 inputs, where XLA takes 50x to 60x longer); XLA's convolution
   otherwise (on 3x3 maps the paths tie within this machine's noise, and from 4x4 maps on XLA's
   is as fast or faster).
@@ -108,7 +109,8 @@ def choose(computation: str, geometry: Geometry, w_shape) -> str:
     groups, points = geometry.groups, geometry.out[0] * geometry.out[1]
     depthwise, pointwise = groups > 1 and per_group == 1, (kh, kw) == (1, 1) and groups == 1
     if computation == "forward":
-        return "shifted" if per_group == 1 or (groups == 1 and points <= TINY_MAP) else "xla"
+        one_channel = depthwise or (per_group == 1 and kh * kw <= 9)
+        return "shifted" if one_channel or (groups == 1 and points <= TINY_MAP) else "xla"
     if computation == "input_grad":
         many = groups == 1 and points <= SMALL_MAP and per_group >= WIDE
         return "shifted" if depthwise or pointwise or many else "xla"

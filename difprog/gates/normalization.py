@@ -94,10 +94,10 @@ def _leading(x):
     return tuple(range(x.ndim - 1))
 
 def _check_batch_norm(x, scale, offset, eps):
-    _check_norm("batch_norm", x, eps, scale=scale, offset=offset)
     if x.ndim < 2:
         raise ShapeError(f"gate 'batch_norm' normalises each channel (the last axis) over the "
                          f"others and needs x of rank >= 2, got shape {list(x.shape)}")
+    _check_norm("batch_norm", x, eps, scale=scale, offset=offset)
 
 batch_norm = register(
     gate(_batch_norm, backward=_batch_norm_backward, tangent=_batch_norm_tangent,

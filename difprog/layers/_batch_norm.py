@@ -37,8 +37,8 @@ class BatchNorm(Layer):
     - Evaluation (`train=False`, the default): mean and var are the running statistics in
       params, under `stop_gradient`.
     - Training (`train=True`): mean and var are the batch's (the biased variance), and the
-      gradient flows through them (every step a difprog gate: mean, subtract, square, add, sqrt,
-      divide). With `run(..., train=True, update_stats=True)` the layer also returns its
+      gradient flows through them (the `batch_norm` gate: one gate for the whole
+      normalisation). With `run(..., train=True, update_stats=True)` the layer also returns its
       updated running statistics, as torch updates its buffers:
       `mean <- (1 - momentum) mean + momentum batch_mean`,
       `var <- (1 - momentum) var + momentum batch_var * n / (n - 1)` (the unbiased variance over
@@ -103,8 +103,8 @@ class BatchNorm(Layer):
 
 
 def _statistics(x, axes):
-    """The batch's mean and (biased) variance per channel, as the batch_norm gate takes them
-    (XLA computes them once for both)."""
+    """The batch's mean and (biased) variance per channel, for the running statistics: the same
+    sums the batch_norm gate takes (under jit XLA may compute them once for both)."""
     x = jax.lax.stop_gradient(x)
     mean = jnp.mean(x, axes)
     centered = x - jnp.expand_dims(mean, axes)

@@ -204,6 +204,13 @@ def test_the_patches_weight_gradient_goes_by_kernel_rows_where_they_are_wide(mon
     assert len(calls) == len(wide_rows) == 3  # the three cases at the end of CASES, no other
 
 
+def test_the_rows_weight_gradient_adds_every_slice_of_the_batch(monkeypatch):
+    """With PATCH_BYTES at one byte each slice is one image (five of them in the last case)."""
+    monkeypatch.setattr(paths, "PATCH_BYTES", 1)
+    for case in [*CASES[ROWS:], ((5, 4, 5, 32), (3, 3, 32, 2), 1, 1, 1, 1)]:
+        assert max(_errors(case, "patches")) < 1e-10
+
+
 @pytest.mark.parametrize("mutant", ["kernel rows reversed", "kernel columns reversed"])
 def test_a_kernel_flipped_in_the_rows_weight_gradient_fails_the_check(monkeypatch, mutant):
     if mutant == "kernel rows reversed":
@@ -229,7 +236,8 @@ def test_a_wrong_group_split_fails_the_check(monkeypatch):
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 def test_shifted_matmuls_accumulate_16_bit_floats_as_xlas_convolution_does(dtype):
     """Summing nine rounded matmuls would triple the rounding error of a 3x3 map in 16 bits:
-    the shifted path sums in float32 and rounds once, as XLA's convolution."""
+    the shifted path sums in float32 and rounds once, as XLA's convolution. The patches' weight
+    gradient by kernel rows (which adds its batch slices in float32) is as accurate as XLA's."""
     kx, kw, kg = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, (4, 3, 3, 256))
     w = 0.05 * jax.random.normal(kw, (3, 3, 256, 64))
@@ -238,7 +246,7 @@ def test_shifted_matmuls_accumulate_16_bit_floats_as_xlas_convolution_does(dtype
         y, pullback = jax.vjp(gates.conv2d, x, w)
         exact = (y, *pullback(g))  # float32
     errors = {}
-    for path in ("xla", "shifted"):
+    for path in ("xla", "shifted", "patches"):
         with paths.forced(path):
             y, pullback = jax.vjp(gates.conv2d, x.astype(dtype), w.astype(dtype))
             low = (y, *pullback(g.astype(dtype)))
@@ -247,3 +255,4 @@ def test_shifted_matmuls_accumulate_16_bit_floats_as_xlas_convolution_does(dtype
                         for a, b in zip(low, exact)]
     for ours, xla in zip(errors["shifted"], errors["xla"]):
         assert ours <= 1.5 * xla, errors
+    assert errors["patches"][2] <= 1.5 * errors["xla"][2], errors  # dw, by kernel rows

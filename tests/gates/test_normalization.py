@@ -99,5 +99,7 @@ def test_batch_norm_is_layer_norm_of_each_channel():
 def test_batch_norm_needs_a_batch_axis():
     with pytest.raises(ShapeError, match=r"'batch_norm'.*rank >= 2.*\[4\]"):
         gates.batch_norm(jnp.ones(4), jnp.ones(4), jnp.ones(4))
+    with pytest.raises(ShapeError, match=r"'batch_norm'.*rank >= 2.*\[\]"):
+        gates.batch_norm(jnp.ones(()), jnp.ones(()), jnp.ones(()))
     with pytest.raises(ShapeError, match=r"'batch_norm': scale must have shape \[3\]"):
         gates.batch_norm(jnp.ones((2, 3)), jnp.ones(2), jnp.ones(3))
