@@ -27,12 +27,12 @@ unless the other path won on both):
 
 - forward: "shifted" for one input channel per group: depthwise kernels (groups = C; 2x2 and
   16x16 maps: 12x to 40x faster over two runs) and a single-channel input under a kernel of at
-  most 3x3 (the digits CNN's first layer: 2.4x to 3.5x faster alone, and its nine products fuse
-  with the bias and relu that follow: 7% to 10% of the CNN's training step; larger kernels were
-  not measured and keep XLA's); without groups, on maps of at most TINY_MAP points (2x2:
-  ResNet-18's layer4 at 64x64 inputs, where XLA takes 50x to 60x longer); XLA's convolution
-  otherwise (on 3x3 maps the paths tie within this machine's noise, and from 4x4 maps on XLA's
-  is as fast or faster).
+  most SMALL_KERNEL (9) points (the digits CNN's first layer: 2.4x to 3.5x faster alone, and
+  its nine products fuse with the bias and relu that follow: 7% to 10% of the CNN's training
+  step; larger kernels were not measured and keep XLA's); without groups, on maps of at most
+  TINY_MAP points (2x2: ResNet-18's layer4 at 64x64 inputs, where XLA takes 50x to 60x
+  longer); XLA's convolution otherwise (on 3x3 maps the paths tie within this machine's noise,
+  and from 4x4 maps on XLA's is as fast or faster).
 - input gradient: "shifted" for depthwise kernels, 1x1 kernels, and, without groups, maps of at
   most SMALL_MAP points (7x7) with at least WIDE (128) channels per group (1.1x to 80x faster:
   XLA's convolution with lhs dilation is slow there); XLA's otherwise.
@@ -64,7 +64,7 @@ __all__ = ["PATHS", "Geometry", "choose", "forced", "forward", "input_grad", "we
 
 PATHS = ("xla", "shifted", "patches")
 TINY_MAP, SMALL_MAP, LARGE_MAP, WIDE, NARROW = 4, 49, 512, 128, 288
-PATCH_BYTES, ROW_WIDTH = 4 << 20, 96
+PATCH_BYTES, ROW_WIDTH, SMALL_KERNEL = 4 << 20, 96, 9
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _forced: dict[str, str] = {}
 
@@ -109,7 +109,7 @@ def choose(computation: str, geometry: Geometry, w_shape) -> str:
     groups, points = geometry.groups, geometry.out[0] * geometry.out[1]
     depthwise, pointwise = groups > 1 and per_group == 1, (kh, kw) == (1, 1) and groups == 1
     if computation == "forward":
-        one_channel = depthwise or (per_group == 1 and kh * kw <= 9)
+        one_channel = depthwise or (per_group == 1 and kh * kw <= SMALL_KERNEL)
         return "shifted" if one_channel or (groups == 1 and points <= TINY_MAP) else "xla"
     if computation == "input_grad":
         many = groups == 1 and points <= SMALL_MAP and per_group >= WIDE
@@ -342,9 +342,9 @@ def _row_patches(x, geo, kw):
     (top, bottom), (left, right) = geo.pads
     padded = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (top, bottom, 0), (left, right, 0),
                                                  (0, 0, 0)])
-    ow, sw, dw = geo.out[1], geo.strides[1], geo.dilation[1]
+    ow, sw, step = geo.out[1], geo.strides[1], geo.dilation[1]
     n, hp, _, c = padded.shape
-    columns = [lax.slice(padded, (0, 0, j * dw, 0), (n, hp, j * dw + (ow - 1) * sw + 1, c),
+    columns = [lax.slice(padded, (0, 0, j * step, 0), (n, hp, j * step + (ow - 1) * sw + 1, c),
                          (1, 1, sw, 1)) for j in range(kw)]
     return jnp.stack(columns, axis=-2).reshape(-1, kw, c)
 
